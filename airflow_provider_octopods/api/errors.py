@@ -1,0 +1,117 @@
+"""The exception tree users catch by meaning.
+
+Every error carries ``error_code`` (the API's numeric code, when it gave one), ``request_id``
+(the API's trace id, when it gave one) and ``http_status``. No error ever carries the API key.
+
+``task_retry_safe`` tells the Airflow layer whether running the whole task again can help and
+cannot send a message twice: bad input, a bad key or an unknown outcome are not retry-safe.
+"""
+
+from __future__ import annotations
+
+
+class OctopodsError(Exception):
+    """Base class of every error raised by this provider."""
+
+    task_retry_safe: bool = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        error_code: int | None = None,
+        request_id: str | None = None,
+        http_status: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.error_code = error_code
+        self.request_id = request_id
+        self.http_status = http_status
+
+    def __str__(self) -> str:
+        details = []
+        if self.http_status is not None:
+            details.append(f"HTTP {self.http_status}")
+        if self.error_code is not None:
+            details.append(f"error_code={self.error_code}")
+        if self.request_id:
+            details.append(f"request_id={self.request_id}")
+        return f"{self.message} ({', '.join(details)})" if details else self.message
+
+
+class OctopodsValidationError(OctopodsError, ValueError):
+    """A parameter was rejected before any request was made; ``field`` names it."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+        self.problem = problem
+
+
+class OctopodsConfigurationError(OctopodsError):
+    """The Airflow connection is missing or unusable (no key, bad host, bad extras)."""
+
+
+class OctopodsAPIError(OctopodsError):
+    """The API answered with an error the more specific classes do not cover."""
+
+
+class OctopodsArgumentMissingError(OctopodsAPIError):
+    """Error code 1 (ARGUMENT_MISSING): a required field was missing from the request."""
+
+
+class OctopodsNotFoundError(OctopodsAPIError):
+    """The message id does not exist for this channel (HTTP 404, or error code 1 on a status read)."""
+
+
+class OctopodsEmptyBodyError(OctopodsAPIError):
+    """Error code 2 (EMPTY_BODY): the body was missing or blank."""
+
+
+class OctopodsInvalidPhoneError(OctopodsAPIError):
+    """Error code 3 (PHONE_INVALID): the destination failed the API's E.164 validation."""
+
+
+class OctopodsSmsRejectedError(OctopodsAPIError):
+    """Error code 4 (SMS_ERROR): the SMS provider rejected the send. May succeed later."""
+
+    task_retry_safe = True
+
+
+class OctopodsAuthError(OctopodsAPIError):
+    """The API key was refused (HTTP 401/403)."""
+
+
+class OctopodsDeprecatedKeyError(OctopodsAuthError):
+    """Error code 5 (DEPRECATED_API_KEY): the key was rotated or revoked; fetch the current one."""
+
+
+class OctopodsRateLimitError(OctopodsAPIError):
+    """HTTP 429: too many requests. ``retry_after`` is the server's wait hint in seconds, if any."""
+
+    task_retry_safe = True
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: object) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.retry_after = retry_after
+
+
+class OctopodsServerError(OctopodsAPIError):
+    """HTTP 5xx, or a response that is not the JSON the API documents."""
+
+    task_retry_safe = True
+
+
+class OctopodsTransportError(OctopodsError):
+    """The request never reached the API (connection refused, DNS, connect timeout)."""
+
+    task_retry_safe = True
+
+
+class OctopodsUnknownOutcomeError(OctopodsError):
+    """A send may or may not have been processed (read timeout, connection lost after sending).
+
+    It is never retried automatically: retrying could deliver the SMS twice. Check the
+    recipient or the Octopods dashboard before sending again.
+    """

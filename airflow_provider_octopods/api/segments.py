@@ -1,0 +1,49 @@
+"""SMS segment counting (what a message is billed as)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+# GSM 03.38 basic character set; the extension characters below cost two septets each.
+_GSM7_BASIC = frozenset(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞ\x1bÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+_GSM7_EXTENSION = frozenset("^{}\\[~]|€\f")
+
+
+class Encoding(str, Enum):
+    """How the network carries the text: GSM-7 (160 per SMS) or UCS-2 (70 per SMS)."""
+
+    GSM7 = "GSM-7"
+    UCS2 = "UCS-2"
+
+
+@dataclass(frozen=True)
+class SegmentInfo:
+    """How a body will be billed: ``segments`` parts in ``encoding``, ``units`` characters long."""
+
+    segments: int
+    encoding: Encoding
+    units: int
+
+
+def count_segments(body: str) -> SegmentInfo:
+    """Count the SMS parts ``body`` is split into.
+
+    GSM-7: 160 septets in one SMS, 153 per part when split (extension characters count two).
+    Any character outside GSM-7 switches the whole message to UCS-2: 70 in one SMS, 67 per part,
+    counted in UTF-16 code units (an emoji is two).
+    """
+    if all(c in _GSM7_BASIC or c in _GSM7_EXTENSION for c in body):
+        units = sum(2 if c in _GSM7_EXTENSION else 1 for c in body)
+        return SegmentInfo(_parts(units, 160, 153), Encoding.GSM7, units)
+    units = len(body.encode("utf-16-le")) // 2
+    return SegmentInfo(_parts(units, 70, 67), Encoding.UCS2, units)
+
+
+def _parts(units: int, single: int, per_part: int) -> int:
+    if units <= single:
+        return 1
+    return -(-units // per_part)

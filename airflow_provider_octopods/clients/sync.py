@@ -1,0 +1,144 @@
+"""The synchronous client: ``requests`` underneath, the API layer's rules on top."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from airflow_provider_octopods.api import protocol
+from airflow_provider_octopods.api.errors import OctopodsError
+from airflow_provider_octopods.api.masking import mask_phone
+from airflow_provider_octopods.api.models import MessageId, MessageStatus, SendRequest, SendResult
+from airflow_provider_octopods.api.retry import Failure, Operation, RetryPolicy, transport_error
+from airflow_provider_octopods.api.settings import ClientSettings
+
+if TYPE_CHECKING:
+    import requests
+
+log = logging.getLogger(__name__)
+
+
+class OctopodsClient:
+    """Sends SMS and reads statuses over one reused ``requests.Session``.
+
+    :param settings: base URL, key and timeouts (see ``api.settings.settings_from_connection``).
+    :param retry_policy: how often and how long to retry what is safe to retry.
+    :param session: a session to use instead of a new one (tests, custom adapters).
+    :param sleep: the waiting function (tests pass a recorder).
+    """
+
+    def __init__(
+        self,
+        settings: ClientSettings,
+        *,
+        retry_policy: RetryPolicy | None = None,
+        session: requests.Session | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        import requests
+
+        self.settings = settings
+        self.retry_policy = retry_policy or RetryPolicy()
+        self._sleep = sleep
+        self.session = session or requests.Session()
+        self.session.headers.update(protocol.request_headers(settings.api_key))
+
+    def send(self, request: SendRequest) -> SendResult:
+        """Send one SMS. See :mod:`airflow_provider_octopods.api.retry` for what is retried."""
+        body = protocol.encode_send(request)
+        url = protocol.send_url(self.settings.base_url)
+        response = self._call(Operation.SEND, "POST", url, body, f"send to {mask_phone(request.phone)}")
+        return protocol.parse_send_response(response, request)
+
+    def get_status(self, message_id: MessageId) -> MessageStatus:
+        """Read a message's delivery status."""
+        url = protocol.status_url(self.settings.base_url, message_id)
+        response = self._call(Operation.STATUS, "GET", url, None, f"status of message {message_id}")
+        return protocol.parse_status_response(response, message_id)
+
+    def close(self) -> None:
+        self.session.close()
+
+    def _call(self, operation: Operation, method: str, url: str, body: bytes | None, what: str) -> protocol.RawResponse:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                response = self._once(operation, method, url, body)
+                if response.status < 400:
+                    return response
+                error = protocol.error_from_response(response, operation)
+                if not self.retry_policy.should_retry(operation, error, attempt):
+                    return response  # the caller's parser raises the mapped error with full context
+            except OctopodsError as err:
+                error = err
+                if not self.retry_policy.should_retry(operation, error, attempt):
+                    raise
+            delay = self.retry_policy.delay(attempt, error)
+            log.warning(
+                "Octopods %s failed on try %d/%d (%s); retrying in %.2fs",
+                what,
+                attempt,
+                self.retry_policy.max_attempts,
+                error,
+                delay,
+            )
+            self._sleep(delay)
+
+    def _once(self, operation: Operation, method: str, url: str, body: bytes | None) -> protocol.RawResponse:
+        import requests
+
+        try:
+            response = self.session.request(
+                method,
+                url,
+                data=body,
+                timeout=(self.settings.connect_timeout, self.settings.read_timeout),
+                allow_redirects=False,
+            )
+        except requests.RequestException as exc:
+            raise transport_error(operation, _failure_kind(exc), _describe(exc)) from None
+        return protocol.RawResponse(response.status_code, response.content, dict(response.headers))
+
+
+def _failure_kind(exc: Exception) -> Failure:
+    """Whether a ``requests`` error proves the request never left this machine."""
+    import requests
+    from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
+
+    if isinstance(exc, requests.ConnectTimeout):
+        return Failure.NOT_SENT
+    if isinstance(exc, requests.ConnectionError):
+        reason = getattr(exc.args[0], "reason", None) if exc.args else None
+        if isinstance(reason, (NewConnectionError, ConnectTimeoutError)):
+            return Failure.NOT_SENT
+    if isinstance(
+        exc,
+        (
+            requests.exceptions.InvalidURL,
+            requests.exceptions.InvalidSchema,
+            requests.exceptions.MissingSchema,
+            requests.exceptions.InvalidHeader,
+        ),
+    ):
+        return Failure.NOT_SENT
+    return Failure.NO_ANSWER
+
+
+def _describe(exc: Exception) -> str:
+    """A short reason without the URL's internals or any header (so never the key)."""
+    import requests
+
+    if isinstance(exc, requests.ConnectTimeout):
+        return "connect timeout"
+    if isinstance(exc, requests.ReadTimeout):
+        return "read timeout"
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    cause = reason or (exc.args[0] if exc.args else exc)
+    text = type(cause).__name__
+    if isinstance(cause, Exception) and cause.args:
+        inner = cause.args[-1]
+        text = f"{text}: {type(inner).__name__ if isinstance(inner, Exception) else inner}"
+    return f"{type(exc).__name__}, {text}"

@@ -1,0 +1,233 @@
+"""``OctopodsHook``: turns an ``octopods`` Airflow connection into a ready API client."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.common.compat.sdk import BaseHook
+
+from airflow_provider_octopods.api import build_send_request
+from airflow_provider_octopods.api.errors import (
+    OctopodsAuthError,
+    OctopodsConfigurationError,
+    OctopodsError,
+    OctopodsNotFoundError,
+)
+from airflow_provider_octopods.api.masking import mask_phone
+from airflow_provider_octopods.api.settings import (
+    DEFAULT_BASE_URL,
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_READ_TIMEOUT,
+    settings_from_connection,
+)
+from airflow_provider_octopods.api.validation import validate_message_id, validate_region
+
+if TYPE_CHECKING:
+    from airflow_provider_octopods.api.models import MessageStatus, SendRequest, SendResult
+    from airflow_provider_octopods.api.retry import RetryPolicy
+    from airflow_provider_octopods.api.settings import ClientSettings
+    from airflow_provider_octopods.clients.sync import OctopodsClient
+
+EXTRA_FIELDS = ("connect_timeout", "read_timeout", "default_region")
+
+
+class OctopodsHook(BaseHook):
+    """Talk to the Octopods SMS API with the key stored in an Airflow connection.
+
+    The connection (type ``octopods``) holds the channel API key in its password field and,
+    optionally, the API base URL in its host field (default ``https://app.octopods.io``).
+    Extras: ``connect_timeout`` and ``read_timeout`` in seconds, ``default_region`` for phone
+    numbers written without a country code.
+
+    :param octopods_conn_id: the Airflow connection to use.
+    :param default_region: region (e.g. ``"GB"``) for national-format numbers; overrides the
+        connection's ``default_region`` extra.
+    :param retry_policy: retries of transient failures inside one call (see ``api.retry``).
+    """
+
+    conn_name_attr = "octopods_conn_id"
+    default_conn_name = "octopods_default"
+    conn_type = "octopods"
+    hook_name = "Octopods SMS"
+
+    def __init__(
+        self,
+        octopods_conn_id: str = default_conn_name,
+        *,
+        default_region: str | None = None,
+        retry_policy: RetryPolicy | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.octopods_conn_id = octopods_conn_id
+        self.default_region = validate_region(default_region) if default_region else None
+        self.retry_policy = retry_policy
+
+    @cached_property
+    def settings(self) -> ClientSettings:
+        """The connection's settings, validated. Raises :class:`OctopodsConfigurationError`."""
+        from airflow.providers.common.compat.sdk import AirflowNotFoundException, mask_secret
+
+        try:
+            conn = self.get_connection(self.octopods_conn_id)
+        except AirflowNotFoundException:
+            raise OctopodsConfigurationError(
+                f"connection {self.octopods_conn_id!r} is not defined: create it (type 'octopods', API key "
+                f"in the password) in the UI, with `airflow connections add`, or as the environment "
+                f"variable AIRFLOW_CONN_{self.octopods_conn_id.upper()}"
+            ) from None
+        if conn.password:
+            mask_secret(conn.password)
+        if conn.password and conn.password.strip() == "***":
+            raise OctopodsConfigurationError(
+                f"connection {self.octopods_conn_id!r} holds the masked placeholder '***' instead of an API key"
+            )
+        extra = conn.extra_dejson if conn.extra else {}
+        return settings_from_connection(
+            self.octopods_conn_id,
+            host=conn.host,
+            password=conn.password,
+            schema=conn.schema,
+            port=conn.port,
+            extra={name: _extra(extra, name) for name in EXTRA_FIELDS},
+        )
+
+    def get_conn(self) -> OctopodsClient:
+        """The API client for this connection, created once per hook."""
+        return self.client
+
+    @cached_property
+    def client(self) -> OctopodsClient:
+        from airflow_provider_octopods.clients.sync import OctopodsClient
+
+        return OctopodsClient(self.settings, retry_policy=self.retry_policy)
+
+    @property
+    def region(self) -> str | None:
+        """The region applied to national-format numbers (hook argument, else connection extra)."""
+        return self.default_region or self.settings.default_region
+
+    def build_send_request(
+        self,
+        phone: object,
+        body: object,
+        *,
+        destination_user_name: object = None,
+        open_intercom_conversation: object = None,
+        intercom_teammate_id: object = None,
+    ) -> SendRequest:
+        """Validate a send (reads the connection, makes no request). Raises on bad input."""
+        return build_send_request(
+            phone,
+            body,
+            default_region=self.region,
+            destination_user_name=destination_user_name,
+            open_intercom_conversation=open_intercom_conversation,
+            intercom_teammate_id=intercom_teammate_id,
+        )
+
+    def send(self, request: SendRequest) -> SendResult:
+        """Send a request built by :meth:`build_send_request`."""
+        from airflow_provider_octopods.api.segments import count_segments
+
+        info = count_segments(request.body)
+        self.log.info(
+            "Sending SMS to %s: %d characters, %d segment(s), %s",
+            mask_phone(request.phone),
+            len(request.body),
+            info.segments,
+            info.encoding.value,
+        )
+        result = self.client.send(request)
+        if result.trackable:
+            self.log.info("Octopods accepted message %s (request_id %s)", result.message_id, result.request_id)
+        else:
+            self.log.warning(
+                "Octopods accepted the SMS (request_id %s) but returned no message_id, as HubSpot "
+                "workspaces do: its delivery cannot be tracked",
+                result.request_id,
+            )
+        return result
+
+    def send_sms(
+        self,
+        phone: str,
+        body: str,
+        *,
+        destination_user_name: str | None = None,
+        open_intercom_conversation: bool | str | None = None,
+        intercom_teammate_id: str | None = None,
+    ) -> SendResult:
+        """Validate and send one SMS.
+
+        :param phone: recipient, E.164 (``+15551234567``) or national with a default region.
+        :param body: the text, 1 to 1,600 characters.
+        :param destination_user_name: contact name, used if a conversation opens for a new contact.
+        :param open_intercom_conversation: also open an Intercom/HubSpot conversation.
+        :param intercom_teammate_id: the Intercom teammate shown as sender.
+        :return: request id, message id (None on HubSpot workspaces), segments and encoding.
+        """
+        request = self.build_send_request(
+            phone,
+            body,
+            destination_user_name=destination_user_name,
+            open_intercom_conversation=open_intercom_conversation,
+            intercom_teammate_id=intercom_teammate_id,
+        )
+        return self.send(request)
+
+    def get_status(self, message_id: int | str) -> MessageStatus:
+        """Read the delivery status of a message sent with this connection's key."""
+        return self.client.get_status(validate_message_id(message_id))
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Check the key without sending anything: read the status of a message id that cannot exist.
+
+        "Not found" means the API accepted the key; an auth error means it did not.
+        """
+        try:
+            self.client.get_status(0)
+        except OctopodsNotFoundError:
+            return True, "Connection to Octopods works: the API key was accepted (no SMS was sent)."
+        except OctopodsAuthError as err:
+            return False, f"The API key was refused: {err}"
+        except OctopodsError as err:
+            return False, f"Could not verify the connection: {err}"
+        return True, "Connection to Octopods works: the API key was accepted (no SMS was sent)."
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """Airflow 2.x connection form: hide unused fields, name the ones users fill in."""
+        return {
+            "hidden_fields": ["login", "schema", "port"],
+            "relabeling": {"host": "API base URL", "password": "API key"},
+            "placeholders": {
+                "host": DEFAULT_BASE_URL,
+                "password": "channel API key from the Octopods dashboard",
+                "connect_timeout": str(DEFAULT_CONNECT_TIMEOUT),
+                "read_timeout": str(DEFAULT_READ_TIMEOUT),
+                "default_region": "US",
+            },
+        }
+
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        """Airflow 2.x connection form extras (Airflow 3 reads ``conn-fields`` from provider info)."""
+        from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
+        from flask_babel import lazy_gettext
+        from wtforms import StringField
+
+        return {
+            "connect_timeout": StringField(lazy_gettext("Connect timeout (s)"), widget=BS3TextFieldWidget()),
+            "read_timeout": StringField(lazy_gettext("Read timeout (s)"), widget=BS3TextFieldWidget()),
+            "default_region": StringField(
+                lazy_gettext("Default region for national numbers"), widget=BS3TextFieldWidget()
+            ),
+        }
+
+
+def _extra(extra: dict[str, Any], name: str) -> Any:
+    """Read an extra saved either plainly or with the form's ``extra__octopods__`` prefix."""
+    value = extra.get(name)
+    return extra.get(f"extra__octopods__{name}") if value in (None, "") else value

@@ -1,0 +1,93 @@
+"""``octopods-sandbox``: run the local Octopods API emulator in the foreground."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+
+from airflow_provider_octopods.sandbox.config import SandboxConfig, Variant
+from airflow_provider_octopods.sandbox.scenarios import MAGIC_NUMBERS
+
+
+def build_parser() -> argparse.ArgumentParser:
+    magic = "\n".join(f"  {phone}  {s.description}" for phone, s in MAGIC_NUMBERS.items())
+    parser = argparse.ArgumentParser(
+        prog="octopods-sandbox",
+        description="A local emulator of the Octopods SMS API (POST /api/v1/sms/messages, "
+        "GET /api/v1/sms/messages/{id}). Sends nothing; keeps every message for inspection at "
+        "GET /_sandbox/messages. Point an 'octopods' connection's host at the URL it prints.",
+        epilog=f"Magic numbers:\n{magic}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8080, help="port to listen on; 0 picks a free one (default: 8080)")
+    parser.add_argument(
+        "--variant",
+        choices=[v.value for v in Variant],
+        default=Variant.CURRENT.value,
+        help="response shapes: 'current' (lower-case status, failure_reason), 'legacy' (upper-case "
+        "DELIVERED, status_message, phone without +), 'hubspot' (send returns request_id only)",
+    )
+    parser.add_argument(
+        "--sent-after", type=float, default=0.5, help="seconds a message stays queued before 'sent' (default: 0.5)"
+    )
+    parser.add_argument(
+        "--final-after",
+        type=float,
+        default=1.0,
+        help="seconds until a message reaches its final status, e.g. 'delivered' (default: 1.0)",
+    )
+    parser.add_argument(
+        "--api-key",
+        action="append",
+        dest="api_keys",
+        metavar="KEY",
+        help="accept only this key (repeatable); by default any non-empty key is accepted",
+    )
+    parser.add_argument("--quiet", action="store_true", help="do not log each request")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        config = SandboxConfig(
+            variant=Variant(args.variant),
+            sent_after=args.sent_after,
+            final_after=args.final_after,
+            api_keys=frozenset(args.api_keys) if args.api_keys else None,
+        )
+    except ValueError as err:
+        print(f"octopods-sandbox: {err}", file=sys.stderr)
+        return 2
+    try:
+        from airflow_provider_octopods.sandbox.server import SandboxServer
+    except ImportError as err:
+        print(
+            f"octopods-sandbox needs the 'sandbox' extra ({err}): pip install 'airflow-provider-octopods[sandbox]'",
+            file=sys.stderr,
+        )
+        return 2
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO,
+        format="%(asctime)s %(message)s",
+        stream=sys.stdout,
+    )
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    with SandboxServer(config, host=args.host, port=args.port) as server:
+        keys = "any non-empty key" if config.api_keys is None else f"{len(config.api_keys)} configured key(s)"
+        print(
+            f"Octopods sandbox listening on {server.url} (variant {config.variant.value}, accepts {keys})", flush=True
+        )
+        stop.wait()
+        print(f"Octopods sandbox stopping; it accepted {len(server.messages())} message(s)", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,132 @@
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+import requests_mock
+
+from airflow_provider_octopods.api import errors
+from airflow_provider_octopods.hooks.octopods import OctopodsHook
+from tests.conftest import TEST_KEY, connection_json
+
+SEND_URL = "https://app.octopods.io/api/v1/sms/messages"
+
+
+def test_hook_identity() -> None:
+    assert OctopodsHook.conn_type == "octopods"
+    assert OctopodsHook.default_conn_name == "octopods_default"
+    assert OctopodsHook.conn_name_attr == "octopods_conn_id"
+
+
+def test_missing_connection_is_a_clear_error_naming_it(requests_mock: requests_mock.Mocker) -> None:
+    with pytest.raises(errors.OctopodsConfigurationError, match="'octopods_nowhere' is not defined") as err:
+        OctopodsHook("octopods_nowhere").send_sms("+15551234567", "Hi")
+    assert "AIRFLOW_CONN_OCTOPODS_NOWHERE" in str(err.value)
+    assert requests_mock.call_count == 0
+
+
+@pytest.mark.parametrize(
+    ("conn", "problem"),
+    [
+        (connection_json(key=None), "has no API key"),
+        (connection_json(key="***"), "masked placeholder"),
+        (connection_json(host="http://api.example.com"), "not https"),
+        (connection_json(read_timeout="soon"), "extra read_timeout"),
+    ],
+)
+def test_unusable_connection_fails_before_any_request(
+    monkeypatch: pytest.MonkeyPatch, requests_mock: requests_mock.Mocker, conn: str, problem: str
+) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_OCTOPODS_DEFAULT", conn)
+    with pytest.raises(errors.OctopodsConfigurationError, match=problem) as err:
+        OctopodsHook().send_sms("+15551234567", "Hi")
+    assert "'octopods_default'" in str(err.value)
+    assert TEST_KEY not in str(err.value)
+    assert requests_mock.call_count == 0
+
+
+def test_bad_input_fails_before_any_request(octopods_conn: str, requests_mock: requests_mock.Mocker) -> None:
+    hook = OctopodsHook()
+    with pytest.raises(errors.OctopodsValidationError, match=r"^phone: "):
+        hook.send_sms("555-1234", "Hi")
+    with pytest.raises(errors.OctopodsValidationError, match=r"^body: is empty"):
+        hook.send_sms("+15551234567", "  ")
+    with pytest.raises(errors.OctopodsValidationError, match=r"^message_id: "):
+        hook.get_status("../../admin")
+    assert requests_mock.call_count == 0
+
+
+def test_send_and_status(octopods_conn: str, requests_mock: requests_mock.Mocker, read_logs: Callable[[], str]) -> None:
+    requests_mock.post(
+        SEND_URL, status_code=201, json={"request_id": "r", "message_id": 7, "phone_number": "+15551234567"}
+    )
+    requests_mock.get(f"{SEND_URL}/7", json={"message_id": 7, "status": "SENT", "status_message": "on its way"})
+    hook = OctopodsHook()
+    result = hook.send_sms("+1 555 123 4567", "Hello 🙂", destination_user_name="Jane")
+    status = hook.get_status("7")
+    logs = read_logs()
+    assert result.message_id == 7
+    assert (result.segments, result.encoding.value) == (1, "UCS-2")
+    assert status.status.value == "sent"
+    assert requests_mock.request_history[0].json()["destination_user_name"] == "Jane"
+    assert hook.get_conn() is hook.get_conn()
+    assert "+1*******567" in logs
+    assert "5551234567" not in logs
+    assert "1 segment(s), UCS-2" in logs
+    assert TEST_KEY not in logs
+
+
+def test_region_from_connection_extra_and_hook_override(
+    monkeypatch: pytest.MonkeyPatch, requests_mock: requests_mock.Mocker
+) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_OCTOPODS_DEFAULT", connection_json(default_region="GB"))
+    requests_mock.post(SEND_URL, status_code=201, json={"request_id": "r", "message_id": 1})
+    OctopodsHook().send_sms("07700 900123", "Hi")
+    assert requests_mock.last_request.json()["destination_phone"] == "+447700900123"
+    OctopodsHook(default_region="US").send_sms("(202) 555-0143", "Hi")
+    assert requests_mock.last_request.json()["destination_phone"] == "+12025550143"
+
+
+def test_prefixed_form_extras_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_OCTOPODS_DEFAULT",
+        connection_json(extra__octopods__read_timeout="12", extra__octopods__default_region="us"),
+    )
+    settings = OctopodsHook().settings
+    assert (settings.read_timeout, settings.default_region) == (12.0, "US")
+
+
+def test_hubspot_send_warns_untrackable(
+    octopods_conn: str, requests_mock: requests_mock.Mocker, read_logs: Callable[[], str]
+) -> None:
+    requests_mock.post(SEND_URL, status_code=201, json={"request_id": "hub-1"})
+    result = OctopodsHook().send_sms("+15551234567", "Hi")
+    assert result.message_id is None
+    assert "cannot be tracked" in read_logs()
+
+
+@pytest.mark.parametrize(
+    ("response", "ok", "text"),
+    [
+        ({"status_code": 400, "json": {"error_code": 1, "error": "Message not found."}}, True, "API key was accepted"),
+        ({"status_code": 401, "json": {"error": "Invalid API key."}}, False, "refused"),
+        ({"status_code": 400, "json": {"error_code": 5, "error": "Deprecated"}}, False, "rotated or revoked"),
+        ({"status_code": 404, "text": "nope"}, True, "API key was accepted"),
+    ],
+)
+def test_test_connection_never_sends(
+    octopods_conn: str, requests_mock: requests_mock.Mocker, response: dict, ok: bool, text: str
+) -> None:
+    requests_mock.get(f"{SEND_URL}/0", **response)
+    requests_mock.post(SEND_URL, status_code=500)
+    result, message = OctopodsHook().test_connection()
+    assert result is ok
+    assert text in message
+    assert all(r.method == "GET" for r in requests_mock.request_history)
+    assert TEST_KEY not in message
+
+
+def test_ui_field_behaviour() -> None:
+    behaviour = OctopodsHook.get_ui_field_behaviour()
+    assert set(behaviour["hidden_fields"]) == {"login", "schema", "port"}
+    assert behaviour["relabeling"]["password"] == "API key"

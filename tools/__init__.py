@@ -1,0 +1,1 @@
+"""Developer tooling: environment bootstrap, the demo runner and DAG-run helpers."""
