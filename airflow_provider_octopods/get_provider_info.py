@@ -64,6 +64,12 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": ["airflow_provider_octopods.sensors.octopods"],
             }
         ],
+        "triggers": [
+            {
+                "integration-name": "Octopods",
+                "python-modules": ["airflow_provider_octopods.triggers.octopods"],
+            }
+        ],
         "hooks": [
             {
                 "integration-name": "Octopods",

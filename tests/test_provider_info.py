@@ -23,6 +23,9 @@ def test_entry_point_loads_provider_info() -> None:
     assert getattr(importlib.import_module(module), cls).conn_type == "octopods"
     assert conn["ui-field-behaviour"]["relabeling"]["password"] == "API key"
     assert set(conn["conn-fields"]) == {"connect_timeout", "read_timeout", "default_region"}
+    for section in ("hooks", "operators", "sensors", "triggers"):
+        for module in info[section][0]["python-modules"]:
+            importlib.import_module(module)
 
 
 def test_providers_manager_registers_package_and_connection_type() -> None:

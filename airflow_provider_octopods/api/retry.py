@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from enum import Enum
+from typing import TYPE_CHECKING
 
 from airflow_provider_octopods.api.errors import (
     OctopodsError,
@@ -26,6 +27,9 @@ from airflow_provider_octopods.api.errors import (
     OctopodsTransportError,
     OctopodsUnknownOutcomeError,
 )
+
+if TYPE_CHECKING:
+    from airflow_provider_octopods.api.protocol import RawResponse
 
 
 class Operation(str, Enum):
@@ -92,6 +96,25 @@ class RetryPolicy:
     def should_retry(self, operation: Operation, error: OctopodsError, attempt: int) -> bool:
         """Whether to try again after failed try number ``attempt``."""
         return attempt < self.max_attempts and is_retryable(operation, error)
+
+    def after_try(
+        self, operation: Operation, attempt: int, response: RawResponse | None, error: OctopodsError | None
+    ) -> tuple[float | None, OctopodsError | None]:
+        """Decide what follows try number ``attempt``, which gave ``response`` or raised ``error``.
+
+        Returns ``(delay, error)``: a delay means wait that long and try again; ``None`` means stop
+        and hand the response (or raise the error) to the caller. Every transport runs this one rule.
+        """
+        if error is None:
+            assert response is not None
+            if response.status < 400:
+                return None, None
+            from airflow_provider_octopods.api.protocol import error_from_response
+
+            error = error_from_response(response, operation)
+        if not self.should_retry(operation, error, attempt):
+            return None, error
+        return self.delay(attempt, error), error
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:

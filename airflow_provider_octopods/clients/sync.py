@@ -65,26 +65,19 @@ class OctopodsClient:
         attempt = 0
         while True:
             attempt += 1
+            response: protocol.RawResponse | None = None
+            failure: OctopodsError | None = None
             try:
                 response = self._once(operation, method, url, body)
-                if response.status < 400:
-                    return response
-                error = protocol.error_from_response(response, operation)
-                if not self.retry_policy.should_retry(operation, error, attempt):
-                    return response  # the caller's parser raises the mapped error with full context
             except OctopodsError as err:
-                error = err
-                if not self.retry_policy.should_retry(operation, error, attempt):
-                    raise
-            delay = self.retry_policy.delay(attempt, error)
-            log.warning(
-                "Octopods %s failed on try %d/%d (%s); retrying in %.2fs",
-                what,
-                attempt,
-                self.retry_policy.max_attempts,
-                error,
-                delay,
-            )
+                failure = err
+            delay, error = self.retry_policy.after_try(operation, attempt, response, failure)
+            if delay is None:
+                if failure is not None:
+                    raise failure
+                assert response is not None
+                return response  # an error response is raised by the caller's parser, with full context
+            log_retry(what, attempt, self.retry_policy.max_attempts, error, delay)
             self._sleep(delay)
 
     def _once(self, operation: Operation, method: str, url: str, body: bytes | None) -> protocol.RawResponse:
@@ -101,6 +94,10 @@ class OctopodsClient:
         except requests.RequestException as exc:
             raise transport_error(operation, _failure_kind(exc), _describe(exc)) from None
         return protocol.RawResponse(response.status_code, response.content, dict(response.headers))
+
+
+def log_retry(what: str, attempt: int, max_attempts: int, error: object, delay: float) -> None:
+    log.warning("Octopods %s failed on try %d/%d (%s); retrying in %.2fs", what, attempt, max_attempts, error, delay)
 
 
 def _failure_kind(exc: Exception) -> Failure:

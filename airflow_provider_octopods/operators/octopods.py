@@ -4,21 +4,23 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.compat.sdk import BaseOperator
+from airflow.providers.common.compat.sdk import BaseOperator, conf
 
-from airflow_provider_octopods.api.delivery import DeliveryTarget, Verdict, describe
+from airflow_provider_octopods.api.delivery import DeliveryTarget
 from airflow_provider_octopods.api.errors import OctopodsError, OctopodsValidationError
+from airflow_provider_octopods.api.tracking import BatchPolicy, DeliveryBatch
 from airflow_provider_octopods.api.validation import coerce_bool, positive_number, validate_region
 from airflow_provider_octopods.hooks.octopods import OctopodsHook
-from airflow_provider_octopods.task_errors import task_error
+from airflow_provider_octopods.task_outcomes import delivery_result, task_error
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
-    from airflow_provider_octopods.api.models import MessageId, MessageStatus
+    from airflow_provider_octopods.api.models import MessageId
 
 SEND_RESULT_XCOM_KEY = "send_result"
 DELIVERY_STATUS_XCOM_KEY = "delivery_status"
@@ -44,6 +46,8 @@ class OctopodsSendSmsOperator(BaseOperator):
     :param accept_sent: with ``wait_for_delivery``: count ``sent`` as success (carriers without receipts).
     :param poll_interval: seconds between status reads while waiting.
     :param delivery_timeout: seconds to wait for delivery before failing the task.
+    :param deferrable: with ``wait_for_delivery``: wait in the triggerer instead of holding a worker
+        slot; defaults to ``[operators] default_deferrable``.
 
     The send result (request id, message id, masked phone, segments, encoding) is pushed under
     the XCom key ``send_result``; with ``wait_for_delivery`` the final status under ``delivery_status``.
@@ -68,14 +72,16 @@ class OctopodsSendSmsOperator(BaseOperator):
         accept_sent: bool = False,
         poll_interval: float = 30.0,
         delivery_timeout: float = 3600.0,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         try:
             _require_str(phone, "phone")
             _require_str(body, "body")
-            if not isinstance(wait_for_delivery, bool):
-                raise OctopodsValidationError("wait_for_delivery", f"must be True or False, got {wait_for_delivery!r}")
+            for name, flag in (("wait_for_delivery", wait_for_delivery), ("deferrable", deferrable)):
+                if not isinstance(flag, bool):
+                    raise OctopodsValidationError(name, f"must be True or False, got {flag!r}")
             self.delivery_target = DeliveryTarget.of(target_status, accept_sent)
             self.default_region = validate_region(default_region) if default_region else None
             self.open_intercom_conversation = coerce_bool(
@@ -91,6 +97,7 @@ class OctopodsSendSmsOperator(BaseOperator):
         self.destination_user_name = destination_user_name
         self.intercom_teammate_id = intercom_teammate_id
         self.wait_for_delivery = wait_for_delivery
+        self.deferrable = deferrable
         self.target_status = target_status
         self.accept_sent = accept_sent
 
@@ -121,40 +128,57 @@ class OctopodsSendSmsOperator(BaseOperator):
             )
             return None
         assert result.message_id is not None
+        if self.wait_for_delivery and self.deferrable:
+            self._defer_waiting(result.message_id)
         if self.wait_for_delivery:
             final = self._wait_for_delivery(result.message_id)
-            context["ti"].xcom_push(key=DELIVERY_STATUS_XCOM_KEY, value=final.to_dict())
+            context["ti"].xcom_push(key=DELIVERY_STATUS_XCOM_KEY, value=final)
         return result.message_id
 
-    def _wait_for_delivery(self, message_id: MessageId) -> MessageStatus:
+    def _defer_waiting(self, message_id: MessageId) -> None:
+        """Hand the waiting to the triggerer; the send result is already in XCom, so it survives."""
+        from airflow_provider_octopods.triggers.octopods import OctopodsDeliveryTrigger
+
+        self.defer(
+            trigger=OctopodsDeliveryTrigger(
+                message_ids=[message_id],
+                octopods_conn_id=self.octopods_conn_id,
+                poll_interval=self.poll_interval,
+                deadline=time.time() + self.delivery_timeout,
+                target_status=self.target_status,
+                accept_sent=self.accept_sent,
+            ),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=self.delivery_timeout + 60),
+        )
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> MessageId | None:
+        """Resume after deferred waiting: push the final status and return the message id."""
+        summary = delivery_result(event, sensor=False)
+        [(message_id, final)] = summary["messages"].items()
+        context["ti"].xcom_push(key=DELIVERY_STATUS_XCOM_KEY, value=final)
+        return final.get("message_id", message_id)
+
+    def _wait_for_delivery(self, message_id: MessageId) -> dict[str, Any]:
         """Poll until the target status, a failure, or the timeout. Never lets Airflow retry."""
+        batch = DeliveryBatch([message_id], BatchPolicy(self.delivery_target))
         deadline = time.monotonic() + self.delivery_timeout
-        last: MessageStatus | None = None
         while True:
             try:
-                last = self.hook.get_status(message_id)
+                batch.record(message_id, self.hook.get_status(message_id))
             except OctopodsError as err:
                 if not err.task_retry_safe:
                     raise task_error(err, retry_allowed=False) from None
                 self.log.warning("Could not read the status of message %s yet: %s", message_id, err)
-            else:
-                verdict = self.delivery_target.judge(last)
-                if verdict is Verdict.SUCCESS:
-                    self.log.info("Delivery confirmed: %s", describe(last))
-                    return last
-                if verdict is Verdict.FAILURE:
-                    raise task_error(_delivery_failure(last), retry_allowed=False)
-                self.log.info("Waiting for delivery: %s", describe(last))
+            if batch.decided:
+                break
             if time.monotonic() + self.poll_interval > deadline:
-                state = last.status.value if last else "unknown"
-                raise task_error(
-                    OctopodsError(
-                        f"message {message_id} was sent but is still {state} after {self.delivery_timeout:g}s "
-                        f"(target: {self.delivery_target.effective.value}); it was not sent again"
-                    ),
-                    retry_allowed=False,
-                )
+                return delivery_result(batch.summary(timed_out=True), sensor=False)  # raises
+            self.log.info("Waiting for delivery: %s", batch.summary()["message"])
             time.sleep(self.poll_interval)
+        summary = delivery_result(batch.summary(), sensor=False)
+        self.log.info("Delivery confirmed: %s", summary["message"])
+        return batch.details(message_id)
 
 
 def _require_str(value: object, field: str) -> None:
@@ -166,7 +190,3 @@ def _masked(phone: str) -> str:
     from airflow_provider_octopods.api.masking import mask_phone
 
     return mask_phone(phone)
-
-
-def _delivery_failure(status: MessageStatus) -> OctopodsError:
-    return OctopodsError(f"SMS delivery failed: {describe(status)}")

@@ -1,34 +1,48 @@
-"""``OctopodsDeliverySensor``: wait until an SMS is delivered, fail fast when it is not."""
+"""``OctopodsDeliverySensor``: wait until SMS are delivered, fail fast when they are not."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
+from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.compat.sdk import BaseSensorOperator, PokeReturnValue
+from airflow.providers.common.compat.sdk import BaseSensorOperator, PokeReturnValue, conf
 
-from airflow_provider_octopods.api.delivery import DeliveryTarget, Verdict, describe
-from airflow_provider_octopods.api.errors import OctopodsError, OctopodsValidationError
-from airflow_provider_octopods.api.validation import validate_message_id
+from airflow_provider_octopods.api.delivery import DeliveryTarget
+from airflow_provider_octopods.api.errors import OctopodsError, OctopodsNotFoundError, OctopodsValidationError
+from airflow_provider_octopods.api.tracking import BatchPolicy, DeliveryBatch, is_many, message_ids
 from airflow_provider_octopods.hooks.octopods import OctopodsHook
-from airflow_provider_octopods.task_errors import task_error
+from airflow_provider_octopods.task_outcomes import delivery_result, task_error
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
+    from airflow_provider_octopods.api.models import MessageId
+
 
 class OctopodsDeliverySensor(BaseSensorOperator):
-    """Wait for an SMS to reach ``target_status``; fail as soon as it fails or is undelivered.
+    """Wait for SMS to reach ``target_status``; fail as soon as delivery fails.
 
-    Keeps poking while the message is queued, sent or unknown. On success the final status
-    (status, reason, timestamps; no phone number) is pushed to XCom as ``return_value``.
+    Keeps poking while messages are queued, sent or unknown. With one message id, the final
+    status (status, reason, timestamps; no phone number) is pushed to XCom as ``return_value``;
+    with a list, the batch summary (``delivered``, ``failed`` with reasons, ``pending``,
+    ``messages``). Deferrable and classic modes give the same result for the same inputs.
 
-    :param message_id: the id returned by the send, typically
-        ``"{{ ti.xcom_pull(task_ids='send') }}"``. Templated.
-    :param octopods_conn_id: the ``octopods`` connection; must be the channel that sent the message.
+    :param message_id: an id returned by a send, typically ``"{{ ti.xcom_pull(task_ids='send') }}"``,
+        or a list of ids (e.g. a batch's XCom). Templated.
+    :param octopods_conn_id: the ``octopods`` connection; must be the channel that sent the messages.
     :param target_status: ``"delivered"`` (default; a read receipt also counts), ``"sent"`` or ``"read"``.
     :param accept_sent: count ``sent`` as success, for carriers that never send delivery receipts.
+    :param min_delivered_ratio: with a list: the share of messages (0 < r <= 1) that must reach the
+        target; 1.0 (default) means all.
+    :param fail_fast: with a list: fail as soon as that share cannot be reached (default), instead
+        of waiting for every message to end and reporting them all.
+    :param deferrable: wait in the triggerer instead of a worker slot; defaults to
+        ``[operators] default_deferrable``. The trigger polls every ``poke_interval`` seconds until
+        ``timeout``.
+    :param max_in_flight: deferrable mode: the most status requests in flight at once.
 
     Other arguments (``poke_interval``, ``timeout``, ``mode="reschedule"``, ...) are the usual
     sensor ones. A status read that fails transiently (rate limit, 5xx, network) is retried by
@@ -41,50 +55,99 @@ class OctopodsDeliverySensor(BaseSensorOperator):
     def __init__(
         self,
         *,
-        message_id: int | str,
+        message_id: int | str | list[int | str],
         octopods_conn_id: str = OctopodsHook.default_conn_name,
         target_status: str = "delivered",
         accept_sent: bool = False,
+        min_delivered_ratio: float = 1.0,
+        fail_fast: bool = True,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        max_in_flight: int = 10,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         try:
-            if isinstance(message_id, bool) or not isinstance(message_id, (int, str)):
+            if isinstance(message_id, bool) or not isinstance(message_id, (int, str, list, tuple)):
                 raise OctopodsValidationError(
-                    "message_id", f"must be an int or a templated str, got {type(message_id).__name__}"
+                    "message_id", f"must be an id, a list of ids or a template, got {type(message_id).__name__}"
                 )
-            self.delivery_target = DeliveryTarget.of(target_status, accept_sent)
+            self.policy = BatchPolicy(DeliveryTarget.of(target_status, accept_sent), min_delivered_ratio, fail_fast)
+            if not isinstance(deferrable, bool):
+                raise OctopodsValidationError("deferrable", f"must be True or False, got {deferrable!r}")
+            if isinstance(max_in_flight, bool) or not isinstance(max_in_flight, int) or max_in_flight < 1:
+                raise OctopodsValidationError("max_in_flight", f"must be a positive int, got {max_in_flight!r}")
         except OctopodsValidationError as err:
             raise ValueError(f"{type(self).__name__} (task {self.task_id!r}) {err}") from None
         self.message_id = message_id
         self.octopods_conn_id = octopods_conn_id
         self.target_status = target_status
         self.accept_sent = accept_sent
+        self.min_delivered_ratio = min_delivered_ratio
+        self.fail_fast = fail_fast
+        self.deferrable = deferrable
+        self.max_in_flight = max_in_flight
+        self._batch: DeliveryBatch | None = None
 
     @cached_property
     def hook(self) -> OctopodsHook:
         return OctopodsHook(self.octopods_conn_id)
 
-    def poke(self, context: Context) -> bool | PokeReturnValue:
-        message_id = self._message_id()
-        try:
-            status = self.hook.get_status(message_id)
-        except OctopodsError as err:
-            if err.task_retry_safe:
-                self.log.warning("Could not read the status of message %s this time: %s", message_id, err)
-                return False
-            raise task_error(err) from None
-        verdict = self.delivery_target.judge(status)
-        if verdict is Verdict.FAILURE:
-            raise task_error(OctopodsError(f"SMS delivery failed: {describe(status)}"))
-        if verdict is Verdict.SUCCESS:
-            self.log.info("Target %r reached: %s", self.delivery_target.effective.value, describe(status))
-            return PokeReturnValue(is_done=True, xcom_value=status.to_dict())
-        self.log.info("Still waiting: %s", describe(status))
-        return False
+    def execute(self, context: Context) -> Any:
+        if not self.deferrable:
+            return super().execute(context)
+        from airflow_provider_octopods.triggers.octopods import OctopodsDeliveryTrigger
 
-    def _message_id(self) -> int | str:
+        self.defer(
+            trigger=OctopodsDeliveryTrigger(
+                message_ids=self._ids(),
+                octopods_conn_id=self.octopods_conn_id,
+                poll_interval=float(self.poke_interval),
+                deadline=time.time() + float(self.timeout),
+                target_status=self.target_status,
+                accept_sent=self.accept_sent,
+                min_delivered_ratio=self.min_delivered_ratio,
+                fail_fast=self.fail_fast,
+                max_in_flight=self.max_in_flight,
+            ),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=float(self.timeout) + 60),
+        )
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
+        """Resume after the trigger: the same result as the classic mode, or the same failure."""
+        return self._result(delivery_result(event, sensor=True))
+
+    def poke(self, context: Context) -> bool | PokeReturnValue:
+        if self._batch is None:
+            self._batch = DeliveryBatch(self._ids(), self.policy)
+        batch = self._batch
+        for message_id in batch.pending:
+            try:
+                batch.record(message_id, self.hook.get_status(message_id))
+            except OctopodsNotFoundError as err:
+                batch.record_failure(message_id, str(err))
+            except OctopodsError as err:
+                if not err.task_retry_safe:
+                    raise task_error(err) from None
+                self.log.warning("Could not read the status of message %s this time: %s", message_id, err)
+            if batch.decided:
+                break
+        summary = batch.summary()
+        if not batch.decided:
+            self.log.info("Still waiting: %s", summary["message"])
+            return False
+        self.log.info("Delivery decided: %s", summary["message"])
+        return PokeReturnValue(is_done=True, xcom_value=self._result(delivery_result(summary, sensor=True)))
+
+    def _result(self, summary: dict[str, Any]) -> Any:
+        """One id gives that message's status; a list gives the whole summary."""
+        if is_many(self.message_id):
+            return summary
+        [details] = summary["messages"].values()
+        return details
+
+    def _ids(self) -> list[MessageId]:
         try:
-            return validate_message_id(self.message_id)
+            return message_ids(self.message_id)
         except OctopodsValidationError as err:
             raise task_error(err) from None

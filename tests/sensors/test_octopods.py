@@ -19,7 +19,16 @@ def test_message_id_is_templated() -> None:
     assert OctopodsDeliverySensor.template_fields == ("message_id",)
 
 
-@pytest.mark.parametrize("kw", [{"message_id": [42]}, {"message_id": True}, {"target_status": "failed"}])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"message_id": {"id": 42}},
+        {"message_id": True},
+        {"min_delivered_ratio": 0},
+        {"deferrable": "yes"},
+        {"target_status": "failed"},
+    ],
+)
 def test_bad_parameters_fail_at_parse(kw: dict) -> None:
     with pytest.raises(ValueError, match="task 'track'"):
         sensor(**kw)

@@ -1,0 +1,127 @@
+"""The asynchronous client (httpx), for triggers and batch sends. Same rules as the sync client.
+
+httpx rather than aiohttp: it is already a dependency of Airflow itself on 2.11 and 3.x, so the
+provider adds nothing to install, and its throughput at bounded concurrency (hundreds of
+requests per second here) is far above what the API's rate limits allow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from airflow_provider_octopods.api import protocol
+from airflow_provider_octopods.api.errors import OctopodsError
+from airflow_provider_octopods.api.masking import mask_phone
+from airflow_provider_octopods.api.models import MessageId, MessageStatus, SendRequest, SendResult
+from airflow_provider_octopods.api.retry import Failure, Operation, RetryPolicy, transport_error
+from airflow_provider_octopods.api.settings import ClientSettings
+from airflow_provider_octopods.clients.sync import log_retry
+
+
+class AsyncOctopodsClient:
+    """Async twin of :class:`~airflow_provider_octopods.clients.sync.OctopodsClient`.
+
+    :param settings: base URL, key and timeouts.
+    :param retry_policy: retries of what is safe to retry (see ``api.retry``).
+    :param max_connections: the most requests in flight at once over the shared connection pool.
+    :param sleep: the waiting coroutine (tests pass a recorder).
+    :param transport: an ``httpx.AsyncBaseTransport`` to use instead of the network (tests).
+    """
+
+    def __init__(
+        self,
+        settings: ClientSettings,
+        *,
+        retry_policy: RetryPolicy | None = None,
+        max_connections: int = 10,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        transport: Any = None,
+    ) -> None:
+        import httpx
+
+        self.settings = settings
+        self.retry_policy = retry_policy or RetryPolicy()
+        self._sleep = sleep
+        self.http = httpx.AsyncClient(
+            headers=protocol.request_headers(settings.api_key),
+            timeout=httpx.Timeout(settings.read_timeout, connect=settings.connect_timeout, pool=None),
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+            follow_redirects=False,
+            transport=transport,
+        )
+
+    async def __aenter__(self) -> AsyncOctopodsClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    async def send(self, request: SendRequest) -> SendResult:
+        """Send one SMS; an unknown outcome is raised, never retried."""
+        body = protocol.encode_send(request)
+        url = protocol.send_url(self.settings.base_url)
+        response = await self._call(Operation.SEND, "POST", url, body, f"send to {mask_phone(request.phone)}")
+        return protocol.parse_send_response(response, request)
+
+    async def get_status(self, message_id: MessageId) -> MessageStatus:
+        """Read a message's delivery status."""
+        url = protocol.status_url(self.settings.base_url, message_id)
+        response = await self._call(Operation.STATUS, "GET", url, None, f"status of message {message_id}")
+        return protocol.parse_status_response(response, message_id)
+
+    async def _call(
+        self, operation: Operation, method: str, url: str, body: bytes | None, what: str
+    ) -> protocol.RawResponse:
+        attempt = 0
+        while True:
+            attempt += 1
+            response: protocol.RawResponse | None = None
+            failure: OctopodsError | None = None
+            try:
+                response = await self._once(operation, method, url, body)
+            except OctopodsError as err:
+                failure = err
+            delay, error = self.retry_policy.after_try(operation, attempt, response, failure)
+            if delay is None:
+                if failure is not None:
+                    raise failure
+                assert response is not None
+                return response
+            log_retry(what, attempt, self.retry_policy.max_attempts, error, delay)
+            await self._sleep(delay)
+
+    async def _once(self, operation: Operation, method: str, url: str, body: bytes | None) -> protocol.RawResponse:
+        import httpx
+
+        try:
+            response = await self.http.request(method, url, content=body)
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            raise transport_error(operation, _failure_kind(exc), _describe(exc)) from None
+        return protocol.RawResponse(response.status_code, response.content, dict(response.headers))
+
+
+def _failure_kind(exc: Exception) -> Failure:
+    """Whether an httpx error proves the request never left this machine."""
+    import httpx
+
+    if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)):
+        return Failure.NOT_SENT
+    if isinstance(exc, httpx.InvalidURL):
+        return Failure.NOT_SENT
+    return Failure.NO_ANSWER
+
+
+def _describe(exc: Exception) -> str:
+    import httpx
+
+    if isinstance(exc, httpx.ReadTimeout):
+        return "read timeout"
+    if isinstance(exc, httpx.ConnectTimeout):
+        return "connect timeout"
+    detail = str(exc).split("\n")[0][:120]
+    return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__

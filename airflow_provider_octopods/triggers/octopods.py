@@ -1,0 +1,158 @@
+"""``OctopodsDeliveryTrigger``: follow one message or thousands in the triggerer, no worker slot held."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from airflow_provider_octopods.api.delivery import DeliveryTarget
+from airflow_provider_octopods.api.errors import (
+    OctopodsAuthError,
+    OctopodsConfigurationError,
+    OctopodsError,
+    OctopodsNotFoundError,
+)
+from airflow_provider_octopods.api.models import MessageId
+from airflow_provider_octopods.api.tracking import ERROR, BatchPolicy, DeliveryBatch
+
+CLASSPATH = "airflow_provider_octopods.triggers.octopods.OctopodsDeliveryTrigger"
+
+
+class OctopodsDeliveryTrigger(BaseTrigger):
+    """Poll the delivery status of ``message_ids`` until the outcome is decided or ``deadline``.
+
+    Requests are spread evenly over each ``poll_interval`` (no burst) with at most
+    ``max_in_flight`` at once, and a message is not polled again once it reached a final
+    status. Transient errors are retried by the client; a refused key ends the trigger with an
+    ``error`` event. It yields exactly one event, the batch summary of
+    :class:`~airflow_provider_octopods.api.tracking.DeliveryBatch` (``outcome`` is
+    ``success``, ``failure``, ``timeout`` or ``error``). It only reads: it never sends.
+
+    :param message_ids: ids returned by sends through ``octopods_conn_id``'s channel.
+    :param octopods_conn_id: the connection; its key is read in the triggerer, never serialized.
+    :param poll_interval: seconds between two reads of the same message.
+    :param deadline: absolute UNIX time after which pending messages are reported as timed out.
+    :param target_status: ``delivered``, ``sent`` or ``read``.
+    :param accept_sent: count ``sent`` as success.
+    :param min_delivered_ratio: the share of messages that must reach the target.
+    :param fail_fast: end as soon as that share cannot be reached any more.
+    :param max_in_flight: the most status requests in flight at once.
+    """
+
+    def __init__(
+        self,
+        *,
+        message_ids: list[MessageId],
+        octopods_conn_id: str,
+        poll_interval: float,
+        deadline: float,
+        target_status: str = "delivered",
+        accept_sent: bool = False,
+        min_delivered_ratio: float = 1.0,
+        fail_fast: bool = True,
+        max_in_flight: int = 10,
+    ) -> None:
+        super().__init__()
+        self.message_ids = list(message_ids)
+        self.octopods_conn_id = octopods_conn_id
+        self.poll_interval = float(poll_interval)
+        self.deadline = float(deadline)
+        self.target_status = target_status
+        self.accept_sent = accept_sent
+        self.min_delivered_ratio = float(min_delivered_ratio)
+        self.fail_fast = fail_fast
+        self.max_in_flight = int(max_in_flight)
+        self.policy = BatchPolicy(DeliveryTarget.of(target_status, accept_sent), self.min_delivered_ratio, fail_fast)
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            CLASSPATH,
+            {
+                "message_ids": self.message_ids,
+                "octopods_conn_id": self.octopods_conn_id,
+                "poll_interval": self.poll_interval,
+                "deadline": self.deadline,
+                "target_status": self.target_status,
+                "accept_sent": self.accept_sent,
+                "min_delivered_ratio": self.min_delivered_ratio,
+                "fail_fast": self.fail_fast,
+                "max_in_flight": self.max_in_flight,
+            },
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        from airflow_provider_octopods.hooks.octopods import OctopodsHook
+
+        batch = DeliveryBatch(self.message_ids, self.policy)
+        try:
+            settings = await OctopodsHook(self.octopods_conn_id).aget_settings()
+        except OctopodsConfigurationError as err:
+            yield TriggerEvent(self._error(batch, err))
+            return
+        async with self._client(settings) as client:
+            while True:
+                cycle_end = time.monotonic() + self.poll_interval
+                try:
+                    await self._poll_once(client, batch)
+                except OctopodsAuthError as err:
+                    yield TriggerEvent(self._error(batch, err))
+                    return
+                self.log.info(
+                    "Octopods delivery: %d delivered, %d failed, %d pending of %d",
+                    len(batch.succeeded),
+                    len(batch.failed),
+                    len(batch.pending),
+                    len(batch.ids),
+                )
+                if batch.decided:
+                    yield TriggerEvent(batch.summary())
+                    return
+                remaining = self.deadline - time.time()
+                if remaining <= 0:
+                    yield TriggerEvent(batch.summary(timed_out=True))
+                    return
+                await asyncio.sleep(max(0.0, min(cycle_end - time.monotonic(), remaining)))
+
+    def _client(self, settings: Any) -> Any:
+        from airflow_provider_octopods.clients.aio import AsyncOctopodsClient
+
+        return AsyncOctopodsClient(settings, max_connections=self.max_in_flight)
+
+    async def _poll_once(self, client: Any, batch: DeliveryBatch) -> None:
+        """Read every pending message once, spread over the poll interval, bounded in flight."""
+        pending = batch.pending
+        spacing = self.poll_interval / len(pending)
+        slots = asyncio.Semaphore(self.max_in_flight)
+        started = time.monotonic()
+
+        async def read(message_id: MessageId) -> None:
+            async with slots:
+                try:
+                    batch.record(message_id, await client.get_status(message_id))
+                except OctopodsNotFoundError as err:
+                    batch.record_failure(message_id, str(err))
+                except OctopodsAuthError:
+                    raise
+                except OctopodsError as err:
+                    self.log.warning("Could not read the status of message %s this round: %s", message_id, err)
+
+        tasks: list[asyncio.Task[None]] = []
+        try:
+            for index, message_id in enumerate(pending):
+                wait = started + index * spacing - time.monotonic()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                if time.time() >= self.deadline or batch.decided:
+                    break
+                tasks.append(asyncio.create_task(read(message_id)))
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+
+    def _error(self, batch: DeliveryBatch, err: OctopodsError) -> dict[str, Any]:
+        return batch.summary() | {"outcome": ERROR, "message": f"delivery tracking stopped: {err}"}

@@ -1,0 +1,163 @@
+"""The trigger on its own: serialization, and runs against the sandbox on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from airflow_provider_octopods.clients.aio import AsyncOctopodsClient
+from airflow_provider_octopods.sandbox import SandboxServer
+from airflow_provider_octopods.triggers.octopods import OctopodsDeliveryTrigger
+from tests.conftest import TEST_KEY
+
+Sandbox = Callable[..., SandboxServer]
+
+
+def make(**kw: Any) -> OctopodsDeliveryTrigger:
+    args: dict[str, Any] = {
+        "message_ids": [1],
+        "octopods_conn_id": "octopods_default",
+        "poll_interval": 0.1,
+        "deadline": time.time() + 10,
+    }
+    return OctopodsDeliveryTrigger(**(args | kw))
+
+
+def collect(trigger: OctopodsDeliveryTrigger) -> list[dict[str, Any]]:
+    async def main() -> list[dict[str, Any]]:
+        return [event.payload async for event in trigger.run()]
+
+    return asyncio.run(main())
+
+
+def test_serialize_round_trip_without_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_OCTOPODS_DEFAULT", json.dumps({"conn_type": "octopods", "password": TEST_KEY}))
+    trigger = make(
+        message_ids=[4829174, "abc"],
+        target_status="sent",
+        accept_sent=True,
+        min_delivered_ratio=0.9,
+        fail_fast=False,
+        max_in_flight=3,
+    )
+    classpath, kwargs = trigger.serialize()
+    json.dumps(kwargs)  # JSON-safe
+    assert TEST_KEY not in json.dumps(kwargs)
+    module, _, name = classpath.rpartition(".")
+    again = getattr(importlib.import_module(module), name)(**kwargs)
+    assert again.serialize() == (classpath, kwargs)
+    assert isinstance(again.deadline, float)
+
+
+def send(server: SandboxServer, phones: list[str]) -> list[int]:
+    import requests
+
+    ids = []
+    for phone in phones:
+        response = requests.post(
+            server.url + "/api/v1/sms/messages",
+            json={"destination_phone": phone, "body": "x"},
+            headers={"X-Octopods-Auth": TEST_KEY},
+            timeout=5,
+        )
+        ids.append(response.json()["message_id"])
+    return ids
+
+
+@pytest.fixture
+def server(octopods_sandbox_factory: Sandbox, monkeypatch: pytest.MonkeyPatch) -> SandboxServer:
+    sandbox = octopods_sandbox_factory(sent_after=0.05, final_after=0.25)
+    monkeypatch.setenv("AIRFLOW_CONN_OCTOPODS_DEFAULT", sandbox.connection_json(TEST_KEY))
+    return sandbox
+
+
+def test_one_event_with_every_outcome_and_no_repeat_reads(server: SandboxServer) -> None:
+    ids = send(server, ["+15005550100", "+15005550101", "+15005550102", "+15005550100"])
+    [event] = collect(make(message_ids=ids, fail_fast=False))
+    assert event["outcome"] == "failure"
+    assert event["delivered"] == [ids[0], ids[3]]
+    assert set(event["failed"]) == {str(ids[1]), str(ids[2])}
+    assert event["messages"][str(ids[2])]["status"] == "undelivered"
+    assert TEST_KEY not in json.dumps(event)
+    reads = [r.path.rsplit("/", 1)[1] for r in server.requests() if r.method == "GET"]
+    for message_id in ids:
+        assert reads.count(str(message_id)) <= 5  # final after 0.25 s, polled every 0.1 s, then never again
+    last_read = max(i for i, r in enumerate(reads) if r == str(ids[0]))
+    assert last_read < len(reads)
+
+
+def test_deadline_reports_pending(server: SandboxServer) -> None:
+    ids = send(server, ["+15005550103", "+15005550100"])  # the first stays "sent"
+    started = time.monotonic()
+    [event] = collect(make(message_ids=ids, deadline=time.time() + 0.6))
+    assert time.monotonic() - started < 3
+    assert event["outcome"] == "timeout"
+    assert event["pending"] == [ids[0]]
+    assert event["delivered"] == [ids[1]]
+
+
+def test_unknown_id_fails_as_not_found(server: SandboxServer) -> None:
+    [event] = collect(make(message_ids=[999]))
+    assert event["outcome"] == "failure"
+    assert "not found" in event["failed"]["999"]
+
+
+def test_refused_key_ends_with_an_error_event(
+    octopods_sandbox_factory: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    locked = octopods_sandbox_factory(api_keys=frozenset({"the-right-key"}))
+    monkeypatch.setenv("AIRFLOW_CONN_OCTOPODS_DEFAULT", locked.connection_json("a-wrong-key"))
+    [event] = collect(make(message_ids=[1, 2]))
+    assert event["outcome"] == "error"
+    assert "API key was refused" in event["message"]
+    assert "a-wrong-key" not in json.dumps(event)
+
+
+def test_missing_connection_is_an_error_event(monkeypatch: pytest.MonkeyPatch) -> None:
+    [event] = collect(make(octopods_conn_id="octopods_missing"))
+    assert event["outcome"] == "error"
+    assert "'octopods_missing' is not defined" in event["message"]
+
+
+class CountingTransport(httpx.AsyncBaseTransport):
+    """Adds latency and records how many requests were in flight at once, and when each started."""
+
+    def __init__(self, latency: float) -> None:
+        self.inner = httpx.AsyncHTTPTransport()
+        self.latency = latency
+        self.in_flight = 0
+        self.peak = 0
+        self.starts: list[float] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.in_flight += 1
+        self.peak = max(self.peak, self.in_flight)
+        self.starts.append(time.monotonic())
+        try:
+            await asyncio.sleep(self.latency)
+            return await self.inner.handle_async_request(request)
+        finally:
+            self.in_flight -= 1
+
+
+def test_polling_is_spread_and_bounded(server: SandboxServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    ids = send(server, ["+15005550103"] * 40)  # never delivered: every id is read each round
+    transport = CountingTransport(latency=0.05)
+
+    def client(self: OctopodsDeliveryTrigger, settings: Any) -> AsyncOctopodsClient:
+        return AsyncOctopodsClient(settings, max_connections=self.max_in_flight, transport=transport)
+
+    monkeypatch.setattr(OctopodsDeliveryTrigger, "_client", client)
+    [event] = collect(make(message_ids=ids, poll_interval=0.4, deadline=time.time() + 0.75, max_in_flight=3))
+    assert event["outcome"] == "timeout"
+    assert transport.peak <= 3
+    first_round = transport.starts[:40]
+    assert first_round[-1] - first_round[0] >= 0.3  # spread over the interval, not one burst
+    assert 40 <= len(transport.starts) <= 80  # about one read per id per interval
