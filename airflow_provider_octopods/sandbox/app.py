@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import re
 import uuid
 from typing import Any
@@ -28,15 +29,26 @@ STORE_KEY: web.AppKey[MessageStore] = web.AppKey("store", MessageStore)
 CONFIG_KEY: web.AppKey[SandboxConfig] = web.AppKey("config", SandboxConfig)
 
 
+def new_store(config: SandboxConfig) -> MessageStore:
+    """A message store whose messages progress on ``config``'s schedule (seeded jitter)."""
+    rng = random.Random(config.seed)
+
+    def timing() -> tuple[float, float]:
+        return config.sent_after, config.final_after + rng.uniform(0, config.delivery_jitter)
+
+    return MessageStore(config.first_message_id, timing=timing)
+
+
 def create_app(config: SandboxConfig, store: MessageStore | None = None) -> web.Application:
     """An aiohttp app emulating the Octopods SMS API as ``config`` describes."""
     app = web.Application()
     app[CONFIG_KEY] = config
-    app[STORE_KEY] = store or MessageStore(config.first_message_id)
+    app[STORE_KEY] = store or new_store(config)
     app.router.add_post(MESSAGES_PATH, _send)
     app.router.add_get(MESSAGES_PATH + "/{message_id}", _status)
     app.router.add_get(INSPECT_PREFIX + "/health", _health)
     app.router.add_get(INSPECT_PREFIX + "/messages", _list_messages)
+    app.router.add_get(INSPECT_PREFIX + "/stats", _stats)
     app.router.add_post(INSPECT_PREFIX + "/reset", _reset)
     return app
 
@@ -92,7 +104,7 @@ async def _status(request: web.Request) -> web.Response:
     message = store.get(int(raw_id)) if raw_id.isascii() and raw_id.isdigit() else None
     if message is None:
         return _answer(request, _error(1, "Message not found.", request_id), None)
-    state = progress(message, sent_after=config.sent_after, final_after=config.final_after)
+    state = progress(message)
     return _answer(request, web.json_response(status_body(config.variant, message, state, request_id)), message.phone)
 
 
@@ -104,6 +116,10 @@ async def _list_messages(request: web.Request) -> web.Response:
     store = request.app[STORE_KEY]
     messages = [m.to_dict() for m in store.messages()]
     return web.json_response({"count": len(messages), "duplicates": store.duplicates(), "messages": messages})
+
+
+async def _stats(request: web.Request) -> web.Response:
+    return web.json_response(request.app[STORE_KEY].stats())
 
 
 async def _reset(request: web.Request) -> web.Response:

@@ -41,6 +41,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds until a message reaches its final status, e.g. 'delivered' (default: 1.0)",
     )
     parser.add_argument(
+        "--delivery-jitter",
+        type=float,
+        default=0.0,
+        help="spread final statuses over this many more seconds, at random (default: 0)",
+    )
+    parser.add_argument("--seed", type=int, help="seed for the random choices, for reproducible runs")
+    parser.add_argument(
         "--api-key",
         action="append",
         dest="api_keys",
@@ -58,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
             variant=Variant(args.variant),
             sent_after=args.sent_after,
             final_after=args.final_after,
+            delivery_jitter=args.delivery_jitter,
+            seed=args.seed,
             api_keys=frozenset(args.api_keys) if args.api_keys else None,
         )
     except ValueError as err:

@@ -29,6 +29,9 @@ class SandboxConfig:
     :param sent_after: seconds a new message stays ``queued`` before it is ``sent``.
     :param final_after: seconds after which it reaches its final status (``delivered`` unless a
         magic number says otherwise). Must be at least ``sent_after``.
+    :param delivery_jitter: each message's final status comes up to this many seconds later than
+        ``final_after``, at a random moment (uniform), so deliveries spread out like real carriers'.
+    :param seed: seed of the sandbox's random choices, for reproducible runs.
     :param api_keys: if given, only these keys are accepted (401 otherwise); by default any
         non-empty key is.
     :param first_message_id: the id given to the first accepted message.
@@ -37,12 +40,14 @@ class SandboxConfig:
     variant: Variant = Variant.CURRENT
     sent_after: float = 0.5
     final_after: float = 1.0
+    delivery_jitter: float = 0.0
+    seed: int | None = None
     api_keys: frozenset[str] | None = None
     first_message_id: int = 4829174
 
     def __post_init__(self) -> None:
-        if self.sent_after < 0 or self.final_after < self.sent_after:
-            raise ValueError("need 0 <= sent_after <= final_after")
+        if self.sent_after < 0 or self.final_after < self.sent_after or self.delivery_jitter < 0:
+            raise ValueError("need 0 <= sent_after <= final_after and delivery_jitter >= 0")
         object.__setattr__(self, "variant", Variant(self.variant))
         if self.api_keys is not None:
             object.__setattr__(self, "api_keys", frozenset(self.api_keys))
@@ -51,5 +56,6 @@ class SandboxConfig:
         keys = "any" if self.api_keys is None else f"{len(self.api_keys)} key(s)"
         return (
             f"SandboxConfig(variant={self.variant.value}, sent_after={self.sent_after}, "
-            f"final_after={self.final_after}, api_keys={keys})"
+            f"final_after={self.final_after}, delivery_jitter={self.delivery_jitter}, seed={self.seed}, "
+            f"api_keys={keys})"
         )

@@ -11,9 +11,9 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from airflow_provider_octopods.sandbox.app import create_app
+from airflow_provider_octopods.sandbox.app import create_app, new_store
 from airflow_provider_octopods.sandbox.config import SandboxConfig
-from airflow_provider_octopods.sandbox.store import AcceptedMessage, MessageStore, RequestRecord
+from airflow_provider_octopods.sandbox.store import AcceptedMessage, RequestRecord
 
 DEFAULT_TEST_KEY = "sandbox-key"
 
@@ -28,7 +28,7 @@ class SandboxServer:
     def __init__(self, config: SandboxConfig | None = None, *, host: str = "127.0.0.1", port: int = 0) -> None:
         self.config = config or SandboxConfig()
         self.host = host
-        self.store = MessageStore(self.config.first_message_id)
+        self.store = new_store(self.config)
         self._requested_port = port
         self._port: int | None = None
         self._loop: asyncio.AbstractEventLoop | None = None

@@ -6,6 +6,7 @@ import hashlib
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -32,6 +33,13 @@ class AcceptedMessage:
     scenario: Scenario = field(repr=False)
     options: dict[str, Any] = field(default_factory=dict)
     accepted_monotonic: float = field(default=0.0, repr=False)
+    sent_after: float = 0.0
+    final_after: float = 0.0
+
+    @property
+    def final_at(self) -> datetime:
+        """When the message reaches its final status (for "sent forever" numbers: when it would)."""
+        return self.accepted_at + timedelta(seconds=self.final_after)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -41,6 +49,7 @@ class AcceptedMessage:
             "body": self.body,
             "key_fingerprint": self.key_fingerprint,
             "accepted_at": self.accepted_at.isoformat(),
+            "final_at": self.final_at.isoformat(),
             "options": dict(self.options),
         }
 
@@ -68,8 +77,11 @@ class Progress:
 class MessageStore:
     """Accepted messages by id, plus a log of requests. Safe to read from any thread."""
 
-    def __init__(self, first_message_id: int) -> None:
+    def __init__(
+        self, first_message_id: int, *, timing: Callable[[], tuple[float, float]] = lambda: (0.0, 0.0)
+    ) -> None:
         self._lock = threading.Lock()
+        self._timing = timing
         self._first_id = first_message_id
         self._next_id = first_message_id
         self._messages: dict[int, AcceptedMessage] = {}
@@ -86,6 +98,7 @@ class MessageStore:
         options: dict[str, Any],
     ) -> AcceptedMessage:
         with self._lock:
+            sent_after, final_after = self._timing()
             message = AcceptedMessage(
                 message_id=self._next_id,
                 request_id=request_id,
@@ -96,6 +109,8 @@ class MessageStore:
                 scenario=scenario,
                 options=options,
                 accepted_monotonic=time.monotonic(),
+                sent_after=sent_after,
+                final_after=final_after,
             )
             self._messages[message.message_id] = message
             self._next_id += 1
@@ -122,6 +137,19 @@ class MessageStore:
         counts = Counter((m.phone, m.body) for m in self.messages())
         return sum(n - 1 for n in counts.values())
 
+    def stats(self) -> dict[str, Any]:
+        """Counts for tests and benchmarks: messages, duplicates, requests by kind and by answer."""
+        requests = self.requests()
+        answers = Counter(str(r.error_code if r.error_code is not None else r.status) for r in requests)
+        return {
+            "messages": len(self.messages()),
+            "duplicates": self.duplicates(),
+            "requests": len(requests),
+            "sends": sum(r.method == "POST" for r in requests),
+            "status_reads": sum(r.method == "GET" for r in requests),
+            "answers": dict(answers),
+        }
+
     def reset(self) -> None:
         with self._lock:
             self._messages.clear()
@@ -129,14 +157,13 @@ class MessageStore:
             self._next_id = self._first_id
 
 
-def progress(message: AcceptedMessage, *, sent_after: float, final_after: float, now: float | None = None) -> Progress:
+def progress(message: AcceptedMessage, *, now: float | None = None) -> Progress:
     """The status of ``message`` at monotonic time ``now``: queued, then sent, then final."""
     elapsed = (time.monotonic() if now is None else now) - message.accepted_monotonic
-    sent_at = message.accepted_at + timedelta(seconds=sent_after)
-    final_at = message.accepted_at + timedelta(seconds=final_after)
-    if elapsed < sent_after:
+    sent_at = message.accepted_at + timedelta(seconds=message.sent_after)
+    if elapsed < message.sent_after:
         return Progress(DeliveryStatus.QUEUED, None, None, message.accepted_at)
     final = message.scenario.final_status
-    if elapsed < final_after or final is None:
+    if elapsed < message.final_after or final is None:
         return Progress(DeliveryStatus.SENT, sent_at, None, sent_at)
-    return Progress(final, sent_at, final_at, final_at)
+    return Progress(final, sent_at, message.final_at, message.final_at)

@@ -49,6 +49,20 @@ def test_send_and_progress_current_variant(octopods_sandbox_factory: Callable[..
     assert KEY not in str(message.to_dict())
 
 
+def test_delivery_jitter_is_seeded(octopods_sandbox_factory: Callable[..., SandboxServer]) -> None:
+    def finals(seed: int) -> list[float]:
+        server = octopods_sandbox_factory(sent_after=0, final_after=1, delivery_jitter=10, seed=seed)
+        for _ in range(20):
+            send(server, {"destination_phone": "+15551234567", "body": "Hi"})
+        return [m.final_after for m in server.messages()]
+
+    first = finals(7)
+    assert first == finals(7)
+    assert first != finals(8)
+    assert all(1 <= f <= 11 for f in first)
+    assert max(first) - min(first) > 3
+
+
 def test_legacy_variant(octopods_sandbox_factory: Callable[..., SandboxServer]) -> None:
     server = octopods_sandbox_factory(variant="legacy", sent_after=0, final_after=0)
     body = send(server, {"destination_phone": "+15551234567", "body": "Hi"}).json()
@@ -137,6 +151,16 @@ def test_inspection_api_and_reset(octopods_sandbox: SandboxServer) -> None:
     assert (listing["count"], listing["duplicates"]) == (2, 1)
     assert KEY not in str(listing)
     assert octopods_sandbox.duplicates() == 1
+    status(octopods_sandbox, 424242)
+    stats = requests.get(octopods_sandbox.url + "/_sandbox/stats", timeout=5).json()
+    assert stats == {
+        "messages": 2,
+        "duplicates": 1,
+        "requests": 3,
+        "sends": 2,
+        "status_reads": 1,
+        "answers": {"201": 2, "1": 1},
+    }
     assert len(octopods_sandbox.sent_to("+15551234567")) == 2
     requests.post(octopods_sandbox.url + "/_sandbox/reset", timeout=5)
     assert octopods_sandbox.messages() == []
