@@ -70,6 +70,7 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": ["airflow_provider_octopods.triggers.octopods"],
             }
         ],
+        "notifications": ["airflow_provider_octopods.notifications.octopods.OctopodsNotifier"],
         "hooks": [
             {
                 "integration-name": "Octopods",

@@ -13,6 +13,11 @@ _GSM7_BASIC = frozenset(
 _GSM7_EXTENSION = frozenset("^{}\\[~]|€\f")
 
 
+def is_gsm7(char: str) -> bool:
+    """Whether ``char`` can be sent without switching the message to UCS-2."""
+    return char in _GSM7_BASIC or char in _GSM7_EXTENSION
+
+
 class Encoding(str, Enum):
     """How the network carries the text: GSM-7 (160 per SMS) or UCS-2 (70 per SMS)."""
 

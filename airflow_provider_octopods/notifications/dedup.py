@@ -1,0 +1,112 @@
+"""One alert per DAG run and window: a small ledger kept in an Airflow Variable.
+
+Why a Variable: failure callbacks of one run execute in different processes, often on different
+machines (Celery, Kubernetes) and, on Airflow 3, without direct database access; Airflow
+Variables are the one shared store every one of them can read and write on 2.11 and 3.x.
+Variables offer no atomic compare-and-set, so a new window's leader is elected by "write, wait a
+moment, read back": if two failures claim the run at the same instant, the later write wins and
+both read the same winner. Whatever goes wrong with the ledger, the caller alerts on its own
+rather than stay silent.
+
+How a run's failures become alerts:
+
+* The first failure opens a window. Its callback waits ``gather`` seconds for failures that come
+  at the same time (a burst), then alerts once for all of them ("3 tasks failed ...: a, b, c").
+* Failures later in the window are recorded and not alerted.
+* The first failure after the window opens a new one, and its alert also lists the failures
+  recorded but not yet alerted. A DAG-level callback lists them too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+SETTLE_SECONDS = 0.5
+RECORD_ATTEMPTS = 6
+
+
+@dataclass
+class RunLedger:
+    """The alert state of one DAG run.
+
+    :param dag_id: the run's DAG.
+    :param run_id: the run.
+    :param window: seconds after an alert during which further failures are only recorded.
+    :param gather: seconds the window's first failure waits for simultaneous ones.
+    """
+
+    dag_id: str
+    run_id: str
+    window: float
+    gather: float
+    clock: Callable[[], float] = time.time
+    sleep: Callable[[float], None] = time.sleep
+    token: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    @property
+    def key(self) -> str:
+        digest = hashlib.sha256(f"{self.dag_id}\0{self.run_id}".encode()).hexdigest()[:20]
+        return f"octopods_alert_ledger_{digest}"
+
+    def claim(self, failed_task: str) -> bool:
+        """Record ``failed_task``; True if this caller opened a new window and must alert."""
+        state = self._read()
+        now = self.clock()
+        if state.get("since") is not None and now < state["since"] + self.window:
+            self._record(failed_task)
+            return False
+        self._write(state | {"leader": self.token, "since": now, "failed": _added(state["failed"], failed_task)})
+        self.sleep(SETTLE_SECONDS)
+        state = self._read()
+        if state.get("leader") == self.token:
+            return True
+        self._record(failed_task)
+        return False
+
+    def take_unreported(self, *, wait: bool = True) -> list[str]:
+        """After the gather time (if ``wait``), the failures not alerted yet, now marked alerted."""
+        if wait:
+            self.sleep(max(0.0, self.gather - SETTLE_SECONDS))
+        state = self._read()
+        unreported = [t for t in state["failed"] if t not in state["reported"]]
+        if unreported:
+            self._write(state | {"reported": state["reported"] + unreported})
+        return unreported
+
+    def _record(self, task: str) -> None:
+        """Add ``task`` to the run's failures, checking it stuck: a concurrent write may undo ours."""
+        if not task:
+            return
+        for _ in range(RECORD_ATTEMPTS):
+            state = self._read()
+            if task in state["failed"]:
+                return
+            self._write(state | {"failed": [*state["failed"], task]})
+            self.sleep(random.uniform(0.02, 0.1))
+
+    def _read(self) -> dict[str, Any]:
+        from airflow.providers.common.compat.sdk import Variable
+
+        raw = Variable.get(self.key, None)
+        try:
+            value = json.loads(raw) if raw else {}
+        except ValueError:
+            value = {}
+        value = value if isinstance(value, dict) else {}
+        return {"since": None, "leader": None, "failed": [], "reported": []} | value
+
+    def _write(self, state: dict[str, Any]) -> None:
+        from airflow.providers.common.compat.sdk import Variable
+
+        Variable.set(self.key, json.dumps(state), description="airflow-provider-octopods alert ledger")
+
+
+def _added(items: list[str], item: str) -> list[str]:
+    return items if not item or item in items else [*items, item]

@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import pytest
+
+from airflow_provider_octopods.api.alerts import Failure, failure_alert, one_line_cause
+from airflow_provider_octopods.api.segments import Encoding, count_segments
+
+
+def fits_one_gsm7_sms(text: str) -> bool:
+    info = count_segments(text)
+    return info.encoding is Encoding.GSM7 and info.segments == 1
+
+
+def test_short_alert_is_complete() -> None:
+    text = failure_alert(Failure("etl", "scheduled__2026-11-24T10:00:00+00:00", ("load",), 2, "ValueError: bad row 7"))
+    assert text == "Airflow: etl.load failed (try 2) run scheduled__2026-11-24T10:00:00+00:00: ValueError: bad row 7"
+
+
+@pytest.mark.parametrize("cause_len", [50, 300, 5000])
+@pytest.mark.parametrize("id_len", [10, 60, 250])
+def test_long_ids_and_causes_fit_one_segment(cause_len: int, id_len: int) -> None:
+    failure = Failure(
+        dag_id="d" * id_len,
+        run_id="manual__2026-11-24T10:41:30.886260+00:00",
+        task_ids=("t" * id_len,),
+        try_number=3,
+        cause="RuntimeError: " + "x" * cause_len,
+    )
+    text = failure_alert(failure)
+    assert fits_one_gsm7_sms(text)
+    assert len(text) <= 160
+    assert text.startswith("Airflow: d")
+
+
+def test_cause_is_kept_before_the_run_id() -> None:
+    text = failure_alert(
+        Failure("orders", "manual__2026-11-24T10:41:30.886260+00:00", ("load",), 1, "KeyError: 'customer_id' missing")
+    )
+    assert text.endswith("KeyError: 'customer_id' missing")
+    assert "manual__2026-" in text
+
+
+def test_non_gsm_characters_and_newlines_are_replaced() -> None:
+    text = failure_alert(Failure("d", "r", ("t",), 1, "Erro: não é possível ✗\nsecond line"))
+    assert fits_one_gsm7_sms(text)
+    assert "\n" not in text
+    assert "?" in text
+
+
+def test_several_tasks_and_dag_level_forms() -> None:
+    assert (
+        failure_alert(Failure("d", "r", ("a", "b", "c"), None, "boom"))
+        == "Airflow: 3 tasks failed in d run r: a, b, c: boom"
+    )
+    assert failure_alert(Failure("d", "r", (), None, "task_failure", run_failed=True)) == (
+        "Airflow: DAG d failed run r: task_failure"
+    )
+    assert failure_alert(Failure("d", "r", ("x",), None, "task_failure", run_failed=True)) == (
+        "Airflow: DAG d failed run r: task_failure (also failed: x)"
+    )
+    assert failure_alert(Failure()) == "Airflow: unknown DAG failed"
+
+
+def test_one_line_cause() -> None:
+    assert one_line_cause(ValueError("first\nsecond")) == "ValueError: first"
+    assert one_line_cause(KeyError()) == "KeyError"
+    assert one_line_cause("Task timed out\nmore") == "Task timed out"
+    assert one_line_cause(None, reason="task_failure") == "task_failure"
+    assert one_line_cause(None) is None

@@ -1,0 +1,81 @@
+"""The alert ledger's election and bookkeeping, with an in-memory stand-in for Variables."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from airflow_provider_octopods.notifications import dedup
+from airflow_provider_octopods.notifications.dedup import RunLedger
+
+
+class Store:
+    def __init__(self) -> None:
+        self.values: dict[str, str] = {}
+        self.lock = threading.Lock()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        with self.lock:
+            return self.values.get(key, default)
+
+    def set(self, key: str, value: str, description: str | None = None) -> None:
+        time.sleep(0.005)  # a write takes a moment, as an API round trip does
+        with self.lock:
+            self.values[key] = value
+
+
+@pytest.fixture
+def store(monkeypatch: pytest.MonkeyPatch) -> Store:
+    fake = Store()
+    monkeypatch.setattr("airflow.providers.common.compat.sdk.Variable", fake, raising=False)
+    monkeypatch.setattr(dedup, "SETTLE_SECONDS", 0.2)
+    return fake
+
+
+def test_simultaneous_failures_elect_one_leader_who_names_them_all(store: Store) -> None:
+    leaders: list[list[str]] = []
+    barrier = threading.Barrier(5)
+
+    def fail(task: str) -> None:
+        ledger = RunLedger("etl", "run-1", window=30, gather=1.5)
+        barrier.wait()
+        if ledger.claim(task):
+            leaders.append(ledger.take_unreported())
+
+    threads = [threading.Thread(target=fail, args=(f"t{n}",)) for n in range(5)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(leaders) == 1
+    assert sorted(leaders[0]) == ["t0", "t1", "t2", "t3", "t4"]
+
+
+def test_later_failures_are_named_by_the_next_window_or_the_dag_level_alert(store: Store) -> None:
+    clock = [1000.0]
+
+    def ledger() -> RunLedger:
+        return RunLedger("etl", "run-2", window=60, gather=0, clock=lambda: clock[0], sleep=lambda _: None)
+
+    first = ledger()
+    assert first.claim("a")
+    assert first.take_unreported() == ["a"]
+    clock[0] += 10
+    assert not ledger().claim("b")
+    assert not ledger().claim("c")
+    clock[0] += 100  # the window is over
+    late = ledger()
+    assert late.claim("d")
+    assert late.take_unreported() == ["b", "c", "d"]
+    assert not ledger().claim("e")
+    assert ledger().take_unreported(wait=False) == ["e"]  # what a DAG-level callback names
+    assert ledger().take_unreported(wait=False) == []
+
+
+def test_runs_do_not_share_a_ledger(store: Store) -> None:
+    assert RunLedger("etl", "run-a", 60, 0, sleep=lambda _: None).claim("x")
+    assert RunLedger("etl", "run-b", 60, 0, sleep=lambda _: None).claim("x")
+    assert RunLedger("etl", "run-a", 60, 0).key != RunLedger("etl", "run-b", 60, 0).key
