@@ -83,7 +83,7 @@ class OctopodsHook(BaseHook):
         Uses Airflow's async connection access on 3.x and a worker thread on 2.11; never the
         synchronous path inside the loop (apache/airflow #53447).
         """
-        from airflow.providers.common.compat.connection import get_async_connection, get_async_extra_dejson
+        from airflow.providers.common.compat.connection import get_async_connection
         from airflow.providers.common.compat.sdk import AirflowNotFoundException
         from asgiref.sync import sync_to_async
 
@@ -97,7 +97,7 @@ class OctopodsHook(BaseHook):
                 conn = await sync_to_async(type(self).get_connection)(self.octopods_conn_id)
             except AirflowNotFoundException:
                 raise self._not_defined() from None
-        return self._settings_from(conn, await get_async_extra_dejson(conn) if conn.extra else {})
+        return self._settings_from(conn, await _async_extra(conn) if conn.extra else {})
 
     def _not_defined(self) -> OctopodsConfigurationError:
         return OctopodsConfigurationError(
@@ -252,6 +252,18 @@ class OctopodsHook(BaseHook):
                 lazy_gettext("Default region for national numbers"), widget=BS3TextFieldWidget()
             ),
         }
+
+
+async def _async_extra(conn: Any) -> dict[str, Any]:
+    """The connection's extras without blocking the loop (compat 1.22+ helper, else a thread)."""
+    try:
+        from airflow.providers.common.compat.connection import get_async_extra_dejson
+    except ImportError:
+        from asgiref.sync import sync_to_async
+
+        extra: dict[str, Any] = await sync_to_async(lambda: conn.extra_dejson)()
+        return extra
+    return await get_async_extra_dejson(conn)
 
 
 def _extra(extra: dict[str, Any], name: str) -> Any:
