@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from airflow_provider_octopods.api import protocol
 from airflow_provider_octopods.api.errors import OctopodsError
@@ -18,6 +18,8 @@ from airflow_provider_octopods.api.models import MessageId, MessageStatus, SendR
 from airflow_provider_octopods.api.retry import Failure, Operation, RetryPolicy, transport_error
 from airflow_provider_octopods.api.settings import ClientSettings
 from airflow_provider_octopods.clients.sync import log_retry
+
+T = TypeVar("T")
 
 
 class AsyncOctopodsClient:
@@ -65,18 +67,29 @@ class AsyncOctopodsClient:
         """Send one SMS; an unknown outcome is raised, never retried."""
         body = protocol.encode_send(request)
         url = protocol.send_url(self.settings.base_url)
-        response = await self._call(Operation.SEND, "POST", url, body, f"send to {mask_phone(request.phone)}")
-        return protocol.parse_send_response(response, request)
+        what = f"send to {mask_phone(request.phone)}"
+        return await self._call(
+            Operation.SEND, "POST", url, body, what, lambda r: protocol.parse_send_response(r, request)
+        )
 
     async def get_status(self, message_id: MessageId) -> MessageStatus:
         """Read a message's delivery status."""
         url = protocol.status_url(self.settings.base_url, message_id)
-        response = await self._call(Operation.STATUS, "GET", url, None, f"status of message {message_id}")
-        return protocol.parse_status_response(response, message_id)
+        what = f"status of message {message_id}"
+        return await self._call(
+            Operation.STATUS, "GET", url, None, what, lambda r: protocol.parse_status_response(r, message_id)
+        )
 
     async def _call(
-        self, operation: Operation, method: str, url: str, body: bytes | None, what: str
-    ) -> protocol.RawResponse:
+        self,
+        operation: Operation,
+        method: str,
+        url: str,
+        body: bytes | None,
+        what: str,
+        parse: Callable[[protocol.RawResponse], T],
+    ) -> T:
+        """One API call with the retry policy; parsing is inside, so an unreadable answer counts too."""
         attempt = 0
         while True:
             attempt += 1
@@ -84,14 +97,18 @@ class AsyncOctopodsClient:
             failure: OctopodsError | None = None
             try:
                 response = await self._once(operation, method, url, body)
+                if response.status < 400:
+                    return parse(response)
             except OctopodsError as err:
                 failure = err
-            delay, error = self.retry_policy.after_try(operation, attempt, response, failure)
+            delay, error = self.retry_policy.after_try(
+                operation, attempt, response if failure is None else None, failure
+            )
             if delay is None:
                 if failure is not None:
                     raise failure
                 assert response is not None
-                return response
+                return parse(response)  # raises the mapped API error with full context
             log_retry(what, attempt, self.retry_policy.max_attempts, error, delay)
             await self._sleep(delay)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from airflow_provider_octopods.api import protocol
 from airflow_provider_octopods.api.errors import OctopodsError
@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     import requests
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class OctopodsClient:
@@ -49,19 +50,30 @@ class OctopodsClient:
         """Send one SMS. See :mod:`airflow_provider_octopods.api.retry` for what is retried."""
         body = protocol.encode_send(request)
         url = protocol.send_url(self.settings.base_url)
-        response = self._call(Operation.SEND, "POST", url, body, f"send to {mask_phone(request.phone)}")
-        return protocol.parse_send_response(response, request)
+        what = f"send to {mask_phone(request.phone)}"
+        return self._call(Operation.SEND, "POST", url, body, what, lambda r: protocol.parse_send_response(r, request))
 
     def get_status(self, message_id: MessageId) -> MessageStatus:
         """Read a message's delivery status."""
         url = protocol.status_url(self.settings.base_url, message_id)
-        response = self._call(Operation.STATUS, "GET", url, None, f"status of message {message_id}")
-        return protocol.parse_status_response(response, message_id)
+        what = f"status of message {message_id}"
+        return self._call(
+            Operation.STATUS, "GET", url, None, what, lambda r: protocol.parse_status_response(r, message_id)
+        )
 
     def close(self) -> None:
         self.session.close()
 
-    def _call(self, operation: Operation, method: str, url: str, body: bytes | None, what: str) -> protocol.RawResponse:
+    def _call(
+        self,
+        operation: Operation,
+        method: str,
+        url: str,
+        body: bytes | None,
+        what: str,
+        parse: Callable[[protocol.RawResponse], T],
+    ) -> T:
+        """One API call with the retry policy; parsing is inside, so an unreadable answer counts too."""
         attempt = 0
         while True:
             attempt += 1
@@ -69,14 +81,18 @@ class OctopodsClient:
             failure: OctopodsError | None = None
             try:
                 response = self._once(operation, method, url, body)
+                if response.status < 400:
+                    return parse(response)
             except OctopodsError as err:
                 failure = err
-            delay, error = self.retry_policy.after_try(operation, attempt, response, failure)
+            delay, error = self.retry_policy.after_try(
+                operation, attempt, response if failure is None else None, failure
+            )
             if delay is None:
                 if failure is not None:
                     raise failure
                 assert response is not None
-                return response  # an error response is raised by the caller's parser, with full context
+                return parse(response)  # raises the mapped API error with full context
             log_retry(what, attempt, self.retry_policy.max_attempts, error, delay)
             self._sleep(delay)
 

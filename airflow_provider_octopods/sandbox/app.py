@@ -1,12 +1,17 @@
-"""The sandbox's aiohttp application: the two API endpoints plus an inspection API."""
+"""The sandbox's aiohttp application: the two API endpoints, its hostile side, an inspection API."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import random
 import re
+import socket
+import struct
+import time
 import uuid
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
@@ -15,9 +20,11 @@ from airflow_provider_octopods.api.masking import mask_phone
 from airflow_provider_octopods.api.protocol import AUTH_HEADER, MESSAGES_PATH
 from airflow_provider_octopods.api.validation import MAX_BODY_CHARS
 from airflow_provider_octopods.sandbox.config import SandboxConfig
-from airflow_provider_octopods.sandbox.responses import error_body, send_body, status_body
+from airflow_provider_octopods.sandbox.faults import Fault, FaultPlan
+from airflow_provider_octopods.sandbox.ratelimit import PeakMeter, RateLimiter
+from airflow_provider_octopods.sandbox.responses import error_body, gateway_page, send_body, status_body
 from airflow_provider_octopods.sandbox.scenarios import scenario_for
-from airflow_provider_octopods.sandbox.store import MessageStore, RequestRecord, progress
+from airflow_provider_octopods.sandbox.store import MessageStore, RequestRecord, key_fingerprint, progress
 
 log = logging.getLogger("octopods.sandbox")
 
@@ -25,25 +32,51 @@ INSPECT_PREFIX = "/_sandbox"
 _E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 _BOOL_WORDS = {"true", "false", "1", "0", "yes", "no", "on", "off"}
 
+
+@dataclass
+class Hostility:
+    """The sandbox's bad-day machinery: faults, rate limits and the peak-rate meter."""
+
+    config: SandboxConfig
+    plan: FaultPlan = field(init=False)
+    limiter: RateLimiter = field(init=False)
+    meter: PeakMeter = field(default_factory=PeakMeter)
+    started: float = field(default_factory=time.monotonic)
+
+    def __post_init__(self) -> None:
+        self.plan = FaultPlan(self.config.faults, self.config.seed)
+        self.limiter = RateLimiter(self.config.rate_limit)
+
+    def reset(self) -> None:
+        self.plan.reset()
+        self.limiter.reset()
+        self.meter.reset()
+        self.started = time.monotonic()
+
+
 STORE_KEY: web.AppKey[MessageStore] = web.AppKey("store", MessageStore)
 CONFIG_KEY: web.AppKey[SandboxConfig] = web.AppKey("config", SandboxConfig)
+HOSTILITY_KEY: web.AppKey[Hostility] = web.AppKey("hostility", Hostility)
 
 
 def new_store(config: SandboxConfig) -> MessageStore:
     """A message store whose messages progress on ``config``'s schedule (seeded jitter)."""
     rng = random.Random(config.seed)
 
-    def timing() -> tuple[float, float]:
-        return config.sent_after, config.final_after + rng.uniform(0, config.delivery_jitter)
+    def timing() -> tuple[float, float, float]:
+        return config.unknown_for, config.sent_after, config.final_after + rng.uniform(0, config.delivery_jitter)
 
     return MessageStore(config.first_message_id, timing=timing)
 
 
-def create_app(config: SandboxConfig, store: MessageStore | None = None) -> web.Application:
+def create_app(
+    config: SandboxConfig, store: MessageStore | None = None, hostility: Hostility | None = None
+) -> web.Application:
     """An aiohttp app emulating the Octopods SMS API as ``config`` describes."""
-    app = web.Application()
+    app = web.Application(middlewares=[_hostile])
     app[CONFIG_KEY] = config
     app[STORE_KEY] = store or new_store(config)
+    app[HOSTILITY_KEY] = hostility or Hostility(config)
     app.router.add_post(MESSAGES_PATH, _send)
     app.router.add_get(MESSAGES_PATH + "/{message_id}", _status)
     app.router.add_get(INSPECT_PREFIX + "/health", _health)
@@ -51,6 +84,75 @@ def create_app(config: SandboxConfig, store: MessageStore | None = None) -> web.
     app.router.add_get(INSPECT_PREFIX + "/stats", _stats)
     app.router.add_post(INSPECT_PREFIX + "/reset", _reset)
     return app
+
+
+@web.middleware
+async def _hostile(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Rate limits and faults around the API endpoints; inspection endpoints are left alone."""
+    if not request.path.startswith(MESSAGES_PATH):
+        return await handler(request)
+    hostility = request.app[HOSTILITY_KEY]
+    hostility.meter.hit()
+    decision = hostility.plan.decide(
+        "send" if request.method == "POST" else "status", time.monotonic() - hostility.started
+    )
+    if decision.delay:
+        await asyncio.sleep(decision.delay)
+    key = request.headers.get(AUTH_HEADER, "").strip()
+    wait = hostility.limiter.admit(key_fingerprint(key)) if key else None
+    if wait is not None:
+        response = web.json_response(
+            {"request_id": str(uuid.uuid4()), "error": "Too many requests."},
+            status=429,
+            headers={"Retry-After": RateLimiter.retry_after_header(wait)},
+        )
+        return _answer(request, response, None)
+    fault = decision.before
+    if fault is Fault.RESET_BEFORE:
+        return _reset_connection(request, fault)
+    if fault in (Fault.HTTP_500, Fault.HTTP_502, Fault.HTTP_503):
+        status = int(fault.value.split("_")[1])
+        page = web.Response(status=status, text=gateway_page(status), content_type="text/html")
+        return _answer(request, page, None, fault)
+    if fault is Fault.ROTATE_KEY:
+        refused = web.json_response(
+            error_body(5, "The API key has been rotated or revoked.", str(uuid.uuid4())), status=400
+        )
+        return _answer(request, refused, None, fault)
+
+    response = await handler(request)
+    fault = decision.after
+    if fault is Fault.RESET_AFTER:
+        return _reset_connection(request, fault)
+    if fault is Fault.HANG_AFTER:
+        _mark_fault(request, fault)
+        await asyncio.sleep(request.app[CONFIG_KEY].hang_seconds)
+        return response
+    if fault is Fault.MALFORMED and isinstance(response, web.Response) and response.body is not None:
+        _mark_fault(request, fault)
+        body = bytes(response.body)  # type: ignore[arg-type]
+        return web.Response(status=response.status, body=body[: len(body) // 2], content_type="application/json")
+    return response
+
+
+def _reset_connection(request: web.Request, fault: Fault) -> web.StreamResponse:
+    """Drop the connection without an answer (TCP reset), as a crashing proxy would."""
+    if fault is Fault.RESET_BEFORE:
+        request.app[STORE_KEY].record_request(RequestRecord(request.method, request.path, 0, None, fault.value))
+    else:
+        _mark_fault(request, fault)
+    transport = request.transport
+    if transport is not None:
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        transport.abort()
+    raise asyncio.CancelledError
+
+
+def _mark_fault(request: web.Request, fault: Fault) -> None:
+    """Note on the request's record (made by the handler) that a fault followed it."""
+    request.app[STORE_KEY].mark_last_fault(request.method, request.path, fault.value)
 
 
 async def _send(request: web.Request) -> web.Response:
@@ -91,17 +193,19 @@ async def _send(request: web.Request) -> web.Response:
     message = store.accept(
         request_id=request_id, phone=phone, body=body, api_key=api_key, scenario=scenario, options=options
     )
-    return _answer(request, web.json_response(send_body(config.variant, message), status=201), phone)
+    return _answer(request, web.json_response(send_body(config, message), status=201), phone)
 
 
 async def _status(request: web.Request) -> web.Response:
     config, store = request.app[CONFIG_KEY], request.app[STORE_KEY]
     request_id = str(uuid.uuid4())
-    _, refusal = _authenticate(request, config, request_id)
+    api_key, refusal = _authenticate(request, config, request_id)
     if refusal is not None:
         return _answer(request, refusal, None)
     raw_id = request.match_info["message_id"]
     message = store.get(int(raw_id)) if raw_id.isascii() and raw_id.isdigit() else None
+    if message is not None and config.scoped_keys and message.key_fingerprint != key_fingerprint(api_key):
+        message = None  # another channel's message: the real API does not reveal it
     if message is None:
         return _answer(request, _error(1, "Message not found.", request_id), None)
     state = progress(message)
@@ -119,11 +223,14 @@ async def _list_messages(request: web.Request) -> web.Response:
 
 
 async def _stats(request: web.Request) -> web.Response:
-    return web.json_response(request.app[STORE_KEY].stats())
+    stats = request.app[STORE_KEY].stats()
+    stats["peak_requests_per_second"] = request.app[HOSTILITY_KEY].meter.peak
+    return web.json_response(stats)
 
 
 async def _reset(request: web.Request) -> web.Response:
     request.app[STORE_KEY].reset()
+    request.app[HOSTILITY_KEY].reset()
     return web.json_response({"status": "reset"})
 
 
@@ -152,24 +259,26 @@ def _plain_error(status: int, text: str, request_id: str) -> web.Response:
     return web.json_response({"request_id": request_id, "error": text}, status=status)
 
 
-def _answer(request: web.Request, response: web.Response, phone: object) -> web.Response:
+def _answer(request: web.Request, response: web.Response, phone: object, fault: Fault | None = None) -> web.Response:
     """Record and log the request in one line (phone masked, key never) and return ``response``."""
     code = _error_code(response)
-    request.app[STORE_KEY].record_request(RequestRecord(request.method, request.path, response.status, code))
+    record = RequestRecord(request.method, request.path, response.status, code, fault.value if fault else None)
+    request.app[STORE_KEY].record_request(record)
     if log.isEnabledFor(logging.INFO):
         log.info(
-            "%s %s -> %d%s%s",
+            "%s %s -> %d%s%s%s",
             request.method,
             request.path,
             response.status,
             f" error_code={code}" if code is not None else "",
             f" to={mask_phone(phone)}" if phone is not None else "",
+            f" fault={fault.value}" if fault else "",
         )
     return response
 
 
 def _error_code(response: web.Response) -> int | None:
-    if response.status < 400 or response.body is None:
+    if response.status < 400 or response.body is None or response.content_type != "application/json":
         return None
     try:
         payload: Any = json.loads(bytes(response.body))  # type: ignore[arg-type]

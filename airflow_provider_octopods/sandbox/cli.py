@@ -9,6 +9,7 @@ import sys
 import threading
 
 from airflow_provider_octopods.sandbox.config import SandboxConfig, Variant
+from airflow_provider_octopods.sandbox.faults import Fault
 from airflow_provider_octopods.sandbox.scenarios import MAGIC_NUMBERS
 
 
@@ -54,6 +55,48 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY",
         help="accept only this key (repeatable); by default any non-empty key is accepted",
     )
+    parser.add_argument("--channel-message-id", action="store_true", help="add channel_message_id to send responses")
+    parser.add_argument(
+        "--phone-without-plus",
+        dest="plus_in_phone",
+        action="store_false",
+        default=None,
+        help="echo phone_number without '+' in send responses (the legacy variant does by default)",
+    )
+    parser.add_argument(
+        "--unknown-for",
+        type=float,
+        default=0.0,
+        help="seconds a new message reports 'unknown' before 'queued' (default: 0)",
+    )
+    parser.add_argument(
+        "--unscoped-keys",
+        dest="scoped_keys",
+        action="store_false",
+        help="let any key read any message's status (by default, only the key that sent it can)",
+    )
+    parser.add_argument(
+        "--rate-limit",
+        type=float,
+        metavar="PER_SECOND",
+        help="requests per second allowed per key; over it: 429 with Retry-After (default: no limit)",
+    )
+    parser.add_argument(
+        "--fault",
+        action="append",
+        dest="faults",
+        default=[],
+        metavar="NAME:WHEN[:ENDPOINT]",
+        help="inject a fault, repeatable. WHEN is a probability (reset_after:0.05) or a schedule of request "
+        "numbers (http_503:@1,2:send); latency, jitter and rotate_key take seconds (latency:0.2). Names: "
+        + ", ".join(f.value for f in Fault),
+    )
+    parser.add_argument(
+        "--hang-seconds",
+        type=float,
+        default=30.0,
+        help="how long a hang_after fault holds a request without answer (default: 30)",
+    )
     parser.add_argument("--quiet", action="store_true", help="do not log each request")
     return parser
 
@@ -67,6 +110,13 @@ def main(argv: list[str] | None = None) -> int:
             final_after=args.final_after,
             delivery_jitter=args.delivery_jitter,
             seed=args.seed,
+            channel_message_id=args.channel_message_id,
+            plus_in_phone=args.plus_in_phone,
+            unknown_for=args.unknown_for,
+            scoped_keys=args.scoped_keys,
+            rate_limit=args.rate_limit,
+            faults=tuple(args.faults),
+            hang_seconds=args.hang_seconds,
             api_keys=frozenset(args.api_keys) if args.api_keys else None,
         )
     except ValueError as err:

@@ -6,7 +6,7 @@ from typing import Any
 
 from airflow_provider_octopods.api.models import DeliveryStatus
 from airflow_provider_octopods.api.protocol import ERROR_CODE_NAMES
-from airflow_provider_octopods.sandbox.config import Variant
+from airflow_provider_octopods.sandbox.config import SandboxConfig, Variant
 from airflow_provider_octopods.sandbox.store import AcceptedMessage, Progress
 
 _LEGACY_MESSAGES = {
@@ -16,11 +16,26 @@ _LEGACY_MESSAGES = {
 }
 
 
-def send_body(variant: Variant, message: AcceptedMessage) -> dict[str, Any]:
-    if variant is Variant.HUBSPOT:
+def send_body(config: SandboxConfig, message: AcceptedMessage) -> dict[str, Any]:
+    if config.variant is Variant.HUBSPOT:
         return {"request_id": message.request_id}
-    phone = message.phone.lstrip("+") if variant is Variant.LEGACY else message.phone
-    return {"request_id": message.request_id, "message_id": message.message_id, "phone_number": phone}
+    plus = config.plus_in_phone if config.plus_in_phone is not None else config.variant is not Variant.LEGACY
+    body: dict[str, Any] = {
+        "request_id": message.request_id,
+        "message_id": message.message_id,
+        "phone_number": message.phone if plus else message.phone.lstrip("+"),
+    }
+    if config.channel_message_id:
+        body["channel_message_id"] = f"SM{message.message_id:032x}"
+    return body
+
+
+def gateway_page(status: int) -> str:
+    """The HTML a load balancer shows when the application behind it fails."""
+    title = {500: "500 Internal Server Error", 502: "502 Bad Gateway", 503: "503 Service Temporarily Unavailable"}
+    text = title.get(status, str(status))
+    lines = ["<html>", f"<head><title>{text}</title></head>", "<body>", f"<center><h1>{text}</h1></center>"]
+    return "\r\n".join([*lines, "</body>", "</html>", ""])
 
 
 def status_body(variant: Variant, message: AcceptedMessage, state: Progress, request_id: str) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from airflow_provider_octopods.sandbox.app import create_app, new_store
+from airflow_provider_octopods.sandbox.app import Hostility, create_app, new_store
 from airflow_provider_octopods.sandbox.config import SandboxConfig
 from airflow_provider_octopods.sandbox.store import AcceptedMessage, RequestRecord
 
@@ -29,6 +29,7 @@ class SandboxServer:
         self.config = config or SandboxConfig()
         self.host = host
         self.store = new_store(self.config)
+        self.hostility = Hostility(self.config)
         self._requested_port = port
         self._port: int | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -66,13 +67,19 @@ class SandboxServer:
             self._loop = loop
             asyncio.set_event_loop(loop)
             try:
-                self._runner = loop.run_until_complete(_start_site(create_app(self.config, self.store), sock))
+                self._runner = loop.run_until_complete(
+                    _start_site(create_app(self.config, self.store, self.hostility), sock)
+                )
             except BaseException as err:  # reported to the starting thread
                 failure.append(err)
                 ready.set()
                 return
             ready.set()
             loop.run_forever()
+            pending = asyncio.all_tasks(loop)  # e.g. requests held by a hang fault: end them now
+            for task in pending:
+                task.cancel()
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
             loop.run_until_complete(self._runner.cleanup())
             loop.close()
 
@@ -110,8 +117,13 @@ class SandboxServer:
     def duplicates(self) -> int:
         return self.store.duplicates()
 
+    def stats(self) -> dict[str, Any]:
+        """Counts by kind and answer, faults injected, and the peak requests in any second."""
+        return self.store.stats() | {"peak_requests_per_second": self.hostility.meter.peak}
+
     def reset(self) -> None:
         self.store.reset()
+        self.hostility.reset()
 
 
 def bind_socket(host: str, port: int) -> socket.socket:

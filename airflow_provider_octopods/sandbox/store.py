@@ -7,7 +7,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -35,6 +35,7 @@ class AcceptedMessage:
     accepted_monotonic: float = field(default=0.0, repr=False)
     sent_after: float = 0.0
     final_after: float = 0.0
+    unknown_for: float = 0.0
 
     @property
     def final_at(self) -> datetime:
@@ -62,6 +63,7 @@ class RequestRecord:
     path: str
     status: int
     error_code: int | None = None
+    fault: str | None = None
 
 
 @dataclass(frozen=True)
@@ -78,7 +80,7 @@ class MessageStore:
     """Accepted messages by id, plus a log of requests. Safe to read from any thread."""
 
     def __init__(
-        self, first_message_id: int, *, timing: Callable[[], tuple[float, float]] = lambda: (0.0, 0.0)
+        self, first_message_id: int, *, timing: Callable[[], tuple[float, float, float]] = lambda: (0.0, 0.0, 0.0)
     ) -> None:
         self._lock = threading.Lock()
         self._timing = timing
@@ -98,7 +100,7 @@ class MessageStore:
         options: dict[str, Any],
     ) -> AcceptedMessage:
         with self._lock:
-            sent_after, final_after = self._timing()
+            unknown_for, sent_after, final_after = self._timing()
             message = AcceptedMessage(
                 message_id=self._next_id,
                 request_id=request_id,
@@ -111,6 +113,7 @@ class MessageStore:
                 accepted_monotonic=time.monotonic(),
                 sent_after=sent_after,
                 final_after=final_after,
+                unknown_for=unknown_for,
             )
             self._messages[message.message_id] = message
             self._next_id += 1
@@ -123,6 +126,15 @@ class MessageStore:
     def record_request(self, record: RequestRecord) -> None:
         with self._lock:
             self._requests.append(record)
+
+    def mark_last_fault(self, method: str, path: str, fault: str) -> None:
+        """Tag the latest record of ``method path`` with the fault that followed its answer."""
+        with self._lock:
+            for index in range(len(self._requests) - 1, -1, -1):
+                record = self._requests[index]
+                if record.method == method and record.path == path:
+                    self._requests[index] = replace(record, fault=fault)
+                    return
 
     def messages(self) -> list[AcceptedMessage]:
         with self._lock:
@@ -141,6 +153,7 @@ class MessageStore:
         """Counts for tests and benchmarks: messages, duplicates, requests by kind and by answer."""
         requests = self.requests()
         answers = Counter(str(r.error_code if r.error_code is not None else r.status) for r in requests)
+        faults = Counter(r.fault for r in requests if r.fault)
         return {
             "messages": len(self.messages()),
             "duplicates": self.duplicates(),
@@ -148,6 +161,7 @@ class MessageStore:
             "sends": sum(r.method == "POST" for r in requests),
             "status_reads": sum(r.method == "GET" for r in requests),
             "answers": dict(answers),
+            "faults": dict(faults),
         }
 
     def reset(self) -> None:
@@ -161,6 +175,8 @@ def progress(message: AcceptedMessage, *, now: float | None = None) -> Progress:
     """The status of ``message`` at monotonic time ``now``: queued, then sent, then final."""
     elapsed = (time.monotonic() if now is None else now) - message.accepted_monotonic
     sent_at = message.accepted_at + timedelta(seconds=message.sent_after)
+    if elapsed < message.unknown_for:
+        return Progress(DeliveryStatus.UNKNOWN, None, None, message.accepted_at)
     if elapsed < message.sent_after:
         return Progress(DeliveryStatus.QUEUED, None, None, message.accepted_at)
     final = message.scenario.final_status

@@ -160,6 +160,8 @@ def test_inspection_api_and_reset(octopods_sandbox: SandboxServer) -> None:
         "sends": 2,
         "status_reads": 1,
         "answers": {"201": 2, "1": 1},
+        "faults": {},
+        "peak_requests_per_second": 3,
     }
     assert len(octopods_sandbox.sent_to("+15551234567")) == 2
     requests.post(octopods_sandbox.url + "/_sandbox/reset", timeout=5)
