@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
@@ -46,7 +46,7 @@ class OctopodsDeliveryTrigger(BaseTrigger):
     def __init__(
         self,
         *,
-        message_ids: list[MessageId],
+        message_ids: Sequence[MessageId],
         octopods_conn_id: str,
         poll_interval: float,
         deadline: float,
