@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import subprocess
 import sys
 from importlib.metadata import entry_points, version
@@ -65,3 +66,23 @@ def test_parsing_modules_stays_light() -> None:
     loaded = result.stdout.strip().splitlines()[-1]
     assert "phonenumbers" not in loaded
     assert "aiohttp" not in loaded
+
+
+def test_notifier_is_listed() -> None:
+    from airflow_provider_octopods.get_provider_info import get_provider_info
+
+    [notifier] = get_provider_info()["notifications"]
+    module, _, name = notifier.rpartition(".")
+    assert getattr(importlib.import_module(module), name).__name__ == "OctopodsNotifier"
+
+
+def test_deferrable_defaults_follow_operators_default_deferrable() -> None:
+    code = (
+        "from airflow_provider_octopods.sensors.octopods import OctopodsDeliverySensor as S;"
+        "from airflow_provider_octopods.operators.octopods import OctopodsSendSmsOperator as O;"
+        "print(S(task_id='s', message_id=1).deferrable, O(task_id='o', phone='+15551234567', body='x').deferrable)"
+    )
+    for setting, expected in (("True", "True True"), ("False", "False False")):
+        env = dict(os.environ, AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE=setting)
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+        assert result.stdout.strip().splitlines()[-1] == expected

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from enum import Enum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from airflow_provider_octopods.api.errors import (
     OctopodsError,
@@ -29,7 +29,11 @@ from airflow_provider_octopods.api.errors import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from airflow_provider_octopods.api.protocol import RawResponse
+
+T = TypeVar("T")
 
 
 class Operation(str, Enum):
@@ -115,6 +119,45 @@ class RetryPolicy:
         if not self.should_retry(operation, error, attempt):
             return None, error
         return self.delay(attempt, error), error
+
+
+@dataclass(frozen=True)
+class Wait:
+    """The verdict "wait ``delay`` seconds, then try again" after ``error``."""
+
+    delay: float
+    error: OctopodsError
+
+
+class RetryingCall(Generic[T]):
+    """The retry loop of one API call, without the I/O: transports feed it each try's outcome.
+
+    ``parse`` turns a 2xx response into the result; an unreadable answer counts as a failed try
+    too (retried for status reads, an unknown outcome for sends). ``settle`` returns the result,
+    raises the final error, or returns :class:`Wait`.
+    """
+
+    def __init__(self, policy: RetryPolicy, operation: Operation, parse: Callable[[RawResponse], T]) -> None:
+        self.policy = policy
+        self.operation = operation
+        self.parse = parse
+        self.attempt = 0
+
+    def settle(self, response: RawResponse | None, failure: OctopodsError | None) -> T | Wait:
+        self.attempt += 1
+        if failure is None and response is not None and response.status < 400:
+            try:
+                return self.parse(response)
+            except OctopodsError as err:
+                failure = err
+        delay, error = self.policy.after_try(self.operation, self.attempt, None if failure else response, failure)
+        if delay is None:
+            if failure is not None:
+                raise failure
+            assert response is not None
+            return self.parse(response)  # raises the mapped API error with its full context
+        assert error is not None
+        return Wait(delay, error)
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:

@@ -11,7 +11,14 @@ from airflow_provider_octopods.api import protocol
 from airflow_provider_octopods.api.errors import OctopodsError
 from airflow_provider_octopods.api.masking import mask_phone
 from airflow_provider_octopods.api.models import MessageId, MessageStatus, SendRequest, SendResult
-from airflow_provider_octopods.api.retry import Failure, Operation, RetryPolicy, transport_error
+from airflow_provider_octopods.api.retry import (
+    Failure,
+    Operation,
+    RetryingCall,
+    RetryPolicy,
+    Wait,
+    transport_error,
+)
 from airflow_provider_octopods.api.settings import ClientSettings
 
 if TYPE_CHECKING:
@@ -73,28 +80,17 @@ class OctopodsClient:
         what: str,
         parse: Callable[[protocol.RawResponse], T],
     ) -> T:
-        """One API call with the retry policy; parsing is inside, so an unreadable answer counts too."""
-        attempt = 0
+        call = RetryingCall(self.retry_policy, operation, parse)
         while True:
-            attempt += 1
-            response: protocol.RawResponse | None = None
-            failure: OctopodsError | None = None
             try:
-                response = self._once(operation, method, url, body)
-                if response.status < 400:
-                    return parse(response)
+                response, failure = self._once(operation, method, url, body), None
             except OctopodsError as err:
-                failure = err
-            delay, error = self.retry_policy.after_try(
-                operation, attempt, response if failure is None else None, failure
-            )
-            if delay is None:
-                if failure is not None:
-                    raise failure
-                assert response is not None
-                return parse(response)  # raises the mapped API error with full context
-            log_retry(what, attempt, self.retry_policy.max_attempts, error, delay)
-            self._sleep(delay)
+                response, failure = None, err
+            outcome = call.settle(response, failure)
+            if not isinstance(outcome, Wait):
+                return outcome
+            log_retry(what, call.attempt, self.retry_policy.max_attempts, outcome.error, outcome.delay)
+            self._sleep(outcome.delay)
 
     def _once(self, operation: Operation, method: str, url: str, body: bytes | None) -> protocol.RawResponse:
         import requests

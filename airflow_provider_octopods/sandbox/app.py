@@ -11,6 +11,7 @@ import socket
 import struct
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -218,7 +219,9 @@ async def _health(request: web.Request) -> web.Response:
 
 async def _list_messages(request: web.Request) -> web.Response:
     store = request.app[STORE_KEY]
-    messages = [m.to_dict() for m in store.messages()]
+    accepted = store.messages()
+    identical = Counter((m.phone, m.body) for m in accepted)
+    messages = [m.to_dict() | {"identical_sends": identical[(m.phone, m.body)]} for m in accepted]
     return web.json_response({"count": len(messages), "duplicates": store.duplicates(), "messages": messages})
 
 

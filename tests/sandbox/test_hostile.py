@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import random
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -14,7 +17,7 @@ from airflow_provider_octopods.api.models import DeliveryStatus
 from airflow_provider_octopods.api.retry import RetryPolicy
 from airflow_provider_octopods.api.settings import ClientSettings
 from airflow_provider_octopods.clients.aio import AsyncOctopodsClient
-from airflow_provider_octopods.clients.sync import OctopodsClient
+from airflow_provider_octopods.hooks.octopods import OctopodsHook
 from airflow_provider_octopods.sandbox import SandboxServer
 from airflow_provider_octopods.sandbox.faults import FaultPlan, FaultSpec
 
@@ -23,14 +26,25 @@ Factory = Callable[..., SandboxServer]
 
 
 class SyncDriver:
+    """Through OctopodsHook, reading an ``octopods`` connection as a task would."""
+
     def __init__(self, settings: ClientSettings, policy: RetryPolicy) -> None:
-        self.client = OctopodsClient(settings, retry_policy=policy)
+        conn_id = f"octopods_{uuid.uuid4().hex[:8]}"
+        os.environ[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps(
+            {
+                "conn_type": "octopods",
+                "host": settings.base_url,
+                "password": settings.api_key,
+                "extra": {"connect_timeout": settings.connect_timeout, "read_timeout": settings.read_timeout},
+            }
+        )
+        self.hook = OctopodsHook(conn_id, retry_policy=policy)
 
     def send(self, phone: str, body: str) -> Any:
-        return self.client.send(build_send_request(phone, body))
+        return self.hook.send_sms(phone, body)
 
     def status(self, message_id: Any) -> Any:
-        return self.client.get_status(message_id)
+        return self.hook.get_status(message_id)
 
 
 class AsyncDriver:

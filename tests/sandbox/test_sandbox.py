@@ -149,6 +149,8 @@ def test_inspection_api_and_reset(octopods_sandbox: SandboxServer) -> None:
         send(octopods_sandbox, {"destination_phone": "+15551234567", "body": "same"})
     listing = requests.get(octopods_sandbox.url + "/_sandbox/messages", timeout=5).json()
     assert (listing["count"], listing["duplicates"]) == (2, 1)
+    assert [m["identical_sends"] for m in listing["messages"]] == [2, 2]
+    assert {"message_id", "phone", "body", "key_fingerprint", "accepted_at"} <= set(listing["messages"][0])
     assert KEY not in str(listing)
     assert octopods_sandbox.duplicates() == 1
     status(octopods_sandbox, 424242)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Callable
 
 import pytest
@@ -126,3 +128,17 @@ def test_api_key_never_reaches_logs_or_xcom(
         assert TEST_KEY not in json.dumps([[*key, value] for key, value in outcome.xcoms.items()], default=str)
     for path in AIRFLOW_HOME.rglob("*.log"):
         assert TEST_KEY not in path.read_text(errors="replace"), path
+
+
+def test_example_dags_parse_without_any_connection(airflow_db: None) -> None:
+    code = (
+        "import os, sys; [os.environ.pop(k) for k in list(os.environ) if k.startswith('AIRFLOW_CONN_')];"
+        "sys.path.insert(0, '.'); from tools.dagrun import load_dag;"
+        "from pathlib import Path;"
+        "ids = ['example_octopods_send_and_track', 'example_octopods_taskflow', 'example_octopods_deferrable',"
+        " 'example_octopods_failure_alerts'];"
+        "[load_dag(Path('example_dags'), i) for i in ids]; print('parsed', len(ids))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "parsed 4" in result.stdout
