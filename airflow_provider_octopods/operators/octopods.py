@@ -12,6 +12,7 @@ from airflow.providers.common.compat.sdk import BaseOperator, conf
 
 from airflow_provider_octopods.api.delivery import DeliveryTarget
 from airflow_provider_octopods.api.errors import OctopodsError, OctopodsValidationError
+from airflow_provider_octopods.api.masking import mask_phone
 from airflow_provider_octopods.api.tracking import BatchPolicy, DeliveryBatch
 from airflow_provider_octopods.api.validation import coerce_bool, positive_number, validate_region
 from airflow_provider_octopods.hooks.octopods import OctopodsHook
@@ -118,7 +119,7 @@ class OctopodsSendSmsOperator(BaseOperator):
         except OctopodsError as err:
             raise task_error(err) from None
 
-        send_result = result.to_dict() | {"phone": _masked(result.phone)}
+        send_result = result.to_dict() | {"phone": mask_phone(result.phone)}
         context["ti"].xcom_push(key=SEND_RESULT_XCOM_KEY, value=send_result)
         if not result.trackable:
             self.log.warning(
@@ -184,9 +185,3 @@ class OctopodsSendSmsOperator(BaseOperator):
 def _require_str(value: object, field: str) -> None:
     if not isinstance(value, str):
         raise OctopodsValidationError(field, f"must be a string (Jinja templates allowed), got {type(value).__name__}")
-
-
-def _masked(phone: str) -> str:
-    from airflow_provider_octopods.api.masking import mask_phone
-
-    return mask_phone(phone)
