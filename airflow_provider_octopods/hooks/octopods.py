@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -67,14 +68,14 @@ class OctopodsHook(BaseHook):
     @cached_property
     def settings(self) -> ClientSettings:
         """The connection's settings, validated. Raises :class:`OctopodsConfigurationError`."""
-        from airflow.providers.common.compat.sdk import AirflowNotFoundException, mask_secret
+        from airflow.providers.common.compat.sdk import AirflowNotFoundException
 
         try:
             conn = self.get_connection(self.octopods_conn_id)
         except AirflowNotFoundException:
             raise self._not_defined() from None
         if conn.password:
-            mask_secret(conn.password)
+            _mask_secret(conn.password)
         return self._settings_from(conn, conn.extra_dejson if conn.extra else {})
 
     async def aget_settings(self) -> ClientSettings:
@@ -252,6 +253,17 @@ class OctopodsHook(BaseHook):
                 lazy_gettext("Default region for national numbers"), widget=BS3TextFieldWidget()
             ),
         }
+
+
+def _mask_secret(value: str) -> None:
+    """Register ``value`` with Airflow's log masker (compat 1.21+ exports it; older ones do not)."""
+    for module in ("airflow.providers.common.compat.sdk", "airflow.sdk.log", "airflow.utils.log.secrets_masker"):
+        try:
+            mask = importlib.import_module(module).mask_secret
+        except (ImportError, AttributeError):
+            continue
+        mask(value)
+        return
 
 
 async def _async_extra(conn: Any) -> dict[str, Any]:
