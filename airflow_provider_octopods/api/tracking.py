@@ -74,12 +74,13 @@ class DeliveryBatch:
     """The delivery state of a group of messages."""
 
     def __init__(self, ids: list[MessageId], policy: BatchPolicy) -> None:
-        self.ids = list(ids)
         self.policy = policy
         self._status: dict[MessageId, str] = {}
         self._reason: dict[MessageId, str] = {}
         self._details: dict[MessageId, dict[str, Any]] = {}
-        self._verdict: dict[MessageId, Verdict] = dict.fromkeys(self.ids, Verdict.PENDING)
+        self._verdict: dict[MessageId, Verdict] = dict.fromkeys(ids, Verdict.PENDING)
+        self._count = {Verdict.PENDING: len(self._verdict), Verdict.SUCCESS: 0, Verdict.FAILURE: 0}
+        self.ids = list(self._verdict)  # in order, without repeats
 
     @property
     def pending(self) -> list[MessageId]:
@@ -94,6 +95,9 @@ class DeliveryBatch:
     def failed(self) -> list[MessageId]:
         return [i for i in self.ids if self._verdict[i] is Verdict.FAILURE]
 
+    def is_pending(self, message_id: MessageId) -> bool:
+        return self._verdict.get(message_id) is Verdict.PENDING
+
     def record(self, message_id: MessageId, status: MessageStatus) -> Verdict:
         """Take one status read; returns the message's verdict."""
         verdict = self.policy.target.judge(status)
@@ -101,7 +105,7 @@ class DeliveryBatch:
         self._details[message_id] = status.to_dict()
         if status.reason:
             self._reason[message_id] = status.reason
-        self._verdict[message_id] = verdict
+        self._set(message_id, verdict)
         return verdict
 
     def record_failure(self, message_id: MessageId, reason: str) -> None:
@@ -109,15 +113,20 @@ class DeliveryBatch:
         self._status[message_id] = "not_found"
         self._reason[message_id] = reason
         self._details[message_id] = {"message_id": message_id, "status": "not_found", "reason": reason}
-        self._verdict[message_id] = Verdict.FAILURE
+        self._set(message_id, Verdict.FAILURE)
+
+    def _set(self, message_id: MessageId, verdict: Verdict) -> None:
+        self._count[self._verdict[message_id]] -= 1
+        self._count[verdict] += 1
+        self._verdict[message_id] = verdict
 
     @property
     def decided(self) -> bool:
-        """True when polling more cannot change the outcome."""
-        if not self.pending:
+        """True when polling more cannot change the outcome (constant time: called per read)."""
+        if not self._count[Verdict.PENDING]:
             return True
         allowed_failures = len(self.ids) - self.policy.required(len(self.ids))
-        return self.policy.fail_fast and len(self.failed) > allowed_failures
+        return self.policy.fail_fast and self._count[Verdict.FAILURE] > allowed_failures
 
     def summary(self, *, timed_out: bool = False) -> dict[str, Any]:
         """The JSON-safe outcome: ``outcome`` is success, failure or timeout, with a one-line message."""

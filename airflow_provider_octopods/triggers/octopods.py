@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import heapq
+import itertools
 import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -94,65 +97,104 @@ class OctopodsDeliveryTrigger(BaseTrigger):
             yield TriggerEvent(self._error(batch, err))
             return
         async with self._client(settings) as client:
-            while True:
-                cycle_end = time.monotonic() + self.poll_interval
-                try:
-                    await self._poll_once(client, batch)
-                except OctopodsAuthError as err:
-                    yield TriggerEvent(self._error(batch, err))
-                    return
-                self.log.info(
-                    "Octopods delivery: %d delivered, %d failed, %d pending of %d",
-                    len(batch.succeeded),
-                    len(batch.failed),
-                    len(batch.pending),
-                    len(batch.ids),
-                )
-                if batch.decided:
-                    yield TriggerEvent(batch.summary())
-                    return
-                remaining = self.deadline - time.time()
-                if remaining <= 0:
-                    yield TriggerEvent(batch.summary(timed_out=True))
-                    return
-                await asyncio.sleep(max(0.0, min(cycle_end - time.monotonic(), remaining)))
+            try:
+                timed_out = await self._follow(client, batch)
+            except OctopodsAuthError as err:
+                yield TriggerEvent(self._error(batch, err))
+                return
+        self._log_progress(batch)
+        yield TriggerEvent(batch.summary(timed_out=timed_out))
 
     def _client(self, settings: Any) -> Any:
         from airflow_provider_octopods.clients.aio import AsyncOctopodsClient
 
         return AsyncOctopodsClient(settings, max_connections=self.max_in_flight)
 
-    async def _poll_once(self, client: Any, batch: DeliveryBatch) -> None:
-        """Read every pending message once, spread over the poll interval, bounded in flight."""
-        pending = batch.pending
-        spacing = self.poll_interval / len(pending)
-        slots = asyncio.Semaphore(self.max_in_flight)
+    async def _follow(self, client: Any, batch: DeliveryBatch) -> bool:
+        """Read each pending message every ``poll_interval`` until decided; True if the deadline came first.
+
+        Each message has its own schedule: first reads are spread evenly over one interval, and
+        every later read comes one interval after the previous one started. So reads stay spread
+        out (no burst), a message is never unread for longer than the interval, and a message
+        drops out as soon as it reaches a final status. At most ``max_in_flight`` reads run at once.
+        """
+        interval = self.poll_interval
         started = time.monotonic()
+        end = started + max(0.0, self.deadline - time.time())
+        pending = batch.pending
+        queue = [(started + i * interval / len(pending), i, m) for i, m in enumerate(pending)]
+        order = itertools.count(len(queue))
+        slots = asyncio.Semaphore(self.max_in_flight)
+        finished = asyncio.Event()
+        running: set[asyncio.Task[None]] = set()
+        refused: list[OctopodsAuthError] = []
+        next_log = started + interval
 
         async def read(message_id: MessageId) -> None:
-            async with slots:
-                try:
-                    batch.record(message_id, await client.get_status(message_id))
-                except OctopodsNotFoundError as err:
-                    batch.record_failure(message_id, str(err))
-                except OctopodsAuthError:
-                    raise
-                except OctopodsError as err:
-                    self.log.warning("Could not read the status of message %s this round: %s", message_id, err)
+            began = time.monotonic()
+            try:
+                batch.record(message_id, await client.get_status(message_id))
+            except OctopodsNotFoundError as err:
+                batch.record_failure(message_id, str(err))
+            except OctopodsAuthError as err:
+                refused.append(err)
+            except OctopodsError as err:
+                self.log.warning("Could not read the status of message %s this time: %s", message_id, err)
+            finally:
+                slots.release()
+            if batch.is_pending(message_id):
+                heapq.heappush(queue, (began + interval, next(order), message_id))
+            finished.set()
 
-        tasks: list[asyncio.Task[None]] = []
         try:
-            for index, message_id in enumerate(pending):
-                wait = started + index * spacing - time.monotonic()
-                if wait > 0:
-                    await asyncio.sleep(wait)
-                if time.time() >= self.deadline or batch.decided:
-                    break
-                tasks.append(asyncio.create_task(read(message_id)))
-            await asyncio.gather(*tasks)
+            while not refused and not batch.decided:
+                now = time.monotonic()
+                if now >= end:
+                    return True
+                if now >= next_log:
+                    self._log_progress(batch)
+                    next_log = now + interval
+                if queue and queue[0][0] <= now:
+                    if not await self._slot(slots, end - now):
+                        return True
+                    message_id = heapq.heappop(queue)[2]
+                    task = asyncio.create_task(read(message_id))
+                    running.add(task)
+                    task.add_done_callback(running.discard)
+                elif queue:
+                    await asyncio.sleep(min(queue[0][0], end, next_log) - now)
+                else:  # every pending message is being read: wait for one to come back
+                    finished.clear()
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(finished.wait(), min(end, next_log) - now)
+            if refused:
+                raise refused[0]
+            return False
         finally:
-            for task in tasks:
+            for task in list(running):
                 task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+
+    @staticmethod
+    async def _slot(slots: asyncio.Semaphore, timeout: float) -> bool:
+        """Take a place among the reads in flight; False if none frees up within ``timeout``."""
+        if not slots.locked():
+            await slots.acquire()
+            return True
+        try:
+            await asyncio.wait_for(slots.acquire(), timeout)
+        except asyncio.TimeoutError:
+            return False
+        return True
+
+    def _log_progress(self, batch: DeliveryBatch) -> None:
+        self.log.info(
+            "Octopods delivery: %d delivered, %d failed, %d pending of %d",
+            len(batch.succeeded),
+            len(batch.failed),
+            len(batch.pending),
+            len(batch.ids),
+        )
 
     def _error(self, batch: DeliveryBatch, err: OctopodsError) -> dict[str, Any]:
         return batch.summary() | {"outcome": ERROR, "message": f"delivery tracking stopped: {err}"}
