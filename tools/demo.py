@@ -48,10 +48,13 @@ def configured_connection() -> tuple[str, str] | None:
     try:
         rows = json.loads(result.stdout)
         row = rows[0] if isinstance(rows, list) else rows
-        uri = row.get("get_uri") or row.get("uri")
+        fields = {k: row.get(k) for k in ("conn_type", "host", "login", "password", "schema", "port")}
+        fields["extra"] = row.get("extra_dejson") or {}
     except (ValueError, IndexError, AttributeError):
         return None
-    return (uri, f"the Airflow connection store of {home}") if uri else None
+    # The JSON form, not get_uri: a host that is itself a URL does not survive the URI form.
+    value = json.dumps({k: v for k, v in fields.items() if v not in (None, "", {})})
+    return value, f"the Airflow connection store of {home}"
 
 
 @contextlib.contextmanager

@@ -50,3 +50,27 @@ def test_demo_uses_a_configured_connection_and_needs_a_recipient(
     [message] = api.messages()
     assert message.phone == "+447700900123"
     assert TEST_KEY not in result.stdout + result.stderr
+
+
+def test_demo_finds_the_connection_in_the_users_airflow_store(
+    tmp_path: Path, octopods_sandbox_factory: Callable[..., SandboxServer]
+) -> None:
+    api = octopods_sandbox_factory(sent_after=0.2, final_after=0.5)
+    home = tmp_path / "my-airflow"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "PYTEST"))}
+    env |= {"AIRFLOW_HOME": str(home), "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
+    airflow = [sys.executable, "-m", "airflow"]
+    subprocess.run([*airflow, "db", "migrate"], env=env, capture_output=True, check=True)
+    subprocess.run(
+        [*airflow, "connections", "add", "octopods_default", "--conn-json", api.connection_json(TEST_KEY)],
+        env=env,
+        capture_output=True,
+        check=True,
+    )
+    result = demo(tmp_path, "--phone", "+15005550100", AIRFLOW_HOME=str(home))
+    assert result.returncode == 0, result.stdout + result.stderr[-2000:]
+    assert result.stdout.startswith(
+        f"Mode: real Octopods API (connection octopods_default from the Airflow connection store of {home})"
+    )
+    assert len(api.messages()) == 1
+    assert TEST_KEY not in result.stdout
