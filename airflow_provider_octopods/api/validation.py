@@ -45,10 +45,16 @@ def normalize_phone(value: object, *, default_region: str | None = None, field: 
         parsed = phonenumbers.parse(text, region)
     except phonenumbers.NumberParseException as err:
         raise OctopodsValidationError(field, f"{mask_phone(text)} is not a phone number ({err})") from None
-    if not phonenumbers.is_possible_number(parsed):
-        raise OctopodsValidationError(
-            field, f"{mask_phone(text)} is not a possible phone number (wrong length for its country)"
-        )
+    reason = phonenumbers.is_possible_number_with_reason(parsed)
+    if reason != phonenumbers.ValidationResult.IS_POSSIBLE:
+        problems = {
+            phonenumbers.ValidationResult.TOO_SHORT: "is too short for its country",
+            phonenumbers.ValidationResult.TOO_LONG: "is too long for its country",
+            phonenumbers.ValidationResult.INVALID_COUNTRY_CODE: "has an unknown country code",
+            phonenumbers.ValidationResult.IS_POSSIBLE_LOCAL_ONLY: "is a local number: add the area code",
+        }
+        problem = problems.get(reason, "has the wrong length for its country")
+        raise OctopodsValidationError(field, f"{mask_phone(text)} {problem}; not a possible phone number")
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 
