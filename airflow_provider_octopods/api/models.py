@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
+from functools import cached_property
 from typing import Any
 
-from airflow_provider_octopods.api.segments import Encoding, SegmentInfo
+from airflow_provider_octopods.api.segments import Encoding, SegmentInfo, count_segments
 
 MessageId = int | str
 
@@ -67,6 +68,11 @@ class SendRequest:
     destination_user_name: str | None = None
     open_intercom_conversation: bool | None = None
     intercom_teammate_id: str | None = None
+
+    @cached_property
+    def segment_info(self) -> SegmentInfo:
+        """How the body will be billed (segments, encoding); computed once per request."""
+        return count_segments(self.body)
 
     def to_payload(self) -> dict[str, Any]:
         """The JSON body of ``POST /api/v1/sms/messages``; optional fields only when set."""

@@ -7,9 +7,9 @@ about what the bytes mean lives here, once.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 from urllib.parse import quote
 
 from airflow_provider_octopods import __version__
@@ -27,9 +27,11 @@ from airflow_provider_octopods.api.errors import (
     OctopodsSmsRejectedError,
     OctopodsUnknownOutcomeError,
 )
+from airflow_provider_octopods.api.masking import mask_phone
 from airflow_provider_octopods.api.models import MessageId, MessageStatus, SendRequest, SendResult
 from airflow_provider_octopods.api.retry import Operation, parse_retry_after
-from airflow_provider_octopods.api.segments import count_segments
+
+T = TypeVar("T")
 
 AUTH_HEADER = "X-Octopods-Auth"
 MESSAGES_PATH = "/api/v1/sms/messages"
@@ -89,6 +91,42 @@ def encode_send(request: SendRequest) -> bytes:
     return json.dumps(request.to_payload(), ensure_ascii=False).encode("utf-8")
 
 
+@dataclass(frozen=True)
+class ApiCall(Generic[T]):
+    """One call, fully described: what a transport sends, and how the answer is read."""
+
+    operation: Operation
+    method: str
+    url: str
+    body: bytes | None
+    what: str  # for log lines: no key, phone masked
+    parse: Callable[[RawResponse], T]
+
+
+def send_call(base_url: str, request: SendRequest) -> ApiCall[SendResult]:
+    """``POST /api/v1/sms/messages`` for ``request``."""
+    return ApiCall(
+        Operation.SEND,
+        "POST",
+        send_url(base_url),
+        encode_send(request),
+        f"send to {mask_phone(request.phone)}",
+        lambda response: parse_send_response(response, request),
+    )
+
+
+def status_call(base_url: str, message_id: MessageId) -> ApiCall[MessageStatus]:
+    """``GET /api/v1/sms/messages/{id}``."""
+    return ApiCall(
+        Operation.STATUS,
+        "GET",
+        status_url(base_url, message_id),
+        None,
+        f"status of message {message_id}",
+        lambda response: parse_status_response(response, message_id),
+    )
+
+
 def parse_send_response(response: RawResponse, request: SendRequest) -> SendResult:
     """A send's response as a result, or the error it stands for.
 
@@ -104,7 +142,7 @@ def parse_send_response(response: RawResponse, request: SendRequest) -> SendResu
                 "message id is unknown",
                 http_status=response.status,
             )
-        return SendResult.from_response(payload, phone=request.phone, segments=count_segments(request.body))
+        return SendResult.from_response(payload, phone=request.phone, segments=request.segment_info)
     raise error_from_response(response, Operation.SEND)
 
 

@@ -101,25 +101,6 @@ class RetryPolicy:
         """Whether to try again after failed try number ``attempt``."""
         return attempt < self.max_attempts and is_retryable(operation, error)
 
-    def after_try(
-        self, operation: Operation, attempt: int, response: RawResponse | None, error: OctopodsError | None
-    ) -> tuple[float | None, OctopodsError | None]:
-        """Decide what follows try number ``attempt``, which gave ``response`` or raised ``error``.
-
-        Returns ``(delay, error)``: a delay means wait that long and try again; ``None`` means stop
-        and hand the response (or raise the error) to the caller. Every transport runs this one rule.
-        """
-        if error is None:
-            assert response is not None
-            if response.status < 400:
-                return None, None
-            from airflow_provider_octopods.api.protocol import error_from_response
-
-            error = error_from_response(response, operation)
-        if not self.should_retry(operation, error, attempt):
-            return None, error
-        return self.delay(attempt, error), error
-
 
 @dataclass(frozen=True)
 class Wait:
@@ -145,19 +126,22 @@ class RetryingCall(Generic[T]):
 
     def settle(self, response: RawResponse | None, failure: OctopodsError | None) -> T | Wait:
         self.attempt += 1
-        if failure is None and response is not None and response.status < 400:
-            try:
-                return self.parse(response)
-            except OctopodsError as err:
-                failure = err
-        delay, error = self.policy.after_try(self.operation, self.attempt, None if failure else response, failure)
-        if delay is None:
-            if failure is not None:
-                raise failure
+        if failure is None:
             assert response is not None
-            return self.parse(response)  # raises the mapped API error with its full context
-        assert error is not None
-        return Wait(delay, error)
+            if response.status < 400:
+                try:
+                    return self.parse(response)
+                except OctopodsError as err:
+                    failure = err
+            else:
+                from airflow_provider_octopods.api.protocol import error_from_response
+
+                failure = error_from_response(response, self.operation)
+                if not self.policy.should_retry(self.operation, failure, self.attempt):
+                    return self.parse(response)  # raises the mapped error with its full context
+        if not self.policy.should_retry(self.operation, failure, self.attempt):
+            raise failure
+        return Wait(self.policy.delay(self.attempt, failure), failure)
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:

@@ -5,15 +5,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow_provider_octopods.api import protocol
 from airflow_provider_octopods.api.errors import OctopodsError
-from airflow_provider_octopods.api.masking import mask_phone
 from airflow_provider_octopods.api.models import MessageId, MessageStatus, SendRequest, SendResult
 from airflow_provider_octopods.api.retry import (
     Failure,
-    Operation,
     RetryingCall,
     RetryPolicy,
     Wait,
@@ -55,56 +53,42 @@ class OctopodsClient:
 
     def send(self, request: SendRequest) -> SendResult:
         """Send one SMS. See :mod:`airflow_provider_octopods.api.retry` for what is retried."""
-        body = protocol.encode_send(request)
-        url = protocol.send_url(self.settings.base_url)
-        what = f"send to {mask_phone(request.phone)}"
-        return self._call(Operation.SEND, "POST", url, body, what, lambda r: protocol.parse_send_response(r, request))
+        return self.run(protocol.send_call(self.settings.base_url, request))
 
     def get_status(self, message_id: MessageId) -> MessageStatus:
         """Read a message's delivery status."""
-        url = protocol.status_url(self.settings.base_url, message_id)
-        what = f"status of message {message_id}"
-        return self._call(
-            Operation.STATUS, "GET", url, None, what, lambda r: protocol.parse_status_response(r, message_id)
-        )
+        return self.run(protocol.status_call(self.settings.base_url, message_id))
 
     def close(self) -> None:
         self.session.close()
 
-    def _call(
-        self,
-        operation: Operation,
-        method: str,
-        url: str,
-        body: bytes | None,
-        what: str,
-        parse: Callable[[protocol.RawResponse], T],
-    ) -> T:
-        call = RetryingCall(self.retry_policy, operation, parse)
+    def run(self, call: protocol.ApiCall[T]) -> T:
+        """Make ``call`` under the retry policy."""
+        retrying = RetryingCall(self.retry_policy, call.operation, call.parse)
         while True:
             try:
-                response, failure = self._once(operation, method, url, body), None
+                response, failure = self._once(call), None
             except OctopodsError as err:
                 response, failure = None, err
-            outcome = call.settle(response, failure)
+            outcome = retrying.settle(response, failure)
             if not isinstance(outcome, Wait):
                 return outcome
-            log_retry(what, call.attempt, self.retry_policy.max_attempts, outcome.error, outcome.delay)
+            log_retry(call.what, retrying.attempt, self.retry_policy.max_attempts, outcome.error, outcome.delay)
             self._sleep(outcome.delay)
 
-    def _once(self, operation: Operation, method: str, url: str, body: bytes | None) -> protocol.RawResponse:
+    def _once(self, call: protocol.ApiCall[Any]) -> protocol.RawResponse:
         import requests
 
         try:
             response = self.session.request(
-                method,
-                url,
-                data=body,
+                call.method,
+                call.url,
+                data=call.body,
                 timeout=(self.settings.connect_timeout, self.settings.read_timeout),
                 allow_redirects=False,
             )
         except requests.RequestException as exc:
-            raise transport_error(operation, _failure_kind(exc), _describe(exc)) from None
+            raise transport_error(call.operation, _failure_kind(exc), _describe(exc)) from None
         return protocol.RawResponse(response.status_code, response.content, dict(response.headers))
 
 

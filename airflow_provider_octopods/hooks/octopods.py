@@ -157,9 +157,7 @@ class OctopodsHook(BaseHook):
 
     def send(self, request: SendRequest) -> SendResult:
         """Send a request built by :meth:`build_send_request`."""
-        from airflow_provider_octopods.api.segments import count_segments
-
-        info = count_segments(request.body)
+        info = request.segment_info
         self.log.info(
             "Sending SMS to %s: %d characters, %d segment(s), %s",
             mask_phone(request.phone),
