@@ -1,47 +1,66 @@
-"""How API errors and delivery outcomes become task outcomes in Airflow."""
+"""How API errors and delivery outcomes become task outcomes in Airflow.
+
+Whether Airflow may retry is not decided here: :func:`airflow_provider_octopods.api.decision.decide`
+says so, and this module only expresses its answer the way Airflow understands it.
+"""
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
-from airflow_provider_octopods.api.errors import OctopodsError
+from airflow_provider_octopods.api.decision import Operation, decide
 from airflow_provider_octopods.api.tracking import SUCCESS, TIMEOUT
 
 
-def task_error(err: OctopodsError, *, retry_allowed: bool = True) -> BaseException:
-    """The exception a task should raise for ``err``.
+def task_error(err: BaseException, operation: Operation) -> BaseException:
+    """The exception a task should raise for ``err`` raised by ``operation``.
 
-    Errors that another try can fix without risk (rate limit, API unreachable, 503, SMS
-    provider rejection) are raised as they are, so Airflow's ``retries`` apply. Everything
-    else (bad input, bad key, unknown outcome) fails the task at once: retrying cannot help,
-    or could send an SMS twice. ``retry_allowed=False`` forces the second kind, for failures
-    that happen after a message was already sent.
+    When Airflow may retry (nothing was sent and another try can help), ``err`` itself. Otherwise
+    (bad input, bad key, a send that may have gone out) the same error as a subclass of
+    ``AirflowFailException``, so Airflow fails the task without using its retries while user
+    code can still catch it by its Octopods class.
     """
+    if decide(operation, err).retry_task:
+        return err
+    return final(err)
+
+
+def final(err: BaseException) -> BaseException:
+    """``err`` as an error that fails the task for good, keeping its class, message and fields."""
     from airflow.providers.common.compat.sdk import AirflowFailException
 
-    if retry_allowed and err.task_retry_safe:
+    if isinstance(err, AirflowFailException):
         return err
-    failure = AirflowFailException(str(err))
-    failure.__cause__ = None
-    failure.__suppress_context__ = True
-    return failure
+    cls = _final_class(type(err), AirflowFailException)  # type: ignore[arg-type]
+    copy = cls.__new__(cls)
+    copy.__dict__.update(err.__dict__)
+    copy.args = err.args
+    copy.__cause__ = err.__cause__
+    copy.__suppress_context__ = True
+    return copy
+
+
+@cache
+def _final_class(cls: type[BaseException], fail: type[BaseException]) -> type[BaseException]:
+    return type(cls.__name__, (cls, fail), {"__module__": cls.__module__, "__qualname__": cls.__qualname__})
 
 
 def delivery_result(event: dict[str, Any] | None, *, sensor: bool) -> dict[str, Any]:
     """Turn a delivery summary (trigger event or sync batch) into the task's result, or raise.
 
-    Success returns the summary. Failures and errors fail the task without retries; a deadline
-    reached fails it too (``AirflowSensorTimeout`` for sensors), naming the pending ids.
+    Success returns the summary. A delivery failure or a tracking error fails the task for good
+    (another try reads the same statuses). The deadline reached fails the task so that Airflow's
+    ``retries`` apply (``AirflowSensorTimeout`` for sensors): a retried send operator does not send
+    again (see :mod:`airflow_provider_octopods.send_record`) and simply resumes tracking.
     """
-    from airflow.providers.common.compat.sdk import AirflowFailException, AirflowSensorTimeout
+    from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException, AirflowSensorTimeout
 
     if not isinstance(event, dict) or "outcome" not in event:
         raise AirflowFailException(f"unexpected delivery event from the trigger: {event!r}")
     if event["outcome"] == SUCCESS:
         return event
     message = f"SMS delivery {event['outcome']}: {event.get('message', '')}"
-    if event["outcome"] == TIMEOUT and sensor:
-        raise AirflowSensorTimeout(message)
-    if not sensor:
-        message += ". The SMS was sent once; the task is not retried, so it is not sent again"
+    if event["outcome"] == TIMEOUT:
+        raise AirflowSensorTimeout(message) if sensor else AirflowException(message)
     raise AirflowFailException(message)

@@ -1,32 +1,48 @@
 """The main job: run the send-and-track example DAG end to end and say what happened.
 
 Run through ``python3 tools/dev.py demo``. With no ``octopods_default`` connection configured it
-starts the embedded Octopods sandbox on a free 127.0.0.1 port (nothing leaves the machine);
-with one configured (``AIRFLOW_CONN_OCTOPODS_DEFAULT``, or the connection store of the Airflow
-home you use) it sends a real SMS to ``--phone``.
+starts the embedded Octopods sandbox on a free 127.0.0.1 port (nothing leaves the machine).
+With one configured (``AIRFLOW_CONN_OCTOPODS_DEFAULT``, or the connection store of the Airflow
+home you use) it uses that: a loopback host is a local sandbox you started, anything else is the
+real API, which sends a real SMS to ``--phone``.
+
+The throwaway Airflow home is removed at the end (``--keep`` keeps it); after a failed run the
+task logs are first saved next to it and their error lines printed.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import ipaddress
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
+import traceback
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tools.dagrun import load_dag, migrate_db, prepare_environment, run_dag  # noqa: E402
+from airflow_provider_octopods.api.masking import mask_phone  # noqa: E402
+from airflow_provider_octopods.api.settings import DEFAULT_BASE_URL  # noqa: E402
+from tools.dagrun import RunOutcome, load_dag, migrate_db, prepare_environment, run_dag  # noqa: E402
 
 DAG_ID = "example_octopods_send_and_track"
 CONN_ENV = "AIRFLOW_CONN_OCTOPODS_DEFAULT"
 SANDBOX_PHONE = "+15005550100"
+ERROR_LINES_SHOWN = 12
+_ERROR_LINE = re.compile(r"\[error\b|\bERROR\b|^\S*(Error|Exception)\b\S*: ")
+_PHONE = re.compile(r"\+\d{7,15}\b")
 
 
 def configured_connection() -> tuple[str, str] | None:
@@ -57,6 +73,49 @@ def configured_connection() -> tuple[str, str] | None:
     return value, f"the Airflow connection store of {home}"
 
 
+def connection_base_url(value: str) -> str | None:
+    """The API base URL a connection value (JSON or URI form) points at, as the hook reads it."""
+    try:
+        if value.lstrip().startswith("{"):
+            fields = json.loads(value)
+            host, schema, port = fields.get("host"), fields.get("schema"), fields.get("port")
+        else:
+            parts = urlsplit(value)
+            host, schema, port = unquote(parts.hostname or ""), unquote(parts.path.lstrip("/")), parts.port
+    except (ValueError, AttributeError):
+        return None
+    text = str(host or "").strip()
+    if not text:
+        return DEFAULT_BASE_URL
+    if "://" not in text:
+        scheme = str(schema or "").strip().lower()
+        text = f"{scheme if scheme in ('http', 'https') else 'https'}://{text}{f':{port}' if port else ''}"
+    return text.rstrip("/")
+
+
+def is_loopback(url: str) -> bool:
+    """Whether ``url`` is on this machine: the real Octopods API never is, a sandbox is."""
+    hostname = urlsplit(url).hostname or ""
+    if hostname == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(hostname).is_loopback
+    except ValueError:
+        return False
+
+
+def answers(url: str) -> bool:
+    """Whether anything answers HTTP at ``url`` (any status counts)."""
+    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # no proxy for a loopback URL
+    try:
+        with direct.open(f"{url}/_sandbox/health", timeout=5):
+            return True
+    except urllib.error.HTTPError:
+        return True
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
 @contextlib.contextmanager
 def output_to(path: Path) -> Iterator[None]:
     """Send this process's stdout and stderr (Airflow's task logs) to ``path``."""
@@ -78,22 +137,36 @@ def output_to(path: Path) -> Iterator[None]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--phone", help="recipient (required against the real API)")
+    parser.add_argument("--keep", action="store_true", help="keep the throwaway Airflow home and its logs")
     args = parser.parse_args(argv)
 
-    real = configured_connection()
-    home = Path(tempfile.mkdtemp(prefix="octopods-demo-"))
-    log_file = home / "dag-run.log"
     sandbox = None
-    if real:
-        if not args.phone:
-            print(f"Mode: real Octopods API (connection octopods_default from {real[1]})")
+    configured = configured_connection()
+    if configured:
+        value, source = configured
+        url = connection_base_url(value)
+        if url is not None and is_loopback(url):
+            print(
+                f"Mode: local Octopods sandbox at {url} (connection octopods_default from {source}; "
+                "nothing leaves this machine)"
+            )
+            if not answers(url):
+                print(f"Nothing answers at {url}: start the sandbox there (octopods-sandbox --port ...).")
+                return 2
+            phone = args.phone or SANDBOX_PHONE
+        elif not args.phone:
+            print(f"Mode: real Octopods API (connection octopods_default from {source})")
             print("Refusing to send a real SMS without a recipient: pass --phone +<country><number>.")
             return 2
-        os.environ[CONN_ENV] = real[0]
-        phone = args.phone
-        print(f"Mode: real Octopods API (connection octopods_default from {real[1]}); an SMS goes to {phone}")
+        else:
+            phone = args.phone
+            print(
+                f"Mode: real Octopods API (connection octopods_default from {source}); "
+                f"an SMS goes to {mask_phone(phone)}"
+            )
+        os.environ[CONN_ENV] = value
     else:
         from airflow_provider_octopods.sandbox import SandboxConfig, SandboxServer
 
@@ -104,17 +177,39 @@ def main(argv: list[str] | None = None) -> int:
             f"Mode: local Octopods sandbox at {sandbox.url} "
             "(no octopods_default connection configured; nothing leaves this machine)"
         )
+    try:
+        return run_demo(phone, keep=args.keep)
+    finally:
+        if sandbox is not None:
+            sandbox.stop()
 
+
+def run_demo(phone: str, *, keep: bool) -> int:
+    """Run the DAG in a throwaway Airflow home, say what happened, then clean up."""
     started = time.monotonic()
-    prepare_environment(home, ROOT / "example_dags")
-    print(f"Airflow home (throwaway, SQLite): {home}")
-    with output_to(log_file):
-        migrate_db()
-        dag = load_dag(ROOT / "example_dags", DAG_ID)
-        outcome = run_dag(dag, {"phone": phone})
-    if sandbox is not None:
-        sandbox.stop()
+    home = Path(tempfile.mkdtemp(prefix="octopods-demo-"))
+    log_file = home / "dag-run.log"
+    outcome: RunOutcome | None = None
+    try:
+        prepare_environment(home, ROOT / "example_dags")
+        print(f"Airflow home (throwaway, SQLite): {home}")
+        with output_to(log_file):
+            try:
+                migrate_db()
+                dag = load_dag(ROOT / "example_dags", DAG_ID)
+                outcome = run_dag(dag, {"phone": phone})
+            except Exception:
+                traceback.print_exc()  # into the task logs, which a failed run keeps
+        if outcome is None:
+            print(f"The demo could not run the DAG ({time.monotonic() - started:.1f}s)")
+            return 1
+        report(outcome, started)
+        return 0 if outcome.state == "success" else 1
+    finally:
+        clean_up(home, log_file, succeeded=outcome is not None and outcome.state == "success", keep=keep)
 
+
+def report(outcome: RunOutcome, started: float) -> None:
     sent = outcome.xcom("send", "send_result") or {}
     final = outcome.xcom("track_delivery") or {}
     print(f"DAG run {outcome.run_id}: {outcome.state} in {time.monotonic() - started:.1f}s")
@@ -128,8 +223,33 @@ def main(argv: list[str] | None = None) -> int:
         f"Final delivery status: {final.get('status', 'not reached')}"
         + (f" ({final['reason']})" if final.get("reason") else "")
     )
-    print(f"Task logs: {log_file}")
-    return 0 if outcome.state == "success" else 1
+
+
+def clean_up(home: Path, log_file: Path, *, succeeded: bool, keep: bool) -> None:
+    """Remove the throwaway home; after a failure save the task logs first and show their errors."""
+    if keep:
+        print(f"Kept the Airflow home for inspection (--keep): {home}")
+        if log_file.exists():
+            print(f"Task logs: {log_file}")
+        return
+    if not succeeded and log_file.exists():
+        saved = home.parent / f"{home.name}.log"
+        shutil.copyfile(log_file, saved)
+        errors = error_lines(log_file.read_text(errors="replace"))
+        if errors:
+            print("Errors in the task logs:")
+            for line in errors:
+                print(f"  {line}")
+        print(f"Task logs saved to {saved}")
+    shutil.rmtree(home, ignore_errors=True)
+    print(f"Removed the throwaway Airflow home {home} (pass --keep to keep it)")
+
+
+def error_lines(log: str) -> list[str]:
+    """The log's last error lines (or its last lines if none is marked), phones masked, shortened."""
+    lines = [line.rstrip() for line in log.splitlines() if line.strip()]
+    errors = [line for line in lines if _ERROR_LINE.search(line)] or lines
+    return [_PHONE.sub(lambda match: mask_phone(match.group()), line)[:300] for line in errors[-ERROR_LINES_SHOWN:]]
 
 
 if __name__ == "__main__":

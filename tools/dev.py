@@ -2,6 +2,7 @@
 """The project's two commands, runnable on a machine with nothing but Python >= 3.10.
 
     python3 tools/dev.py demo    # run the example DAG (local sandbox, or the real API if configured)
+                                 # --airflow 2: on Airflow 2.11; --keep: keep its throwaway Airflow home
     python3 tools/dev.py test    # ruff, mypy and pytest on Airflow 3.x and on Airflow 2.11
 
 Each builds its environment from uv.lock first: uv itself is installed into .dev/uv with pip,
@@ -84,8 +85,8 @@ def tool_env(bin_dir: Path) -> dict[str, str]:
 def cmd_demo(args: argparse.Namespace) -> int:
     global QUIET
     QUIET = True
-    bin_dir = sync("3")
-    demo_args = ["--phone", args.phone] if args.phone else []
+    bin_dir = sync(args.airflow)
+    demo_args = (["--phone", args.phone] if args.phone else []) + (["--keep"] if args.keep else [])
     return run(
         [str(bin_dir / "python"), str(ROOT / "tools" / "demo.py"), *demo_args], env=tool_env(bin_dir), check=False
     )
@@ -133,6 +134,13 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="run the send-and-track example DAG (sandbox by default)")
     demo.add_argument("--phone", help="recipient; required when the real API is used")
+    demo.add_argument(
+        "--airflow",
+        choices=["3", "2"],
+        default="3",
+        help="run it on Airflow 3.x (.venv) or 2.11 (.venv-af2); default 3",
+    )
+    demo.add_argument("--keep", action="store_true", help="keep the throwaway Airflow home and its task logs")
     demo.set_defaults(func=cmd_demo)
     test = sub.add_parser("test", help="lint, type-check and run the test suite on both Airflow lines")
     test.add_argument(

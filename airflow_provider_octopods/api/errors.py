@@ -3,8 +3,8 @@
 Every error carries ``error_code`` (the API's numeric code, when it gave one), ``request_id``
 (the API's trace id, when it gave one) and ``http_status``. No error ever carries the API key.
 
-``task_retry_safe`` tells the Airflow layer whether running the whole task again can help and
-cannot send a message twice: bad input, a bad key or an unknown outcome are not retry-safe.
+Whether an error may be retried, in the call or by Airflow, is decided in one place:
+:func:`airflow_provider_octopods.api.decision.decide`.
 """
 
 from __future__ import annotations
@@ -12,8 +12,6 @@ from __future__ import annotations
 
 class OctopodsError(Exception):
     """Base class of every error raised by this provider."""
-
-    task_retry_safe: bool = False
 
     def __init__(
         self,
@@ -76,8 +74,6 @@ class OctopodsInvalidPhoneError(OctopodsAPIError):
 class OctopodsSmsRejectedError(OctopodsAPIError):
     """Error code 4 (SMS_ERROR): the SMS provider rejected the send. May succeed later."""
 
-    task_retry_safe = True
-
 
 class OctopodsAuthError(OctopodsAPIError):
     """The API key was refused (HTTP 401/403)."""
@@ -90,8 +86,6 @@ class OctopodsDeprecatedKeyError(OctopodsAuthError):
 class OctopodsRateLimitError(OctopodsAPIError):
     """HTTP 429: too many requests. ``retry_after`` is the server's wait hint in seconds, if any."""
 
-    task_retry_safe = True
-
     def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: object) -> None:
         super().__init__(message, **kwargs)  # type: ignore[arg-type]
         self.retry_after = retry_after
@@ -100,13 +94,9 @@ class OctopodsRateLimitError(OctopodsAPIError):
 class OctopodsServerError(OctopodsAPIError):
     """HTTP 5xx, or a response that is not the JSON the API documents."""
 
-    task_retry_safe = True
-
 
 class OctopodsTransportError(OctopodsError):
-    """The request never reached the API (connection refused, DNS, connect timeout)."""
-
-    task_retry_safe = True
+    """The request never reached the API (connection refused, DNS, connect timeout, TLS failure)."""
 
 
 class OctopodsUnknownOutcomeError(OctopodsError):

@@ -8,6 +8,7 @@ from enum import Enum
 from functools import cached_property
 from typing import Any
 
+from airflow_provider_octopods.api.masking import mask_phone
 from airflow_provider_octopods.api.segments import Encoding, SegmentInfo, count_segments
 
 MessageId = int | str
@@ -108,11 +109,11 @@ class SendResult:
         return self.message_id is not None
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-safe summary for XCom (no raw payload, no key)."""
+        """A JSON-safe summary for XCom: no raw payload, no key, and the phone number masked."""
         return {
             "request_id": self.request_id,
             "message_id": self.message_id,
-            "phone": self.phone,
+            "phone": mask_phone(self.phone),
             "segments": self.segments,
             "encoding": self.encoding.value,
             "channel_message_id": self.channel_message_id,

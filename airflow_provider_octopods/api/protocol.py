@@ -7,12 +7,16 @@ about what the bytes mean lives here, once.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
 from typing import Any, Generic, TypeVar
 from urllib.parse import quote
 
 from airflow_provider_octopods import __version__
+from airflow_provider_octopods.api.decision import Operation, unreadable_answer
 from airflow_provider_octopods.api.errors import (
     OctopodsAPIError,
     OctopodsArgumentMissingError,
@@ -25,11 +29,9 @@ from airflow_provider_octopods.api.errors import (
     OctopodsRateLimitError,
     OctopodsServerError,
     OctopodsSmsRejectedError,
-    OctopodsUnknownOutcomeError,
 )
 from airflow_provider_octopods.api.masking import mask_phone
 from airflow_provider_octopods.api.models import MessageId, MessageStatus, SendRequest, SendResult
-from airflow_provider_octopods.api.retry import Operation, parse_retry_after
 
 T = TypeVar("T")
 
@@ -70,7 +72,10 @@ class RawResponse:
 
 
 def request_headers(api_key: str) -> dict[str, str]:
-    """Headers for every call. The key goes only here, never into URLs, logs or errors."""
+    """Headers for every call. The key goes only here, never into URLs, logs or errors.
+
+    Transports set them on each request, never on a session a caller may share with other hosts.
+    """
     return {
         AUTH_HEADER: api_key,
         "Content-Type": "application/json",
@@ -101,6 +106,7 @@ class ApiCall(Generic[T]):
     body: bytes | None
     what: str  # for log lines: no key, phone masked
     parse: Callable[[RawResponse], T]
+    error: Callable[[RawResponse], OctopodsError]
 
 
 def send_call(base_url: str, request: SendRequest) -> ApiCall[SendResult]:
@@ -112,6 +118,7 @@ def send_call(base_url: str, request: SendRequest) -> ApiCall[SendResult]:
         encode_send(request),
         f"send to {mask_phone(request.phone)}",
         lambda response: parse_send_response(response, request),
+        lambda response: error_from_response(response, Operation.SEND),
     )
 
 
@@ -124,6 +131,7 @@ def status_call(base_url: str, message_id: MessageId) -> ApiCall[MessageStatus]:
         None,
         f"status of message {message_id}",
         lambda response: parse_status_response(response, message_id),
+        lambda response: error_from_response(response, Operation.STATUS, message_id=message_id),
     )
 
 
@@ -136,11 +144,8 @@ def parse_send_response(response: RawResponse, request: SendRequest) -> SendResu
     if 200 <= response.status < 300:
         payload = _json_object(response)
         if payload is None:
-            raise OctopodsUnknownOutcomeError(
-                f"the API accepted the send (HTTP {response.status}) but its answer is not the "
-                f"documented JSON ({_snippet(response.body)}); the SMS was probably sent and its "
-                "message id is unknown",
-                http_status=response.status,
+            raise unreadable_answer(
+                Operation.SEND, response.status, f"not the documented JSON: {_snippet(response.body)}"
             )
         return SendResult.from_response(payload, phone=request.phone, segments=request.segment_info)
     raise error_from_response(response, Operation.SEND)
@@ -151,9 +156,8 @@ def parse_status_response(response: RawResponse, message_id: MessageId) -> Messa
     if 200 <= response.status < 300:
         payload = _json_object(response)
         if payload is None:
-            raise OctopodsServerError(
-                f"status response for message {message_id} is not the documented JSON ({_snippet(response.body)})",
-                http_status=response.status,
+            raise unreadable_answer(
+                Operation.STATUS, response.status, f"message {message_id}: {_snippet(response.body)}"
             )
         return MessageStatus.from_response(payload, message_id=message_id)
     raise error_from_response(response, Operation.STATUS, message_id=message_id)
@@ -214,7 +218,7 @@ def error_from_response(
 def _json_object(response: RawResponse) -> dict[str, Any] | None:
     try:
         value = json.loads(response.body.decode("utf-8")) if response.body else None
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         return None
     return value if isinstance(value, dict) else None
 
@@ -235,3 +239,25 @@ def _snippet(body: bytes, limit: int = 80) -> str:
     if not text:
         return "empty body"
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Parse ``Retry-After``: delta seconds or an HTTP date. Unparseable values give None."""
+    if value is None:
+        return None
+    text = value.strip()
+    if not text:
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        pass
+    else:
+        return max(seconds, 0.0) if math.isfinite(seconds) else None
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max((when - (now or datetime.now(timezone.utc))).total_seconds(), 0.0)

@@ -1,79 +1,24 @@
-"""Which failures may be retried, and how long to wait.
+"""The retry loop of one API call, without the I/O: how often, how long to wait, and when to stop.
 
-Retry safety, decided once for every transport:
-
-* A status read (GET) has no side effect, so any transient failure may be retried: connect
-  errors, timeouts, lost connections, 429 and 5xx.
-* A send (POST) may be retried only when the API provably did not act on it: the connection
-  was never established, or the API answered 429 or 503 (it refused before processing).
-  A read timeout, a connection lost after the request went out, or another 5xx may mean the
-  SMS was sent; retrying then could send it twice, so the outcome is reported instead.
+Whether a failure may be retried at all is not decided here but in
+:func:`airflow_provider_octopods.api.decision.decide`; this module only applies it.
 """
 
 from __future__ import annotations
 
-import math
 import random
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from email.utils import parsedate_to_datetime
-from enum import Enum
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import Generic, TypeVar
 
-from airflow_provider_octopods.api.errors import (
-    OctopodsError,
-    OctopodsRateLimitError,
-    OctopodsServerError,
-    OctopodsTransportError,
-    OctopodsUnknownOutcomeError,
-)
-
-if TYPE_CHECKING:
-    from collections.abc import Callable
-
-    from airflow_provider_octopods.api.protocol import RawResponse
+from airflow_provider_octopods.api.decision import Operation, decide, unreadable_answer
+from airflow_provider_octopods.api.errors import OctopodsError
+from airflow_provider_octopods.api.protocol import ApiCall, RawResponse
 
 T = TypeVar("T")
 
-
-class Operation(str, Enum):
-    """The two API calls; ``idempotent`` says whether repeating one is harmless."""
-
-    SEND = "send"
-    STATUS = "status"
-
-    @property
-    def idempotent(self) -> bool:
-        return self is Operation.STATUS
-
-
-class Failure(str, Enum):
-    """Transport failures, by what they tell us about whether the API saw the request."""
-
-    NOT_SENT = "not_sent"  # connection refused, DNS failure, connect timeout
-    NO_ANSWER = "no_answer"  # read timeout, connection reset or closed after sending
-
-
-def transport_error(operation: Operation, failure: Failure, detail: str) -> OctopodsError:
-    """The error a transport failure becomes for ``operation``."""
-    if failure is Failure.NOT_SENT:
-        return OctopodsTransportError(f"could not reach the Octopods API ({detail})")
-    if operation.idempotent:
-        return OctopodsServerError(f"no answer from the Octopods API ({detail})")
-    return OctopodsUnknownOutcomeError(
-        f"the send request went out but no answer came back ({detail}); the SMS may or may not have "
-        "been sent, so it was not retried. Check the recipient or the Octopods dashboard before "
-        "sending it again"
-    )
-
-
-def is_retryable(operation: Operation, error: OctopodsError) -> bool:
-    """Whether the client may repeat ``operation`` after ``error``."""
-    if isinstance(error, (OctopodsRateLimitError, OctopodsTransportError)):
-        return True
-    if isinstance(error, OctopodsServerError):
-        return operation.idempotent or error.http_status == 503
-    return False
+# What reading a bad answer can raise. For a status read, anything else (a task timeout signal,
+# an interrupt) is not about the answer and passes through; for a send, everything counts.
+_READ_ERRORS = (ValueError, TypeError, LookupError, AttributeError, RecursionError, ArithmeticError)
 
 
 @dataclass(frozen=True)
@@ -97,10 +42,6 @@ class RetryPolicy:
         ceiling = min(self.backoff * 2 ** (attempt - 1), self.max_backoff)
         return (rng or random).uniform(ceiling / 2, ceiling)
 
-    def should_retry(self, operation: Operation, error: OctopodsError, attempt: int) -> bool:
-        """Whether to try again after failed try number ``attempt``."""
-        return attempt < self.max_attempts and is_retryable(operation, error)
-
 
 @dataclass(frozen=True)
 class Wait:
@@ -111,56 +52,36 @@ class Wait:
 
 
 class RetryingCall(Generic[T]):
-    """The retry loop of one API call, without the I/O: transports feed it each try's outcome.
+    """Drives one :class:`ApiCall`: transports feed it each try's outcome and act on its answer.
 
-    ``parse`` turns a 2xx response into the result; an unreadable answer counts as a failed try
-    too (retried for status reads, an unknown outcome for sends). ``settle`` returns the result,
-    raises the final error, or returns :class:`Wait`.
+    ``settle`` returns the parsed result, raises the final error, or returns :class:`Wait`. An
+    answer that cannot be read, whatever the exception, counts as a failed try: retried for
+    status reads, an unknown outcome for sends.
     """
 
-    def __init__(self, policy: RetryPolicy, operation: Operation, parse: Callable[[RawResponse], T]) -> None:
+    def __init__(self, policy: RetryPolicy, call: ApiCall[T]) -> None:
         self.policy = policy
-        self.operation = operation
-        self.parse = parse
+        self.call = call
         self.attempt = 0
 
     def settle(self, response: RawResponse | None, failure: OctopodsError | None) -> T | Wait:
         self.attempt += 1
         if failure is None:
             assert response is not None
-            if response.status < 400:
-                try:
-                    return self.parse(response)
-                except OctopodsError as err:
-                    failure = err
-            else:
-                from airflow_provider_octopods.api.protocol import error_from_response
+            outcome = self._read(response) if response.status < 400 else self.call.error(response)
+            if not isinstance(outcome, OctopodsError):
+                return outcome
+            failure = outcome
+        if self.attempt < self.policy.max_attempts and decide(self.call.operation, failure).retry_call:
+            return Wait(self.policy.delay(self.attempt, failure), failure)
+        raise failure
 
-                failure = error_from_response(response, self.operation)
-                if not self.policy.should_retry(self.operation, failure, self.attempt):
-                    return self.parse(response)  # raises the mapped error with its full context
-        if not self.policy.should_retry(self.operation, failure, self.attempt):
-            raise failure
-        return Wait(self.policy.delay(self.attempt, failure), failure)
-
-
-def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
-    """Parse ``Retry-After``: delta seconds or an HTTP date. Unparseable values give None."""
-    if value is None:
-        return None
-    text = value.strip()
-    if not text:
-        return None
-    try:
-        seconds = float(text)
-    except ValueError:
-        pass
-    else:
-        return max(seconds, 0.0) if math.isfinite(seconds) else None
-    try:
-        when = parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return max((when - (now or datetime.now(timezone.utc))).total_seconds(), 0.0)
+    def _read(self, response: RawResponse) -> T | OctopodsError:
+        try:
+            return self.call.parse(response)
+        except OctopodsError as err:
+            return err
+        except Exception as exc:
+            if self.call.operation is Operation.STATUS and not isinstance(exc, _READ_ERRORS):
+                raise
+            return unreadable_answer(self.call.operation, response.status, f"{type(exc).__name__}: {exc}"[:160])

@@ -3,27 +3,44 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from airflow_provider_octopods.api.errors import OctopodsConfigurationError, OctopodsValidationError
-from airflow_provider_octopods.api.validation import positive_number, validate_region
+from airflow_provider_octopods.api.validation import coerce_bool, positive_number, validate_region
 
 DEFAULT_BASE_URL = "https://app.octopods.io"
 DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_READ_TIMEOUT = 30.0
 
+# Extras that, in other clients, switch certificate checks off: refused, never honoured.
+_VERIFY_EXTRAS = ("verify", "verify_ssl", "ssl_verify", "tls_verify")
+_INSECURE_EXTRAS = ("insecure",)
+
 
 @dataclass(frozen=True)
 class ClientSettings:
-    """Everything a client needs. ``api_key`` is excluded from ``repr`` so it never lands in logs."""
+    """Everything a client needs. ``api_key`` is excluded from ``repr`` so it never lands in logs.
+
+    :param base_url: the API base URL, without a trailing slash.
+    :param api_key: the channel API key.
+    :param connect_timeout: seconds to wait for a connection.
+    :param read_timeout: seconds to wait for a response.
+    :param default_region: region for phone numbers written without ``+country``.
+    :param ca_bundle: path of a PEM file of CA certificates to trust instead of the system ones.
+    :param scheme_hint: set when the host had no scheme and https was assumed: a sentence the
+        clients append to TLS and connection errors, saying how to write the host instead.
+    """
 
     base_url: str
     api_key: str = field(repr=False)
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
     read_timeout: float = DEFAULT_READ_TIMEOUT
     default_region: str | None = None
+    ca_bundle: str | None = None
+    scheme_hint: str | None = None
 
 
 def settings_from_connection(
@@ -39,8 +56,18 @@ def settings_from_connection(
 
     ``host`` is the base URL (``https://app.octopods.io`` when empty); plain ``http`` is only
     allowed for loopback addresses such as the local sandbox. ``password`` is the channel API key.
-    Extras: ``connect_timeout``, ``read_timeout`` (seconds) and ``default_region`` (e.g. ``US``).
-    Errors name the connection id and the field, never the key.
+    Extras: ``connect_timeout``, ``read_timeout`` (seconds), ``default_region`` (e.g. ``US``) and
+    ``ca_bundle`` (path of a PEM file of CA certificates to trust). TLS verification cannot be
+    switched off: ``verify``, ``verify_ssl``, ``ssl_verify``, ``tls_verify`` set to false or
+    ``insecure`` set to true are refused. Errors name the connection id and the field, never the key.
+
+    :param conn_id: the connection id, named in every error.
+    :param host: the connection's host field.
+    :param password: the connection's password field (the channel API key).
+    :param schema: the connection's schema field (``http``/``https`` from an Airflow URI).
+    :param port: the connection's port field.
+    :param extra: the connection's extras.
+    :raises OctopodsConfigurationError: when a field or extra is missing or unusable.
     """
     if not password or not password.strip():
         raise OctopodsConfigurationError(
@@ -52,8 +79,9 @@ def settings_from_connection(
             "paste the key again exactly as the Octopods dashboard shows it"
         )
     extras = {k: v for k, v in dict(extra or {}).items() if v not in (None, "")}
+    _refuse_unverified_tls(conn_id, extras)
+    base_url, scheme_hint = _base_url(conn_id, host, schema, port)
     try:
-        base_url = _base_url(conn_id, host, schema, port)
         return ClientSettings(
             base_url=base_url,
             api_key=password.strip(),
@@ -62,20 +90,60 @@ def settings_from_connection(
             ),
             read_timeout=positive_number(extras.get("read_timeout", DEFAULT_READ_TIMEOUT), field="read_timeout"),
             default_region=validate_region(extras["default_region"]) if "default_region" in extras else None,
+            ca_bundle=_ca_bundle(conn_id, extras["ca_bundle"]) if "ca_bundle" in extras else None,
+            scheme_hint=scheme_hint,
         )
     except OctopodsValidationError as err:
         raise OctopodsConfigurationError(f"connection {conn_id!r} extra {err.field}: {err.problem}") from None
 
 
-def _base_url(conn_id: str, host: str | None, schema: str | None, port: int | None) -> str:
+def _refuse_unverified_tls(conn_id: str, extras: Mapping[str, object]) -> None:
+    for key in (*_VERIFY_EXTRAS, *_INSECURE_EXTRAS):
+        if key not in extras:
+            continue
+        value = extras[key]
+        try:
+            flag = coerce_bool(value, field=key)
+        except OctopodsValidationError:
+            flag = None
+        off = flag is True if key in _INSECURE_EXTRAS else flag is False
+        if flag is None or off:
+            problem = "would switch TLS certificate verification off" if off else "is not a boolean"
+            raise OctopodsConfigurationError(
+                f"connection {conn_id!r} extra {key}={value!r} {problem}; TLS certificate verification "
+                "cannot be switched off. To trust a private CA, set extra ca_bundle to the path of its "
+                "PEM certificate file"
+            )
+
+
+def _ca_bundle(conn_id: str, value: object) -> str:
+    if not isinstance(value, str):
+        raise OctopodsConfigurationError(
+            f"connection {conn_id!r} extra ca_bundle must be the path of a PEM file, got {type(value).__name__}"
+        )
+    path = os.path.expanduser(value.strip())
+    if not os.path.exists(path):
+        raise OctopodsConfigurationError(f"connection {conn_id!r} extra ca_bundle: {path!r} does not exist")
+    if not os.path.isfile(path):
+        raise OctopodsConfigurationError(
+            f"connection {conn_id!r} extra ca_bundle: {path!r} is not a file (expected a PEM file of CA certificates)"
+        )
+    return path
+
+
+def _base_url(conn_id: str, host: str | None, schema: str | None, port: int | None) -> tuple[str, str | None]:
+    """Return the base URL and, when https was assumed for a host without scheme, the hint."""
     text = (host or "").strip()
     if not text:
-        return DEFAULT_BASE_URL
+        return DEFAULT_BASE_URL, None
+    assumed_https = None
     if "://" not in text:
         # Airflow URIs such as octopods://127.0.0.1:8080 arrive as host + port, with the
         # scheme (if any) in "schema"; a bare host means https.
-        scheme = schema.strip().lower() if schema and schema.strip().lower() in ("http", "https") else "https"
-        text = f"{scheme}://{text}{f':{port}' if port else ''}"
+        given = schema.strip().lower() if schema and schema.strip().lower() in ("http", "https") else None
+        address = f"{text}{f':{port}' if port else ''}"
+        text = f"{given or 'https'}://{address}"
+        assumed_https = None if given else address
     parts = urlsplit(text)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise OctopodsConfigurationError(
@@ -90,7 +158,18 @@ def _base_url(conn_id: str, host: str | None, schema: str | None, port: int | No
             f"connection {conn_id!r} host {parts.scheme}://{parts.hostname} is not https; plain http is "
             "only allowed on loopback (the local sandbox), so that the API key is never sent in clear"
         )
-    return text.rstrip("/")
+    hint = _scheme_hint(assumed_https, parts.hostname) if assumed_https else None
+    return text.rstrip("/"), hint
+
+
+def _scheme_hint(address: str, hostname: str) -> str:
+    hint = (
+        f"the connection's host {address!r} has no scheme, so https:// was assumed; write the scheme "
+        f"in the host field: https://{address}"
+    )
+    if _is_loopback(hostname):
+        return f"{hint} or, for a local sandbox on loopback only, http://{address}"
+    return f"{hint} (plain http:// is only allowed on loopback)"
 
 
 def _is_loopback(hostname: str) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +22,15 @@ SUCCESS = "success"
 FAILURE = "failure"
 TIMEOUT = "timeout"
 ERROR = "error"
+
+FULL_DETAILS_MAX_IDS = 100
+"""Batches of at most this many ids carry every message's full status under ``messages``."""
+# In batches above FULL_DETAILS_MAX_IDS, failure reasons share this budget (each cut to 40..200
+# characters) so that even 10,000 failures serialize to well under 1 MB.
+_REASONS_BUDGET_CHARS = 400_000
+_REASON_CHARS = (40, 200)
+_SHOWN_FAILED = 5
+_SHOWN_PENDING = 10
 
 
 @dataclass(frozen=True)
@@ -50,8 +60,11 @@ class BatchPolicy:
 
 
 def is_many(value: object) -> bool:
-    """Whether ``value`` is a list of ids, including a list rendered as text by a Jinja template."""
-    return isinstance(value, (list, tuple)) or (isinstance(value, str) and value.strip().startswith("["))
+    """Whether ``value`` is several ids: a list, any sequence (the ``.output`` of a mapped task
+    arrives as Airflow's lazy sequence), or a list rendered as text by a Jinja template."""
+    if isinstance(value, str):
+        return value.strip().startswith("[")
+    return isinstance(value, (Sequence, set, frozenset)) and not isinstance(value, (bytes, bytearray))
 
 
 def message_ids(value: object, *, field: str = "message_id") -> list[MessageId]:
@@ -61,7 +74,7 @@ def message_ids(value: object, *, field: str = "message_id") -> list[MessageId]:
             value = ast.literal_eval(value.strip())
         except (ValueError, SyntaxError):
             raise OctopodsValidationError(field, f"{str(value)[:60]!r} is not a list of message ids") from None
-    items = value if isinstance(value, (list, tuple)) else [value]
+    items = list(value) if is_many(value) else [value]  # type: ignore[call-overload]
     if not items:
         raise OctopodsValidationError(field, "is an empty list: there is no message to wait for")
     seen: dict[MessageId, None] = {}
@@ -122,44 +135,92 @@ class DeliveryBatch:
 
     @property
     def decided(self) -> bool:
-        """True when polling more cannot change the outcome (constant time: called per read)."""
+        """True when polling more cannot change the outcome (constant time: called per read).
+
+        That is when no message is pending, when the required share has already reached the
+        target (the others need not be waited for), or, with ``fail_fast``, when that share can
+        no longer be reached.
+        """
         if not self._count[Verdict.PENDING]:
             return True
-        allowed_failures = len(self.ids) - self.policy.required(len(self.ids))
-        return self.policy.fail_fast and self._count[Verdict.FAILURE] > allowed_failures
+        total = len(self.ids)
+        required = self.policy.required(total)
+        if self._count[Verdict.SUCCESS] >= required:
+            return True
+        return self.policy.fail_fast and self._count[Verdict.FAILURE] > total - required
 
     def summary(self, *, timed_out: bool = False) -> dict[str, Any]:
-        """The JSON-safe outcome: ``outcome`` is success, failure or timeout, with a one-line message."""
+        """The JSON-safe outcome, small enough for XCom and trigger events even for 10,000 ids.
+
+        ``outcome`` is success, failure or timeout, with a one-line ``message``. ``delivered`` and
+        ``pending`` list ids; ``failed`` maps ids to reasons (in batches of more than 100 ids, cut
+        to 200 characters, down to 40 when thousands failed); ``statuses`` maps every id to its
+        last status; the ``*_count`` keys count them. ``messages`` (every message's full status)
+        is only present for batches of at most :data:`FULL_DETAILS_MAX_IDS` ids: use
+        :meth:`details` for one message of a larger batch.
+
+        :param timed_out: the deadline was reached: messages still pending make it a timeout.
+        """
         total, delivered, failed, pending = len(self.ids), self.succeeded, self.failed, self.pending
         required = self.policy.required(total)
         target = self.policy.target.effective.value
-        if len(delivered) >= required and (not pending or timed_out):
+        if len(delivered) >= required:
             outcome = SUCCESS
         elif timed_out and pending and len(delivered) + len(pending) >= required:
             outcome = TIMEOUT
         else:
             outcome = FAILURE
         message = f"{len(delivered)}/{total} message(s) reached '{target}' (needed {required})"
+        if timed_out:
+            message += (
+                f"; seen by the deadline: {len(delivered)} delivered, {len(failed)} failed, "
+                f"{len(pending)} still pending"
+            )
         if failed:
             shown = ", ".join(
-                f"{i} ({self._status.get(i)}: {self._reason.get(i, 'no reason given')})" for i in failed[:5]
+                f"{i} ({self._status.get(i)}: {_cut(self._reason.get(i, 'no reason given'), _REASON_CHARS[1])})"
+                for i in failed[:_SHOWN_FAILED]
             )
-            message += f"; failed: {shown}{' ...' if len(failed) > 5 else ''}"
+            message += f"; failed: {shown}{_more(len(failed), _SHOWN_FAILED)}"
         if pending:
-            shown = ", ".join(str(i) for i in pending[:10])
-            state = "still pending at the deadline" if timed_out else "not finished"
-            message += f"; {state}: {shown}{' ...' if len(pending) > 10 else ''}"
-        return {
+            shown = ", ".join(str(i) for i in pending[:_SHOWN_PENDING])
+            state = "still pending at the deadline" if timed_out else "not final"
+            message += f"; {state}: {shown}{_more(len(pending), _SHOWN_PENDING)}"
+        large = total > FULL_DETAILS_MAX_IDS
+        low, high = _REASON_CHARS
+        cut = max(low, min(high, _REASONS_BUDGET_CHARS // max(len(failed), 1))) if large else None
+        summary: dict[str, Any] = {
             "outcome": outcome,
             "message": message,
             "target": target,
             "total": total,
             "delivered": delivered,
-            "failed": {str(i): self._reason.get(i, self._status.get(i, "")) for i in failed},
+            "failed": {str(i): self._failure_reason(i, max_chars=cut) for i in failed},
             "pending": pending,
-            "messages": {str(i): self.details(i) for i in self.ids},
+            "delivered_count": len(delivered),
+            "failed_count": len(failed),
+            "pending_count": len(pending),
+            "statuses": {str(i): self._status.get(i, "unknown") for i in self.ids},
         }
+        if not large:
+            summary["messages"] = {str(i): self.details(i) for i in self.ids}
+        return summary
 
     def details(self, message_id: MessageId) -> dict[str, Any]:
-        """The last status read of one message (``MessageStatus.to_dict()``), or a placeholder."""
+        """The last status read of one message (``MessageStatus.to_dict()``), or a placeholder.
+
+        :param message_id: one of the batch's ids.
+        """
         return self._details.get(message_id, {"message_id": message_id, "status": "unknown", "reason": None})
+
+    def _failure_reason(self, message_id: MessageId, *, max_chars: int | None) -> str:
+        reason = self._reason.get(message_id, self._status.get(message_id, ""))
+        return reason if max_chars is None else _cut(reason, max_chars)
+
+
+def _cut(text: str, max_chars: int) -> str:
+    return text if len(text) <= max_chars else text[: max_chars - 3] + "..."
+
+
+def _more(count: int, shown: int) -> str:
+    return f" ... {count - shown} more" if count > shown else ""

@@ -13,19 +13,29 @@ from airflow_provider_octopods.api.masking import mask_phone
 
 MAX_BODY_CHARS = 1600
 
+_EXTENSION_PROBLEM = "has an extension; an SMS cannot be sent to an extension"
 _TRUE_WORDS = frozenset({"true", "1", "yes", "on"})
 _FALSE_WORDS = frozenset({"false", "0", "no", "off"})
 _REGION = re.compile(r"^[A-Za-z]{2}$")
 _MESSAGE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# Extension markers written by people: "ext 9", "ext. 9", "extension 9", "x9", ";ext=9", "#9".
+_EXTENSION = re.compile(r"#\s*\d|;\s*ext\b|\bext(?:ension|n)?\b|(?<![^\W\d_])x\.?\s*:?\s*\d", re.IGNORECASE)
 
 
 def normalize_phone(value: object, *, default_region: str | None = None, field: str = "phone") -> str:
     """Return ``value`` as an E.164 number (``+15551234567``).
 
     National formats (``07700 900123``) need ``default_region`` (ISO 3166 code such as ``GB``).
-    Numbers that cannot exist (wrong length, letters, no country code) are rejected. Numbers
-    of a plausible shape are accepted even if the local numbering plan metadata does not know
-    their range: the API itself only checks E.164 form, and its own examples use such numbers.
+    Numbers that cannot exist (wrong length, no country code) are rejected, and so are letters
+    (``+1555CALLNOW`` is not read as keypad digits) and extensions (an SMS cannot reach one).
+    Numbers of a plausible shape are accepted even if the local numbering plan metadata does not
+    know their range: the API itself only checks E.164 form, and its own examples use such numbers.
+
+    :param value: the number as the user wrote it.
+    :param default_region: region for numbers written without ``+country``; must be one that
+        phonenumbers knows, else the error names ``default_region``.
+    :param field: the name used in error messages.
+    :raises OctopodsValidationError: naming ``field`` (the number masked), or ``default_region``.
     """
     import phonenumbers  # heavy metadata: imported only when a number is checked
 
@@ -35,6 +45,18 @@ def normalize_phone(value: object, *, default_region: str | None = None, field: 
     if not text:
         raise OctopodsValidationError(field, "is empty")
     region = validate_region(default_region) if default_region else None
+    if region is not None and region not in phonenumbers.SUPPORTED_REGIONS:
+        raise OctopodsValidationError(
+            "default_region", f"{region!r} is not a known region code (ISO 3166-1 alpha-2, such as 'US' or 'GB')"
+        )
+    if _EXTENSION.search(text):
+        raise OctopodsValidationError(field, f"{mask_phone(text)} {_EXTENSION_PROBLEM}")
+    if any(c.isalpha() for c in text):
+        raise OctopodsValidationError(
+            field,
+            f"{mask_phone(text)} contains letters; write the number with digits only "
+            "(letters are not converted to keypad digits)",
+        )
     if not text.startswith("+") and region is None:
         raise OctopodsValidationError(
             field,
@@ -45,6 +67,8 @@ def normalize_phone(value: object, *, default_region: str | None = None, field: 
         parsed = phonenumbers.parse(text, region)
     except phonenumbers.NumberParseException as err:
         raise OctopodsValidationError(field, f"{mask_phone(text)} is not a phone number ({err})") from None
+    if parsed.extension:
+        raise OctopodsValidationError(field, f"{mask_phone(text)} {_EXTENSION_PROBLEM}")
     reason = phonenumbers.is_possible_number_with_reason(parsed)
     if reason != phonenumbers.ValidationResult.IS_POSSIBLE:
         problems = {

@@ -14,14 +14,9 @@ from typing import Any, TypeVar
 from airflow_provider_octopods.api import protocol
 from airflow_provider_octopods.api.errors import OctopodsError
 from airflow_provider_octopods.api.models import MessageId, MessageStatus, SendRequest, SendResult
-from airflow_provider_octopods.api.retry import (
-    Failure,
-    RetryingCall,
-    RetryPolicy,
-    Wait,
-    transport_error,
-)
+from airflow_provider_octopods.api.retry import RetryingCall, RetryPolicy, Wait
 from airflow_provider_octopods.api.settings import ClientSettings
+from airflow_provider_octopods.api.transport import failure_from_exception
 from airflow_provider_octopods.clients.sync import log_retry
 
 T = TypeVar("T")
@@ -46,13 +41,16 @@ class AsyncOctopodsClient:
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         transport: Any = None,
     ) -> None:
+        import ssl
+
         import httpx
 
         self.settings = settings
         self.retry_policy = retry_policy or RetryPolicy()
         self._sleep = sleep
+        self._headers = protocol.request_headers(settings.api_key)
         self.http = httpx.AsyncClient(
-            headers=protocol.request_headers(settings.api_key),
+            verify=ssl.create_default_context(cafile=settings.ca_bundle) if settings.ca_bundle else True,
             timeout=httpx.Timeout(settings.read_timeout, connect=settings.connect_timeout, pool=None),
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
             follow_redirects=False,
@@ -69,7 +67,7 @@ class AsyncOctopodsClient:
         await self.http.aclose()
 
     async def send(self, request: SendRequest) -> SendResult:
-        """Send one SMS. See :mod:`airflow_provider_octopods.api.retry` for what is retried."""
+        """Send one SMS. See :mod:`airflow_provider_octopods.api.decision` for what is retried."""
         return await self.run(protocol.send_call(self.settings.base_url, request))
 
     async def get_status(self, message_id: MessageId) -> MessageStatus:
@@ -78,7 +76,7 @@ class AsyncOctopodsClient:
 
     async def run(self, call: protocol.ApiCall[T]) -> T:
         """Make ``call`` under the retry policy."""
-        retrying = RetryingCall(self.retry_policy, call.operation, call.parse)
+        retrying = RetryingCall(self.retry_policy, call)
         while True:
             try:
                 response, failure = await self._once(call), None
@@ -94,29 +92,22 @@ class AsyncOctopodsClient:
         import httpx
 
         try:
-            response = await self.http.request(call.method, call.url, content=call.body)
-        except (httpx.HTTPError, httpx.InvalidURL) as exc:
-            raise transport_error(call.operation, _failure_kind(exc), _describe(exc)) from None
+            response = await self.http.request(call.method, call.url, content=call.body, headers=self._headers)
+        except (httpx.HTTPError, httpx.InvalidURL, OSError) as exc:
+            raise failure_from_exception(
+                call.operation,
+                exc,
+                host=httpx.URL(call.url).netloc.decode("ascii", "replace"),
+                connecting=_while_connecting(exc),
+                hint=self.settings.scheme_hint,
+            ) from None
         return protocol.RawResponse(response.status_code, response.content, dict(response.headers))
 
 
-def _failure_kind(exc: Exception) -> Failure:
-    """Whether an httpx error proves the request never left this machine."""
+def _while_connecting(exc: BaseException) -> bool:
+    """Whether httpx failed before the request left this machine."""
     import httpx
 
-    if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)):
-        return Failure.NOT_SENT
-    if isinstance(exc, httpx.InvalidURL):
-        return Failure.NOT_SENT
-    return Failure.NO_ANSWER
-
-
-def _describe(exc: Exception) -> str:
-    import httpx
-
-    if isinstance(exc, httpx.ReadTimeout):
-        return "read timeout"
-    if isinstance(exc, httpx.ConnectTimeout):
-        return "connect timeout"
-    detail = str(exc).split("\n")[0][:120]
-    return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+    return isinstance(
+        exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol, httpx.InvalidURL)
+    )

@@ -6,18 +6,14 @@ import logging
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit
 
 from airflow_provider_octopods.api import protocol
 from airflow_provider_octopods.api.errors import OctopodsError
 from airflow_provider_octopods.api.models import MessageId, MessageStatus, SendRequest, SendResult
-from airflow_provider_octopods.api.retry import (
-    Failure,
-    RetryingCall,
-    RetryPolicy,
-    Wait,
-    transport_error,
-)
+from airflow_provider_octopods.api.retry import RetryingCall, RetryPolicy, Wait
 from airflow_provider_octopods.api.settings import ClientSettings
+from airflow_provider_octopods.api.transport import failure_from_exception
 
 if TYPE_CHECKING:
     import requests
@@ -29,7 +25,10 @@ T = TypeVar("T")
 class OctopodsClient:
     """Sends SMS and reads statuses over one reused ``requests.Session``.
 
-    :param settings: base URL, key and timeouts (see ``api.settings.settings_from_connection``).
+    The API key travels in each request's headers, never on the session, so a session passed
+    in and shared with other code never carries it to another host.
+
+    :param settings: base URL, key, timeouts and CA bundle (see ``api.settings.settings_from_connection``).
     :param retry_policy: how often and how long to retry what is safe to retry.
     :param session: a session to use instead of a new one (tests, custom adapters).
     :param sleep: the waiting function (tests pass a recorder).
@@ -49,10 +48,11 @@ class OctopodsClient:
         self.retry_policy = retry_policy or RetryPolicy()
         self._sleep = sleep
         self.session = session or requests.Session()
-        self.session.headers.update(protocol.request_headers(settings.api_key))
+        self._headers = protocol.request_headers(settings.api_key)
+        self._verify: str | bool = settings.ca_bundle or True
 
     def send(self, request: SendRequest) -> SendResult:
-        """Send one SMS. See :mod:`airflow_provider_octopods.api.retry` for what is retried."""
+        """Send one SMS. See :mod:`airflow_provider_octopods.api.decision` for what is retried."""
         return self.run(protocol.send_call(self.settings.base_url, request))
 
     def get_status(self, message_id: MessageId) -> MessageStatus:
@@ -64,7 +64,7 @@ class OctopodsClient:
 
     def run(self, call: protocol.ApiCall[T]) -> T:
         """Make ``call`` under the retry policy."""
-        retrying = RetryingCall(self.retry_policy, call.operation, call.parse)
+        retrying = RetryingCall(self.retry_policy, call)
         while True:
             try:
                 response, failure = self._once(call), None
@@ -77,6 +77,8 @@ class OctopodsClient:
             self._sleep(outcome.delay)
 
     def _once(self, call: protocol.ApiCall[Any]) -> protocol.RawResponse:
+        import http.client
+
         import requests
 
         try:
@@ -84,11 +86,19 @@ class OctopodsClient:
                 call.method,
                 call.url,
                 data=call.body,
+                headers=self._headers,
                 timeout=(self.settings.connect_timeout, self.settings.read_timeout),
                 allow_redirects=False,
+                verify=self._verify,
             )
-        except requests.RequestException as exc:
-            raise transport_error(call.operation, _failure_kind(exc), _describe(exc)) from None
+        except (requests.RequestException, OSError, http.client.HTTPException) as exc:
+            raise failure_from_exception(
+                call.operation,
+                exc,
+                host=urlsplit(call.url).netloc,
+                connecting=_while_connecting(exc),
+                hint=self.settings.scheme_hint,
+            ) from None
         return protocol.RawResponse(response.status_code, response.content, dict(response.headers))
 
 
@@ -96,42 +106,21 @@ def log_retry(what: str, attempt: int, max_attempts: int, error: object, delay: 
     log.warning("Octopods %s failed on try %d/%d (%s); retrying in %.2fs", what, attempt, max_attempts, error, delay)
 
 
-def _failure_kind(exc: Exception) -> Failure:
-    """Whether a ``requests`` error proves the request never left this machine."""
+def _while_connecting(exc: BaseException) -> bool:
+    """Whether ``requests`` failed before the request left this machine."""
     import requests
-    from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
+    from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
 
-    if isinstance(exc, requests.ConnectTimeout):
-        return Failure.NOT_SENT
-    if isinstance(exc, requests.ConnectionError):
-        reason = getattr(exc.args[0], "reason", None) if exc.args else None
-        if isinstance(reason, (NewConnectionError, ConnectTimeoutError)):
-            return Failure.NOT_SENT
     if isinstance(
         exc,
         (
+            requests.ConnectTimeout,
             requests.exceptions.InvalidURL,
             requests.exceptions.InvalidSchema,
             requests.exceptions.MissingSchema,
             requests.exceptions.InvalidHeader,
         ),
     ):
-        return Failure.NOT_SENT
-    return Failure.NO_ANSWER
-
-
-def _describe(exc: Exception) -> str:
-    """A short reason without the URL's internals or any header (so never the key)."""
-    import requests
-
-    if isinstance(exc, requests.ConnectTimeout):
-        return "connect timeout"
-    if isinstance(exc, requests.ReadTimeout):
-        return "read timeout"
+        return True
     reason = getattr(exc.args[0], "reason", None) if exc.args else None
-    cause = reason or (exc.args[0] if exc.args else exc)
-    text = type(cause).__name__
-    if isinstance(cause, Exception) and cause.args:
-        inner = cause.args[-1]
-        text = f"{text}: {type(inner).__name__ if isinstance(inner, Exception) else inner}"
-    return f"{type(exc).__name__}, {text}"
+    return isinstance(reason, (NewConnectionError, ConnectTimeoutError, NameResolutionError))

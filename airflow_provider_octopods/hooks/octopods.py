@@ -9,11 +9,13 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.common.compat.sdk import BaseHook
 
 from airflow_provider_octopods.api import build_send_request
+from airflow_provider_octopods.api.decision import MAY_HAVE_BEEN_SENT, Operation, decide
 from airflow_provider_octopods.api.errors import (
     OctopodsAuthError,
     OctopodsConfigurationError,
     OctopodsError,
     OctopodsNotFoundError,
+    OctopodsUnknownOutcomeError,
 )
 from airflow_provider_octopods.api.masking import mask_phone
 from airflow_provider_octopods.api.settings import (
@@ -23,14 +25,16 @@ from airflow_provider_octopods.api.settings import (
     settings_from_connection,
 )
 from airflow_provider_octopods.api.validation import validate_message_id, validate_region
+from airflow_provider_octopods.task_outcomes import final, task_error
 
 if TYPE_CHECKING:
     from airflow_provider_octopods.api.models import MessageStatus, SendRequest, SendResult
     from airflow_provider_octopods.api.retry import RetryPolicy
     from airflow_provider_octopods.api.settings import ClientSettings
     from airflow_provider_octopods.clients.sync import OctopodsClient
+    from airflow_provider_octopods.send_record import SendRecord
 
-EXTRA_FIELDS = ("connect_timeout", "read_timeout", "default_region")
+EXTRA_FIELDS = ("connect_timeout", "read_timeout", "default_region", "ca_bundle")
 
 
 class OctopodsHook(BaseHook):
@@ -39,12 +43,24 @@ class OctopodsHook(BaseHook):
     The connection (type ``octopods``) holds the channel API key in its password field and,
     optionally, the API base URL in its host field (default ``https://app.octopods.io``).
     Extras: ``connect_timeout`` and ``read_timeout`` in seconds, ``default_region`` for phone
-    numbers written without a country code.
+    numbers written without a country code, ``ca_bundle`` (path to a PEM file) to trust a private
+    CA. TLS verification cannot be switched off.
+
+    Inside a running task, every send goes through the task instance's send record
+    (:mod:`airflow_provider_octopods.send_record`): when Airflow runs the task again (retry,
+    timeout, a cleared failed task), a send accepted by an earlier try is not repeated (its result
+    is returned) and a send whose outcome is unknown fails instead of being repeated. Errors carry
+    the provider's retry decision: those after which Airflow must not run the task again (bad
+    input, bad key, a send that may have gone out) are ``AirflowFailException`` subclasses.
 
     :param octopods_conn_id: the Airflow connection to use.
     :param default_region: region (e.g. ``"GB"``) for national-format numbers; overrides the
         connection's ``default_region`` extra.
     :param retry_policy: retries of transient failures inside one call (see ``api.retry``).
+    :param send_record: use the task instance's send record (default); ``False`` sends every
+        call unconditionally, for code that repeats sends across tries on purpose.
+    :param resend_unknown: when an earlier try's send has an unknown outcome, send it again
+        (the recipient may get it twice) instead of failing.
     """
 
     conn_name_attr = "octopods_conn_id"
@@ -58,12 +74,16 @@ class OctopodsHook(BaseHook):
         *,
         default_region: str | None = None,
         retry_policy: RetryPolicy | None = None,
+        send_record: bool = True,
+        resend_unknown: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.octopods_conn_id = octopods_conn_id
         self.default_region = validate_region(default_region) if default_region else None
         self.retry_policy = retry_policy
+        self.use_send_record = send_record
+        self.resend_unknown = resend_unknown
 
     @cached_property
     def settings(self) -> ClientSettings:
@@ -73,10 +93,13 @@ class OctopodsHook(BaseHook):
         try:
             conn = self.get_connection(self.octopods_conn_id)
         except AirflowNotFoundException:
-            raise self._not_defined() from None
+            raise final(self._not_defined()) from None
         if conn.password:
             _mask_secret(conn.password)
-        return self._settings_from(conn, conn.extra_dejson if conn.extra else {})
+        try:
+            return self._settings_from(conn, conn.extra_dejson if conn.extra else {})
+        except OctopodsError as err:
+            raise final(err) from None
 
     async def aget_settings(self) -> ClientSettings:
         """:attr:`settings`, read without blocking the event loop (for triggers).
@@ -118,7 +141,8 @@ class OctopodsHook(BaseHook):
             password=conn.password,
             schema=conn.schema,
             port=conn.port,
-            extra={name: _extra(extra, name) for name in EXTRA_FIELDS},
+            extra={name.removeprefix("extra__octopods__"): _extra(extra, name) for name in extra}
+            | {name: _extra(extra, name) for name in EXTRA_FIELDS},
         )
 
     def get_conn(self) -> OctopodsClient:
@@ -146,17 +170,73 @@ class OctopodsHook(BaseHook):
         intercom_teammate_id: object = None,
     ) -> SendRequest:
         """Validate a send (reads the connection, makes no request). Raises on bad input."""
-        return build_send_request(
-            phone,
-            body,
-            default_region=self.region,
-            destination_user_name=destination_user_name,
-            open_intercom_conversation=open_intercom_conversation,
-            intercom_teammate_id=intercom_teammate_id,
-        )
+        try:
+            return build_send_request(
+                phone,
+                body,
+                default_region=self.region,
+                destination_user_name=destination_user_name,
+                open_intercom_conversation=open_intercom_conversation,
+                intercom_teammate_id=intercom_teammate_id,
+            )
+        except OctopodsError as err:
+            raise final(err) from None
 
-    def send(self, request: SendRequest) -> SendResult:
-        """Send a request built by :meth:`build_send_request`."""
+    def send(self, request: SendRequest, *, slot: str | None = None) -> SendResult:
+        """Send a request built by :meth:`build_send_request`, at most once per task instance.
+
+        :param slot: the send's name in the task instance's record; by default recipient and text
+            plus how often this try already sent that pair (see ``send_record``).
+        """
+        record = self.send_record()
+        if record is None:
+            return self._send_now(request)
+        slot = slot or record.next_slot(request)
+        prior = record.prior(slot)
+        if prior is not None and prior.accepted:
+            self.log.info(
+                "Not sending to %s again: try %s already sent it (message %s)",
+                mask_phone(request.phone),
+                prior.try_number,
+                prior.message_id,
+            )
+            return prior.result(request)
+        if prior is not None and not self.resend_unknown:
+            raise final(
+                OctopodsUnknownOutcomeError(
+                    f"an earlier try (try {prior.try_number}) of this task sent an SMS to "
+                    f"{mask_phone(request.phone)} and its outcome is unknown; {MAY_HAVE_BEEN_SENT}. "
+                    "To send it again anyway, set resend_unknown=True"
+                )
+            )
+        if prior is not None:
+            self.log.warning(
+                "Sending to %s again although try %s may have sent it (resend_unknown=True)",
+                mask_phone(request.phone),
+                prior.try_number,
+            )
+        record.begin([(slot, request)])
+        try:
+            result = self._send_now(request)
+        except Exception as err:
+            if not decide(Operation.SEND, err).maybe_sent:
+                record.forget([slot])
+            raise
+        try:
+            record.accept([(slot, result)])
+        except Exception as err:  # the SMS is out: report it; a later try will see an unknown outcome
+            self.log.warning("Could not record that message %s was sent: %s", result.message_id, err)
+        return result
+
+    def send_record(self) -> SendRecord | None:
+        """The running task instance's send record, or None (outside a task, or ``send_record=False``)."""
+        if not self.use_send_record:
+            return None
+        from airflow_provider_octopods.send_record import current_record
+
+        return current_record()
+
+    def _send_now(self, request: SendRequest) -> SendResult:
         info = request.segment_info
         self.log.info(
             "Sending SMS to %s: %d characters, %d segment(s), %s",
@@ -165,7 +245,10 @@ class OctopodsHook(BaseHook):
             info.segments,
             info.encoding.value,
         )
-        result = self.client.send(request)
+        try:
+            result = self.client.send(request)
+        except OctopodsError as err:
+            raise task_error(err, Operation.SEND) from None
         if result.trackable:
             self.log.info("Octopods accepted message %s (request_id %s)", result.message_id, result.request_id)
         else:
@@ -185,7 +268,7 @@ class OctopodsHook(BaseHook):
         open_intercom_conversation: bool | str | None = None,
         intercom_teammate_id: str | None = None,
     ) -> SendResult:
-        """Validate and send one SMS.
+        """Validate and send one SMS; inside a task, at most once per task instance (see the class).
 
         :param phone: recipient, E.164 (``+15551234567``) or national with a default region.
         :param body: the text, 1 to 1,600 characters.
@@ -205,22 +288,58 @@ class OctopodsHook(BaseHook):
 
     def get_status(self, message_id: int | str) -> MessageStatus:
         """Read the delivery status of a message sent with this connection's key."""
-        return self.client.get_status(validate_message_id(message_id))
+        try:
+            return self.client.get_status(validate_message_id(message_id))
+        except OctopodsError as err:
+            raise task_error(err, Operation.STATUS) from None
 
     def test_connection(self) -> tuple[bool, str]:
         """Check the key without sending anything: read the status of a message id that cannot exist.
 
-        "Not found" means the API accepted the key; an auth error means it did not.
+        Only the API's own documented error answer (JSON with an ``error_code``, e.g. 1 "not
+        found") proves that the host is the Octopods API and the key was accepted; a refused key
+        fails, and so does anything else (an HTML page, a bare 404, a redirect). One try with
+        short timeouts, so the UI's Test button answers within a few seconds.
         """
+        from dataclasses import replace
+
+        from airflow_provider_octopods.api.retry import RetryPolicy
+        from airflow_provider_octopods.clients.sync import OctopodsClient
+
         try:
-            self.client.get_status(0)
-        except OctopodsNotFoundError:
-            return True, "Connection to Octopods works: the API key was accepted (no SMS was sent)."
+            settings = self.settings
+        except OctopodsError as err:
+            return False, f"The connection is not usable: {err}"
+        quick = replace(
+            settings,
+            connect_timeout=min(settings.connect_timeout, 3.0),
+            read_timeout=min(settings.read_timeout, 5.0),
+        )
+        client = OctopodsClient(quick, retry_policy=RetryPolicy(max_attempts=1))
+        try:
+            client.get_status(0)
         except OctopodsAuthError as err:
             return False, f"The API key was refused: {err}"
+        except OctopodsNotFoundError as err:
+            if err.error_code is not None:
+                return True, "Connection to Octopods works: the API key was accepted (no SMS was sent)."
+            return False, self._not_the_api(settings, err)
         except OctopodsError as err:
-            return False, f"Could not verify the connection: {err}"
-        return True, "Connection to Octopods works: the API key was accepted (no SMS was sent)."
+            if err.error_code is not None and err.http_status is not None and err.http_status < 500:
+                return True, "Connection to Octopods works: the API key was accepted (no SMS was sent)."
+            if err.http_status is not None:
+                return False, self._not_the_api(settings, err)
+            return False, f"Could not reach the Octopods API at {settings.base_url}: {err}"
+        finally:
+            client.close()
+        return False, self._not_the_api(settings, "a message id that cannot exist was found")
+
+    @staticmethod
+    def _not_the_api(settings: ClientSettings, seen: object) -> str:
+        return (
+            f"This does not look like the Octopods API at {settings.base_url}: it did not give the "
+            f"API's documented error answer ({seen}). Check the connection's host"
+        )
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:

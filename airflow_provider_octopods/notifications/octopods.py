@@ -11,10 +11,12 @@ from airflow.providers.common.compat.sdk import BaseNotifier
 
 from airflow_provider_octopods.api import build_send_request
 from airflow_provider_octopods.api.alerts import Failure, failure_alert, one_line_cause
+from airflow_provider_octopods.api.decision import Operation, decide
 from airflow_provider_octopods.api.errors import OctopodsError, OctopodsValidationError
 from airflow_provider_octopods.api.masking import mask_phone
-from airflow_provider_octopods.api.validation import positive_number, validate_region
+from airflow_provider_octopods.api.validation import normalize_phone, positive_number, validate_region
 from airflow_provider_octopods.hooks.octopods import OctopodsHook
+from airflow_provider_octopods.templating import check_literal, known_at_parse, refused_at_parse
 
 if TYPE_CHECKING:
     from airflow_provider_octopods.api.models import SendRequest
@@ -52,25 +54,29 @@ class OctopodsNotifier(BaseNotifier):
     def __init__(
         self,
         *,
-        phones: str | list[str],
-        body: str | None = None,
+        phones: Any,
+        body: Any = None,
         octopods_conn_id: str = OctopodsHook.default_conn_name,
         default_region: str | None = None,
         dedup_window: float | None = None,
     ) -> None:
         super().__init__()
-        try:
-            if not isinstance(phones, (str, list, tuple)) or not phones:
-                raise OctopodsValidationError("phones", f"must be a number or a non-empty list, got {phones!r}")
-            if body is not None and not isinstance(body, str):
-                raise OctopodsValidationError("body", f"must be a string, got {type(body).__name__}")
+        with refused_at_parse(type(self).__name__):
             self.default_region = validate_region(default_region) if default_region else None
+            check_literal(phones, self._check_phones)
+            check_literal(body, lambda v: _optional_str(v, "body"))
             self.dedup_window = positive_number(dedup_window, field="dedup_window") if dedup_window else None
-        except OctopodsValidationError as err:
-            raise ValueError(f"{type(self).__name__} {err}") from None
         self.phones = phones
         self.body = body
         self.octopods_conn_id = octopods_conn_id
+
+    def _check_phones(self, phones: object) -> None:
+        """A literal ``phones``: a number, "a, b" or a list; each literal number must be possible."""
+        if not isinstance(phones, (str, list, tuple)) or not phones:
+            raise OctopodsValidationError("phones", f"must be a number or a non-empty list, got {phones!r}")
+        for phone in recipients(phones):
+            if known_at_parse(phone):
+                normalize_phone(phone, default_region=self.default_region, field="phones")
 
     def __call__(self, *args: Any) -> None:
         # Rendering errors must not escape into Airflow's callback machinery either.
@@ -141,7 +147,9 @@ class OctopodsNotifier(BaseNotifier):
                         await client.send(request)
                         self.log.info("Octopods alert sent to %s", mask_phone(request.phone))
                     except OctopodsError as err:
-                        self.log.error("Octopods alert to %s failed: %s", mask_phone(request.phone), err)
+                        self.log.error(
+                            "Octopods alert to %s failed (%s): %s", mask_phone(request.phone), _fate(err), err
+                        )
         except Exception as err:
             self.log.error("Octopods alert was not sent: %s", err)
 
@@ -161,12 +169,13 @@ class OctopodsNotifier(BaseNotifier):
         return requests
 
     def _send_all(self, text: str) -> None:
-        hook = OctopodsHook(self.octopods_conn_id, default_region=self.default_region)
+        # Alerts are not part of the task's own sends: no send record.
+        hook = OctopodsHook(self.octopods_conn_id, default_region=self.default_region, send_record=False)
         for request in self._requests(text, hook.region):
             try:
                 hook.send(request)
             except OctopodsError as err:
-                self.log.error("Octopods alert to %s failed: %s", mask_phone(request.phone), err)
+                self.log.error("Octopods alert to %s failed (%s): %s", mask_phone(request.phone), _fate(err), err)
 
 
 send_octopods_notification = OctopodsNotifier
@@ -215,6 +224,15 @@ def failure_from_context(context: Any) -> Failure:
         try_number=try_number if isinstance(try_number, int) else None,
         cause=cause,
     )
+
+
+def _fate(err: BaseException) -> str:
+    return "it may have been sent" if decide(Operation.SEND, err).maybe_sent else "not sent"
+
+
+def _optional_str(value: object, field: str) -> None:
+    if value is not None and not isinstance(value, str):
+        raise OctopodsValidationError(field, f"must be a string, got {type(value).__name__}")
 
 
 def _attr(obj: object, name: str) -> Any:

@@ -1,4 +1,4 @@
-"""``octopods-sandbox``: run the local Octopods API emulator in the foreground."""
+"""``octopods-sandbox``: run the local Octopods API emulator in the foreground, or around one command (``run``)."""
 
 from __future__ import annotations
 
@@ -10,21 +10,60 @@ import threading
 
 from airflow_provider_octopods.sandbox.config import SandboxConfig, Variant
 from airflow_provider_octopods.sandbox.faults import Fault
+from airflow_provider_octopods.sandbox.runner import DEFAULT_CONN_ID, run_command
 from airflow_provider_octopods.sandbox.scenarios import MAGIC_NUMBERS
 
 
+def _magic_numbers() -> str:
+    return "Magic numbers:\n" + "\n".join(f"  {phone}  {s.description}" for phone, s in MAGIC_NUMBERS.items())
+
+
 def build_parser() -> argparse.ArgumentParser:
-    magic = "\n".join(f"  {phone}  {s.description}" for phone, s in MAGIC_NUMBERS.items())
     parser = argparse.ArgumentParser(
         prog="octopods-sandbox",
         description="A local emulator of the Octopods SMS API (POST /api/v1/sms/messages, "
         "GET /api/v1/sms/messages/{id}). Sends nothing; keeps every message for inspection at "
         "GET /_sandbox/messages. Point an 'octopods' connection's host at the URL it prints.",
-        epilog=f"Magic numbers:\n{magic}",
+        epilog=f"{_magic_numbers()}\n\nFor the length of one command, with its connection set up for it:\n"
+        "  octopods-sandbox run [options] [--conn-id ID] -- COMMAND ...  (see octopods-sandbox run --help)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    add_sandbox_options(parser, default_port=8080)
+    parser.add_argument("--quiet", action="store_true", help="do not log each request")
+    return parser
+
+
+def build_run_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="octopods-sandbox run",
+        usage="octopods-sandbox run [options] [--conn-id ID] -- COMMAND [ARG ...]",
+        description="Start a sandbox on a free port, run COMMAND with an Airflow connection to it "
+        "(AIRFLOW_CONN_<ID>, JSON, throwaway key) in its environment, then print what the sandbox "
+        "received (messages with masked phones, duplicates, requests) and exit with COMMAND's exit code. "
+        "Example: octopods-sandbox run -- airflow dags test my_dag",
+        epilog=_magic_numbers(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_sandbox_options(parser, default_port=0)
+    parser.add_argument(
+        "--conn-id",
+        default=DEFAULT_CONN_ID,
+        help=f"the connection id the command uses (default: {DEFAULT_CONN_ID})",
+    )
+    parser.add_argument("--quiet", action="store_true", help="do not log each request (the log goes to stderr)")
+    parser.add_argument("command", nargs=argparse.REMAINDER, help="the command to run, after --")
+    return parser
+
+
+def add_sandbox_options(parser: argparse.ArgumentParser, *, default_port: int) -> None:
+    """The options that describe the sandbox itself (everything but --quiet)."""
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8080, help="port to listen on; 0 picks a free one (default: 8080)")
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=default_port,
+        help=f"port to listen on; 0 picks a free one (default: {default_port})",
+    )
     parser.add_argument(
         "--variant",
         choices=[v.value for v in Variant],
@@ -97,39 +136,41 @@ def build_parser() -> argparse.ArgumentParser:
         default=30.0,
         help="how long a hang_after fault holds a request without answer (default: 30)",
     )
-    parser.add_argument("--quiet", action="store_true", help="do not log each request")
-    return parser
+
+
+def sandbox_config(args: argparse.Namespace) -> SandboxConfig:
+    """The :class:`SandboxConfig` the parsed options describe (ValueError if they are inconsistent)."""
+    return SandboxConfig(
+        variant=Variant(args.variant),
+        sent_after=args.sent_after,
+        final_after=args.final_after,
+        delivery_jitter=args.delivery_jitter,
+        seed=args.seed,
+        channel_message_id=args.channel_message_id,
+        plus_in_phone=args.plus_in_phone,
+        unknown_for=args.unknown_for,
+        scoped_keys=args.scoped_keys,
+        rate_limit=args.rate_limit,
+        faults=tuple(args.faults),
+        hang_seconds=args.hang_seconds,
+        api_keys=frozenset(args.api_keys) if args.api_keys else None,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["run"]:
+        return run_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
-        config = SandboxConfig(
-            variant=Variant(args.variant),
-            sent_after=args.sent_after,
-            final_after=args.final_after,
-            delivery_jitter=args.delivery_jitter,
-            seed=args.seed,
-            channel_message_id=args.channel_message_id,
-            plus_in_phone=args.plus_in_phone,
-            unknown_for=args.unknown_for,
-            scoped_keys=args.scoped_keys,
-            rate_limit=args.rate_limit,
-            faults=tuple(args.faults),
-            hang_seconds=args.hang_seconds,
-            api_keys=frozenset(args.api_keys) if args.api_keys else None,
-        )
+        config = sandbox_config(args)
     except ValueError as err:
         print(f"octopods-sandbox: {err}", file=sys.stderr)
         return 2
-    try:
-        from airflow_provider_octopods.sandbox.server import SandboxServer
-    except ImportError as err:
-        print(
-            f"octopods-sandbox needs the 'sandbox' extra ({err}): pip install 'airflow-provider-octopods[sandbox]'",
-            file=sys.stderr,
-        )
+    if not _server_importable():
         return 2
+    from airflow_provider_octopods.sandbox.server import SandboxServer
+
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO,
         format="%(asctime)s %(message)s",
@@ -146,6 +187,49 @@ def main(argv: list[str] | None = None) -> int:
         stop.wait()
         print(f"Octopods sandbox stopping; it accepted {len(server.messages())} message(s)", flush=True)
     return 0
+
+
+def run_main(argv: list[str]) -> int:
+    """``octopods-sandbox run [options] -- COMMAND ...``"""
+    parser = build_run_parser()
+    if "--" in argv:
+        split = argv.index("--")
+        args = parser.parse_args(argv[:split])
+        command = argv[split + 1 :]
+    else:
+        args = parser.parse_args(argv)
+        command = args.command
+    if args.command and command is not args.command:
+        parser.error(f"unrecognized arguments before --: {' '.join(args.command)}")
+    if not command:
+        parser.error("no command given: octopods-sandbox run [options] -- COMMAND [ARG ...]")
+    if not args.conn_id.strip():
+        parser.error("--conn-id must not be empty")
+    try:
+        config = sandbox_config(args)
+    except ValueError as err:
+        print(f"octopods-sandbox: {err}", file=sys.stderr)
+        return 2
+    if not _server_importable():
+        return 2
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO,
+        format="%(asctime)s octopods-sandbox %(message)s",
+        stream=sys.stderr,
+    )
+    return run_command(config, command, host=args.host, port=args.port, conn_id=args.conn_id.strip())
+
+
+def _server_importable() -> bool:
+    try:
+        import airflow_provider_octopods.sandbox.server  # noqa: F401
+    except ImportError as err:
+        print(
+            f"octopods-sandbox needs the 'sandbox' extra ({err}): pip install 'airflow-provider-octopods[sandbox]'",
+            file=sys.stderr,
+        )
+        return False
+    return True
 
 
 if __name__ == "__main__":

@@ -8,13 +8,16 @@ from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.compat.sdk import BaseSensorOperator, PokeReturnValue, conf
+from airflow.providers.common.compat.sdk import AirflowSensorTimeout, BaseSensorOperator, PokeReturnValue, conf
 
+from airflow_provider_octopods.api.decision import Operation, decide
 from airflow_provider_octopods.api.delivery import DeliveryTarget
 from airflow_provider_octopods.api.errors import OctopodsError, OctopodsNotFoundError, OctopodsValidationError
 from airflow_provider_octopods.api.tracking import BatchPolicy, DeliveryBatch, is_many, message_ids
+from airflow_provider_octopods.api.validation import positive_number
 from airflow_provider_octopods.hooks.octopods import OctopodsHook
-from airflow_provider_octopods.task_outcomes import delivery_result, task_error
+from airflow_provider_octopods.task_outcomes import delivery_result, final
+from airflow_provider_octopods.templating import check_literal, refused_at_parse
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -30,8 +33,9 @@ class OctopodsDeliverySensor(BaseSensorOperator):
     with a list, the batch summary (``delivered``, ``failed`` with reasons, ``pending``,
     ``messages``). Deferrable and classic modes give the same result for the same inputs.
 
-    :param message_id: an id returned by a send, typically ``"{{ ti.xcom_pull(task_ids='send') }}"``,
-        or a list of ids (e.g. a batch's XCom). Templated.
+    :param message_id: an id returned by a send (``send.output``, ``"{{ ti.xcom_pull(task_ids='send') }}"``),
+        or a list of ids: ``[a.output, b.output]``, the ``.output`` of a mapped send, a batch's XCom.
+        Templated; checked after rendering.
     :param octopods_conn_id: the ``octopods`` connection; must be the channel that sent the messages.
     :param target_status: ``"delivered"`` (default; a read receipt also counts), ``"sent"`` or ``"read"``.
     :param accept_sent: count ``sent`` as success, for carriers that never send delivery receipts.
@@ -43,10 +47,13 @@ class OctopodsDeliverySensor(BaseSensorOperator):
         ``[operators] default_deferrable``. The trigger polls every ``poke_interval`` seconds until
         ``timeout``.
     :param max_in_flight: deferrable mode: the most status requests in flight at once.
+    :param reads_per_second: classic mode: the most status reads started in any one second.
 
     Other arguments (``poke_interval``, ``timeout``, ``mode="reschedule"``, ...) are the usual
     sensor ones. A status read that fails transiently (rate limit, 5xx, network) is retried by
-    the client, and if it still fails, the sensor simply pokes again later.
+    the client, and if it still fails, the sensor simply pokes again later. When ``timeout`` is
+    reached, the error says how many messages were delivered, failed and still pending, and
+    which ids are not final.
     """
 
     template_fields: Sequence[str] = ("message_id",)
@@ -55,7 +62,7 @@ class OctopodsDeliverySensor(BaseSensorOperator):
     def __init__(
         self,
         *,
-        message_id: int | str | list[int | str],
+        message_id: Any,
         octopods_conn_id: str = OctopodsHook.default_conn_name,
         target_status: str = "delivered",
         accept_sent: bool = False,
@@ -63,21 +70,18 @@ class OctopodsDeliverySensor(BaseSensorOperator):
         fail_fast: bool = True,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         max_in_flight: int = 10,
+        reads_per_second: float = 10.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        try:
-            if isinstance(message_id, bool) or not isinstance(message_id, (int, str, list, tuple)):
-                raise OctopodsValidationError(
-                    "message_id", f"must be an id, a list of ids or a template, got {type(message_id).__name__}"
-                )
+        with refused_at_parse(f"{type(self).__name__} (task {self.task_id!r})"):
+            check_literal(message_id, message_ids)
             self.policy = BatchPolicy(DeliveryTarget.of(target_status, accept_sent), min_delivered_ratio, fail_fast)
             if not isinstance(deferrable, bool):
                 raise OctopodsValidationError("deferrable", f"must be True or False, got {deferrable!r}")
             if isinstance(max_in_flight, bool) or not isinstance(max_in_flight, int) or max_in_flight < 1:
                 raise OctopodsValidationError("max_in_flight", f"must be a positive int, got {max_in_flight!r}")
-        except OctopodsValidationError as err:
-            raise ValueError(f"{type(self).__name__} (task {self.task_id!r}) {err}") from None
+            self.reads_per_second = positive_number(reads_per_second, field="reads_per_second")
         self.message_id = message_id
         self.octopods_conn_id = octopods_conn_id
         self.target_status = target_status
@@ -94,7 +98,13 @@ class OctopodsDeliverySensor(BaseSensorOperator):
 
     def execute(self, context: Context) -> Any:
         if not self.deferrable:
-            return super().execute(context)
+            try:
+                return super().execute(context)
+            except AirflowSensorTimeout as err:
+                if self._batch is None:
+                    raise
+                seen = self._batch.summary(timed_out=True)["message"]
+                raise AirflowSensorTimeout(f"{err}: {seen}") from None
         from airflow_provider_octopods.triggers.octopods import OctopodsDeliveryTrigger
 
         self.defer(
@@ -118,17 +128,21 @@ class OctopodsDeliverySensor(BaseSensorOperator):
         return self._result(delivery_result(event, sensor=True))
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
+        from airflow_provider_octopods.api.pacing import RateLimiter
+
         if self._batch is None:
             self._batch = DeliveryBatch(self._ids(), self.policy)
         batch = self._batch
+        pacer = RateLimiter(self.reads_per_second)
         for message_id in batch.pending:
+            time.sleep(pacer.reserve())
             try:
                 batch.record(message_id, self.hook.get_status(message_id))
             except OctopodsNotFoundError as err:
                 batch.record_failure(message_id, str(err))
             except OctopodsError as err:
-                if not err.task_retry_safe:
-                    raise task_error(err) from None
+                if not decide(Operation.STATUS, err).retry_task:
+                    raise
                 self.log.warning("Could not read the status of message %s this time: %s", message_id, err)
             if batch.decided:
                 break
@@ -150,4 +164,4 @@ class OctopodsDeliverySensor(BaseSensorOperator):
         try:
             return message_ids(self.message_id)
         except OctopodsValidationError as err:
-            raise task_error(err) from None
+            raise final(err) from None

@@ -12,9 +12,9 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_provider_octopods.api.decision import Operation, decide
 from airflow_provider_octopods.api.delivery import DeliveryTarget
 from airflow_provider_octopods.api.errors import (
-    OctopodsAuthError,
     OctopodsConfigurationError,
     OctopodsError,
     OctopodsNotFoundError,
@@ -30,8 +30,11 @@ class OctopodsDeliveryTrigger(BaseTrigger):
 
     Requests are spread evenly over each ``poll_interval`` (no burst) with at most
     ``max_in_flight`` at once, and a message is not polled again once it reached a final
-    status. Transient errors are retried by the client; a refused key ends the trigger with an
-    ``error`` event. It yields exactly one event, the batch summary of
+    status. Transient errors are retried by the client, and a read that still fails is simply
+    made again one interval later; so is a read that raised something unexpected (logged with
+    its traceback and counted in the event's ``read_errors``). An error that another read
+    cannot fix (a refused key) ends the trigger with an ``error`` event. It yields exactly one
+    event, the batch summary of
     :class:`~airflow_provider_octopods.api.tracking.DeliveryBatch` (``outcome`` is
     ``success``, ``failure``, ``timeout`` or ``error``). It only reads: it never sends.
 
@@ -70,6 +73,7 @@ class OctopodsDeliveryTrigger(BaseTrigger):
         self.fail_fast = fail_fast
         self.max_in_flight = int(max_in_flight)
         self.policy = BatchPolicy(DeliveryTarget.of(target_status, accept_sent), self.min_delivered_ratio, fail_fast)
+        self.read_errors = 0
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -99,11 +103,11 @@ class OctopodsDeliveryTrigger(BaseTrigger):
         async with self._client(settings) as client:
             try:
                 timed_out = await self._follow(client, batch)
-            except OctopodsAuthError as err:
+            except OctopodsError as err:
                 yield TriggerEvent(self._error(batch, err))
                 return
         self._log_progress(batch)
-        yield TriggerEvent(batch.summary(timed_out=timed_out))
+        yield TriggerEvent(batch.summary(timed_out=timed_out) | {"read_errors": self.read_errors})
 
     def _client(self, settings: Any) -> Any:
         from airflow_provider_octopods.clients.aio import AsyncOctopodsClient
@@ -127,7 +131,7 @@ class OctopodsDeliveryTrigger(BaseTrigger):
         slots = asyncio.Semaphore(self.max_in_flight)
         finished = asyncio.Event()
         running: set[asyncio.Task[None]] = set()
-        refused: list[OctopodsAuthError] = []
+        refused: list[OctopodsError] = []
         next_log = started + interval
 
         async def read(message_id: MessageId) -> None:
@@ -136,10 +140,13 @@ class OctopodsDeliveryTrigger(BaseTrigger):
                 batch.record(message_id, await client.get_status(message_id))
             except OctopodsNotFoundError as err:
                 batch.record_failure(message_id, str(err))
-            except OctopodsAuthError as err:
-                refused.append(err)
             except OctopodsError as err:
+                if not decide(Operation.STATUS, err).retry_task:
+                    refused.append(err)
                 self.log.warning("Could not read the status of message %s this time: %s", message_id, err)
+            except Exception:
+                self.read_errors += 1
+                self.log.exception("Unexpected error reading the status of message %s; it is read again", message_id)
             finally:
                 slots.release()
             if batch.is_pending(message_id):
@@ -197,4 +204,8 @@ class OctopodsDeliveryTrigger(BaseTrigger):
         )
 
     def _error(self, batch: DeliveryBatch, err: OctopodsError) -> dict[str, Any]:
-        return batch.summary() | {"outcome": ERROR, "message": f"delivery tracking stopped: {err}"}
+        return batch.summary() | {
+            "outcome": ERROR,
+            "message": f"delivery tracking stopped: {err}",
+            "read_errors": self.read_errors,
+        }

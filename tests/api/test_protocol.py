@@ -17,7 +17,7 @@ from airflow_provider_octopods.api.protocol import (
     request_headers,
     status_url,
 )
-from airflow_provider_octopods.api.retry import Operation
+from airflow_provider_octopods.api.decision import Operation, decide
 from airflow_provider_octopods.api.segments import Encoding
 
 REQUEST = build_send_request("+15551234567", "Hello")
@@ -58,7 +58,7 @@ def test_send_2xx_with_unreadable_body_is_an_unknown_outcome() -> None:
     with pytest.raises(errors.OctopodsUnknownOutcomeError, match="probably sent") as err:
         parse_send_response(raw(201, body=b"{not json"), REQUEST)
     assert err.value.http_status == 201
-    assert not err.value.task_retry_safe
+    assert decide(Operation.SEND, err.value).maybe_sent
 
 
 def test_status_legacy_shape() -> None:
@@ -135,7 +135,7 @@ def test_error_codes(code: int, operation: Operation, cls: type, retry_safe: boo
     )
     assert type(error) is cls
     assert (error.error_code, error.request_id, error.http_status) == (code, "req-9", 400)
-    assert error.task_retry_safe is retry_safe
+    assert decide(operation, error).retry_task is retry_safe
     assert "Invalid Phone number." in str(error)
     assert "request_id=req-9" in str(error)
 

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from airflow_provider_octopods.api.errors import OctopodsConfigurationError
@@ -68,3 +70,82 @@ def test_extras_given_as_strings_are_coerced() -> None:
 def test_empty_extras_fall_back_to_defaults() -> None:
     s = settings(extra={"connect_timeout": "", "read_timeout": None})
     assert (s.connect_timeout, s.read_timeout) == (5.0, 30.0)
+
+
+def test_ca_bundle_must_be_an_existing_file(tmp_path: Path) -> None:
+    pem = tmp_path / "private-ca.pem"
+    pem.write_text("-----BEGIN CERTIFICATE-----\n")
+    s = settings(extra={"ca_bundle": str(pem)})
+    assert s.ca_bundle == str(pem)
+    assert settings().ca_bundle is None
+    with pytest.raises(OctopodsConfigurationError, match=r"connection 'octo' extra ca_bundle: .* does not exist"):
+        settings(extra={"ca_bundle": str(tmp_path / "missing.pem")})
+    with pytest.raises(OctopodsConfigurationError, match=r"connection 'octo' extra ca_bundle: .* is not a file"):
+        settings(extra={"ca_bundle": str(tmp_path)})
+    with pytest.raises(OctopodsConfigurationError, match="connection 'octo' extra ca_bundle must be the path"):
+        settings(extra={"ca_bundle": ["a.pem"]})
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("verify", False),
+        ("verify", "false"),
+        ("verify", "False"),
+        ("verify_ssl", "0"),
+        ("verify_ssl", 0),
+        ("ssl_verify", "no"),
+        ("tls_verify", "off"),
+        ("insecure", True),
+        ("insecure", "true"),
+        ("insecure", "1"),
+        ("insecure", "yes"),
+        ("insecure", "on"),
+        ("verify", "/etc/ssl/private-ca.pem"),
+    ],
+)
+def test_tls_verification_cannot_be_switched_off(key: str, value: object) -> None:
+    with pytest.raises(OctopodsConfigurationError, match="cannot be switched off") as err:
+        settings(extra={key: value})
+    message = str(err.value)
+    assert "'octo'" in message
+    assert f"extra {key}=" in message
+    assert "set extra ca_bundle" in message
+    assert KEY not in message
+
+
+@pytest.mark.parametrize(
+    "extra", [{"verify": True}, {"verify_ssl": "true"}, {"tls_verify": "1"}, {"insecure": False}, {"insecure": "no"}]
+)
+def test_tls_extras_that_keep_verification_on_are_accepted(extra: dict) -> None:
+    assert settings(extra=extra).base_url == "https://app.octopods.io"
+
+
+def test_scheme_hint_when_https_was_assumed_for_a_bare_host() -> None:
+    local = settings(host="127.0.0.1", port=18080)
+    assert local.base_url == "https://127.0.0.1:18080"
+    assert local.scheme_hint == (
+        "the connection's host '127.0.0.1:18080' has no scheme, so https:// was assumed; write the scheme "
+        "in the host field: https://127.0.0.1:18080 or, for a local sandbox on loopback only, "
+        "http://127.0.0.1:18080"
+    )
+    remote = settings(host="api.octopods.io")
+    assert remote.scheme_hint is not None
+    assert "https://api.octopods.io (plain http:// is only allowed on loopback)" in remote.scheme_hint
+    assert "sandbox" not in remote.scheme_hint
+    assert "scheme_hint=" in repr(local)
+    assert KEY not in repr(local)
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {},
+        {"host": "https://api.octopods.io"},
+        {"host": "http://127.0.0.1:18080"},
+        {"host": "127.0.0.1", "port": 18080, "schema": "http"},
+        {"host": "api.octopods.io", "schema": "https"},
+    ],
+)
+def test_no_scheme_hint_when_the_scheme_was_given(kw: dict) -> None:
+    assert settings(**kw).scheme_hint is None

@@ -38,7 +38,7 @@ def test_phone_is_normalised_to_e164(raw: str, region: str | None, expected: str
         ("+1 555 1234", None, "is a local number: add the area code"),
         ("+999 1234567", None, "not a phone number|unknown country code"),
         ("+1555123456789012", None, "not a"),
-        ("call me maybe", "US", "not a phone number"),
+        ("call me maybe", "US", "contains letters"),
         (15551234567, None, "must be a string, got int"),
         (None, None, "must be a string, got NoneType"),
     ],
@@ -60,6 +60,43 @@ def test_bad_phone_message_masks_the_number() -> None:
 def test_bad_region_is_rejected() -> None:
     with pytest.raises(OctopodsValidationError, match="default_region: must be a two-letter region"):
         normalize_phone("07700 900123", default_region="Britain")
+
+
+@pytest.mark.parametrize("raw", ["+1555CALLNOW", "+1 800 FLOWERS", "+44 7700 9OO123", "+1 555 123 4567 home"])
+def test_letters_are_refused_not_read_as_keypad_digits(raw: str) -> None:
+    with pytest.raises(OctopodsValidationError, match="contains letters") as err:
+        normalize_phone(raw)
+    assert err.value.field == "phone"
+    for word in ("CALLNOW", "FLOWERS", "9OO123", "5551234567", "home"):
+        assert word not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "+1-555-123-4567 ext 9",
+        "+1-555-123-4567 ext. 9",
+        "+1 555 123 4567 extension 12",
+        "+1-555-123-4567 x9",
+        "+15551234567x9",
+        "+1-555-123-4567;ext=9",
+        "+1-555-123-4567#9",
+        "+1 555 123 4567, 9",  # no marker word: only phonenumbers' parse sees the extension
+    ],
+)
+def test_extensions_are_refused_not_dropped(raw: str) -> None:
+    with pytest.raises(OctopodsValidationError, match="has an extension; an SMS cannot be sent to an extension") as err:
+        normalize_phone(raw)
+    assert err.value.field == "phone"
+    assert "555" not in str(err.value)
+
+
+@pytest.mark.parametrize(("raw", "region"), [("07700 900123", "XX"), ("+447700900123", "zz")])
+def test_unknown_region_is_an_error_on_default_region(raw: str, region: str) -> None:
+    with pytest.raises(OctopodsValidationError, match=f"'{region.upper()}' is not a known region code") as err:
+        normalize_phone(raw, default_region=region)
+    assert err.value.field == "default_region"
+    assert str(err.value).startswith("default_region: ")
 
 
 @pytest.mark.parametrize(

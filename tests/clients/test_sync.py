@@ -12,6 +12,7 @@ import requests_mock
 from urllib3.exceptions import MaxRetryError, NewConnectionError
 
 from airflow_provider_octopods.api import build_send_request, errors
+from airflow_provider_octopods.api.decision import Operation, decide
 from airflow_provider_octopods.api.retry import RetryPolicy
 from airflow_provider_octopods.api.settings import ClientSettings
 from airflow_provider_octopods.clients.sync import OctopodsClient
@@ -122,7 +123,7 @@ def test_rate_limit_gives_up_after_max_attempts(
         client.send(REQUEST)
     assert requests_mock.call_count == 4
     assert sleeps == [1.0, 1.0, 1.0]
-    assert err.value.task_retry_safe
+    assert decide(Operation.SEND, err.value).retry_task
 
 
 @pytest.mark.parametrize(
@@ -257,4 +258,4 @@ def test_real_socket_connection_refused_is_retried_then_reported_as_not_sent() -
     sock.close()  # nothing listens there now
     with pytest.raises(errors.OctopodsTransportError, match="could not reach") as err:
         real_client(port).send(REQUEST)
-    assert err.value.task_retry_safe
+    assert decide(Operation.SEND, err.value).retry_task

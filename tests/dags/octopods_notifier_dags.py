@@ -36,7 +36,7 @@ with DAG(dag_id="octopods_alert_templated", params={"oncall": ON_CALL}, **DEFAUL
 
 with DAG(dag_id="octopods_alert_bad_recipients", **DEFAULTS):
     broken("load", "disk full").override(
-        on_failure_callback=OctopodsNotifier(phones=["not-a-number", "+15005550106", "+15005550100"])
+        on_failure_callback=OctopodsNotifier(phones=["{{ 'not-a-number' }}", "+15005550106", "+15005550100"])
     )()
 
 with DAG(dag_id="octopods_alert_retry_and_success", **DEFAULTS):

@@ -111,7 +111,10 @@ def test_hubspot_send_warns_untrackable(
         ({"status_code": 400, "json": {"error_code": 1, "error": "Message not found."}}, True, "API key was accepted"),
         ({"status_code": 401, "json": {"error": "Invalid API key."}}, False, "refused"),
         ({"status_code": 400, "json": {"error_code": 5, "error": "Deprecated"}}, False, "rotated or revoked"),
-        ({"status_code": 404, "text": "nope"}, True, "API key was accepted"),
+        ({"status_code": 404, "text": "nope"}, False, "does not look like the Octopods API at https://app.octopods.io"),
+        ({"status_code": 200, "text": "<html>login</html>"}, False, "does not look like the Octopods API"),
+        ({"status_code": 302, "headers": {"Location": "https://elsewhere"}}, False, "does not look like"),
+        ({"status_code": 404, "json": {"error_code": 1, "error": "Message not found."}}, True, "API key was accepted"),
     ],
 )
 def test_test_connection_never_sends(

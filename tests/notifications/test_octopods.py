@@ -39,9 +39,11 @@ def test_alias_and_template_fields() -> None:
     [
         ({"phones": []}, "phones"),
         ({"phones": 5}, "phones"),
-        ({"phones": "+1", "body": 3}, "body"),
-        ({"phones": "+1", "dedup_window": -1}, "dedup_window"),
-        ({"phones": "+1", "default_region": "XYZ"}, "default_region"),
+        ({"phones": "+15005550100", "body": 3}, "body"),
+        ({"phones": "+15005550100", "dedup_window": -1}, "dedup_window"),
+        ({"phones": "+15005550100", "default_region": "XYZ"}, "default_region"),
+        ({"phones": ["+15005550100", "12345"]}, "phones: .* has no country code"),
+        ({"phones": "+1555CALLNOW"}, "phones: .* contains letters"),
     ],
 )
 def test_bad_parameters(kw: dict, field: str) -> None:
@@ -145,7 +147,8 @@ def test_async_notify_shares_the_payload(
 ) -> None:
     server = octopods_sandbox_factory()
     monkeypatch.setenv("AIRFLOW_CONN_OCTOPODS_DEFAULT", server.connection_json(TEST_KEY))
-    notifier = OctopodsNotifier(phones=["+15005550100", "bogus", "+447700900123"])
+    notifier = OctopodsNotifier(phones=["+15005550100", "{{ 'bogus' }}", "+447700900123"])
+    notifier.phones = ["+15005550100", "bogus", "+447700900123"]  # as rendered
     context = task_context(exception=ValueError("late data"))
     asyncio.run(notifier.async_notify(context))
     sync_text = notifier._text(failure_from_context(context))

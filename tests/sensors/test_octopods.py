@@ -94,6 +94,8 @@ def test_permanent_errors_fail(
 def test_unusable_rendered_message_id_fails_before_request(
     octopods_conn: str, requests_mock: requests_mock.Mocker, rendered: str
 ) -> None:
+    task = sensor(message_id="{{ ti.xcom_pull(task_ids='send') }}")
+    task.message_id = rendered  # what rendering produced
     with pytest.raises(AirflowFailException, match="message_id"):
-        sensor(message_id=rendered).poke({})
+        task.poke({})
     assert requests_mock.call_count == 0

@@ -1,0 +1,102 @@
+"""Pacing of requests: how long to wait before the next one, shared by sync and async callers.
+
+:class:`RateLimiter` never sleeps. ``reserve()`` books the next request slot and returns how many
+seconds the caller must wait before starting it; the caller sleeps with ``time.sleep`` or
+``asyncio.sleep``. Slots are handed out in order, so concurrent callers that each sleep for their
+own answer start their requests at the booked times.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+
+from airflow_provider_octopods.api.errors import OctopodsValidationError
+from airflow_provider_octopods.api.validation import positive_number
+
+DEFAULT_MAX_BURST = 5
+_FLOAT_SLACK = 1e-9
+
+
+class RateLimiter:
+    """A token bucket with a sliding one-second window guard.
+
+    Guarantee: in any one-second window, at most ``floor(per_second)`` request starts (at least 1),
+    of which at most ``burst`` back to back; over longer periods, ``per_second`` on average.
+
+    :param per_second: the allowed request rate, e.g. ``10`` or ``0.5`` (one every two seconds).
+    :param burst: how many requests may start at once after an idle period; default
+        ``min(5, floor(per_second))``, at most ``floor(per_second)`` (at least 1).
+    :param clock: a monotonic clock in seconds; tests pass a fake one.
+    :raises OctopodsValidationError: naming ``per_second`` or ``burst``.
+    """
+
+    def __init__(
+        self,
+        per_second: float,
+        *,
+        burst: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.per_second = positive_number(per_second, field="per_second")
+        self.max_per_window = max(1, math.floor(self.per_second))
+        self.burst = self._burst(burst)
+        self._clock = clock
+        self._interval = 1.0 / self.per_second
+        # Token bucket as virtual scheduling (GCRA): a request may start once the clock reaches
+        # ``_theoretical - _tolerance``; each start pushes ``_theoretical`` one interval further.
+        self._tolerance = (self.burst - 1) * self._interval
+        self._theoretical = -math.inf
+        self._not_before = -math.inf
+        self._recent: deque[float] = deque(maxlen=self.max_per_window)
+        self._lock = threading.Lock()
+
+    def _burst(self, burst: int | None) -> int:
+        if burst is None:
+            return min(DEFAULT_MAX_BURST, self.max_per_window)
+        number = positive_number(burst, field="burst")
+        if not number.is_integer():
+            raise OctopodsValidationError("burst", f"must be a whole number of requests, got {burst!r}")
+        if number > self.max_per_window:
+            raise OctopodsValidationError(
+                "burst",
+                f"is {int(number)}, more than the {self.max_per_window} request(s) per second that "
+                f"per_second={self.per_second:g} allows",
+            )
+        return int(number)
+
+    def reserve(self) -> float:
+        """Book the next request slot; return the seconds to wait before starting the request (>= 0).
+
+        The caller must wait that long and then start its request; it never sleeps here.
+        """
+        with self._lock:
+            now = self._clock()
+            # _FLOAT_SLACK absorbs rounding in the sums of intervals, so a full bucket gives
+            # exactly 0 rather than a 1e-13 wait; the one-second window guard takes no slack.
+            start = max(now, self._not_before, self._theoretical - self._tolerance - _FLOAT_SLACK)
+            if len(self._recent) == self.max_per_window:
+                start = max(start, self._recent[0] + 1.0)
+            self._theoretical = max(self._theoretical, start) + self._interval
+            self._recent.append(start)
+            return start - now
+
+    def slow_down(self, seconds: float) -> None:
+        """Make every later reservation wait until at least ``seconds`` from now.
+
+        Meant for a 429's ``Retry-After``: the whole batch pauses, then resumes at the steady rate
+        without a burst (the bucket is emptied). Slots booked before the call are not moved.
+
+        :param seconds: how long to pause; 0 changes nothing.
+        :raises OctopodsValidationError: naming ``seconds`` if it is negative or not a number.
+        """
+        if isinstance(seconds, (int, float)) and not isinstance(seconds, bool) and seconds == 0:
+            return
+        pause = positive_number(seconds, field="seconds")
+        with self._lock:
+            until = self._clock() + pause
+            self._not_before = max(self._not_before, until)
+            self._theoretical = max(self._theoretical, until + self._tolerance)

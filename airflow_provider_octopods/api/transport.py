@@ -1,0 +1,93 @@
+"""Reading a transport's exception: how far the request got, and a short reason.
+
+Both clients (requests, httpx) hand their exceptions here, so a TLS failure, a refused
+connection or a reset after sending means the same thing whichever client saw it. Only the
+question "did the library fail while connecting?" is answered by each client, from its own
+exception types.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Iterator
+
+from airflow_provider_octopods.api.decision import Operation, Stage, transport_error
+from airflow_provider_octopods.api.errors import OctopodsError
+
+# OpenSSL reasons that can only occur while the TLS session is being set up, before any byte of
+# the request is written.
+_HANDSHAKE_MARKERS = (
+    "CERTIFICATE",
+    "HANDSHAKE",
+    "WRONG_VERSION_NUMBER",
+    "UNSUPPORTED_PROTOCOL",
+    "NO_PROTOCOLS",
+    "TLSV1_ALERT",
+    "SSLV3_ALERT",
+    "HOSTNAME",
+)
+
+
+def failure_from_exception(
+    operation: Operation, exc: BaseException, *, host: str, connecting: bool, hint: str | None = None
+) -> OctopodsError:
+    """The error for ``exc`` raised by a transport while making ``operation`` to ``host``.
+
+    :param connecting: the client's own reading of its exception type: it failed while
+        connecting (refused, DNS, connect timeout), so the request never left this machine.
+    :param hint: a sentence about the connection's settings worth adding (e.g. an assumed scheme).
+    """
+    tls = tls_handshake_failure(exc)
+    if tls is not None:
+        detail = f"TLS verification of {host} failed: {tls}"
+        stage = Stage.NOT_SENT
+    else:
+        detail = describe(exc)
+        stage = Stage.NOT_SENT if connecting else Stage.NO_ANSWER
+    if hint and stage is Stage.NOT_SENT:
+        detail = f"{detail}; {hint}"
+    return transport_error(operation, stage, detail)
+
+
+def tls_handshake_failure(exc: BaseException) -> str | None:
+    """Why the TLS handshake failed, if ``exc`` is (or wraps) such a failure; else None."""
+    for inner in _chain(exc):
+        if isinstance(inner, ssl.SSLCertVerificationError):
+            return inner.verify_message or inner.reason or "certificate verify failed"
+        if isinstance(inner, ssl.SSLError):
+            reason = str(inner.reason or inner)
+            if any(marker in reason.upper() for marker in _HANDSHAKE_MARKERS):
+                return reason
+    return None
+
+
+def describe(exc: BaseException) -> str:
+    """``Outer: Inner: first line`` without URLs or headers (so never a key); at most 160 chars."""
+    if isinstance(exc, TimeoutError) or "ReadTimeout" in type(exc).__name__:
+        return "read timeout"
+    if "ConnectTimeout" in type(exc).__name__:
+        return "connect timeout"
+    innermost = exc
+    for inner in _chain(exc):
+        innermost = inner
+    text = type(exc).__name__
+    if innermost is not exc:
+        text += f": {type(innermost).__name__}"
+    message = str(innermost).strip().splitlines()[0] if str(innermost).strip() else ""
+    if message and "://" not in message and "url:" not in message.lower():
+        text += f": {message}"
+    return text[:160]
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and the exceptions it wraps (cause, context, urllib3's ``reason``, exception args)."""
+    seen: set[int] = set()
+    todo = [exc]
+    while todo:
+        current = todo.pop(0)
+        if id(current) in seen or len(seen) > 20:
+            continue
+        seen.add(id(current))
+        yield current
+        wrapped = [current.__cause__, current.__context__, getattr(current, "reason", None), *current.args]
+        todo.extend(w for w in wrapped if isinstance(w, BaseException))

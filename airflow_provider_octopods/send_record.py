@@ -1,0 +1,312 @@
+"""The send record: what a task instance has sent, kept outside XCom so it survives every try.
+
+Airflow may run a task's ``execute`` again after an SMS went out: a retry after any later error,
+a deferral that timed out, ``execution_timeout``, a killed worker, a failed task cleared by hand.
+XComs cannot remember the send (Airflow clears a try's XComs before the next one), so each send
+is recorded in a small store every worker can reach: an intent before the request, the result
+after it. A later try of the same task instance then knows, for each send:
+
+* accepted earlier -> not sent again; the earlier result (message id) is used;
+* intent without result -> the outcome is unknown (the worker died, or the answer was lost):
+  not sent again unless the user opted in (``resend_unknown=True``);
+* nothing -> sent.
+
+Sends are identified inside a task instance by a *slot*: the operator uses one fixed slot; the
+hook, for loops in user code, uses the recipient and text plus how many times the same pair was
+sent before in this try (so a retried loop lines up with the earlier try, and sending the same
+text to the same number twice on purpose still sends twice).
+
+The record of a task instance is deleted when the task instance succeeds, so a successful task
+cleared by hand is a deliberate re-run and sends again. A task that failed keeps its record, so
+clearing it later does not send twice; the record goes when a later try succeeds.
+
+The store is pluggable (:class:`RecordStore`); the default is an Airflow Variable per task
+instance (:class:`VariableStore`), the one store every worker can write on Airflow 2.11 and 3.x.
+``begin``/``accept``/``forget`` take many slots at once, so a batch records a chunk of sends
+with one write.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from airflow_provider_octopods.api.masking import mask_phone
+from airflow_provider_octopods.api.models import MessageId, SendRequest, SendResult
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+log = logging.getLogger(__name__)
+
+VARIABLE_PREFIX = "octopods_send_record_"
+INTENT = "intent"
+ACCEPTED = "accepted"
+OPERATOR_SLOT = "operator"
+
+
+class RecordStore(Protocol):
+    """Where records live: one JSON-safe mapping per key."""
+
+    def load(self, key: str) -> dict[str, Any] | None: ...
+
+    def save(self, key: str, value: dict[str, Any], *, description: str) -> None: ...
+
+    def delete(self, key: str) -> None: ...
+
+
+class VariableStore:
+    """Records as Airflow Variables (``octopods_send_record_<hash>``), reachable from every worker."""
+
+    def load(self, key: str) -> dict[str, Any] | None:
+        from airflow.providers.common.compat.sdk import Variable
+
+        raw = Variable.get(key, None)
+        if not raw:
+            return None
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            log.warning("Octopods send record %s is unreadable; treating every send in it as unknown", key)
+            return {"unreadable": True, "entries": {}}
+        return value if isinstance(value, dict) else None
+
+    def save(self, key: str, value: dict[str, Any], *, description: str) -> None:
+        from airflow.providers.common.compat.sdk import Variable
+
+        Variable.set(key, json.dumps(value, separators=(",", ":")), description=description)
+
+    def delete(self, key: str) -> None:
+        from airflow.providers.common.compat.sdk import Variable
+
+        Variable.delete(key)
+
+
+class MemoryStore:
+    """Records in this process only (tests; code running outside Airflow)."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, dict[str, Any]] = {}
+        self.writes = 0
+
+    def load(self, key: str) -> dict[str, Any] | None:
+        value = self.values.get(key)
+        return json.loads(json.dumps(value)) if value is not None else None
+
+    def save(self, key: str, value: dict[str, Any], *, description: str) -> None:
+        self.writes += 1
+        self.values[key] = json.loads(json.dumps(value))
+
+    def delete(self, key: str) -> None:
+        self.values.pop(key, None)
+
+
+@dataclass(frozen=True)
+class TaskKey:
+    """The task instance a record belongs to (every try of it shares the record)."""
+
+    dag_id: str
+    run_id: str
+    task_id: str
+    map_index: int = -1
+
+    @property
+    def store_key(self) -> str:
+        ident = "\0".join((self.dag_id, self.run_id, self.task_id, str(self.map_index)))
+        return VARIABLE_PREFIX + hashlib.sha256(ident.encode()).hexdigest()[:32]
+
+    @classmethod
+    def of(cls, task_instance: Any) -> TaskKey:
+        """The key of an Airflow task instance (2.11 ``TaskInstance`` or 3.x ``RuntimeTaskInstance``)."""
+        map_index = getattr(task_instance, "map_index", -1)
+        return cls(
+            dag_id=str(task_instance.dag_id),
+            run_id=str(task_instance.run_id),
+            task_id=str(task_instance.task_id),
+            map_index=map_index if isinstance(map_index, int) else -1,
+        )
+
+
+@dataclass(frozen=True)
+class Prior:
+    """What an earlier try recorded for a slot."""
+
+    state: str
+    try_number: int | None
+    message_id: MessageId | None = None
+    request_id: str | None = None
+    channel_message_id: str | None = None
+
+    @property
+    def accepted(self) -> bool:
+        return self.state == ACCEPTED
+
+    def result(self, request: SendRequest) -> SendResult:
+        """The earlier send's result, for ``request`` (the same recipient and text)."""
+        info = request.segment_info
+        return SendResult(
+            request_id=self.request_id,
+            message_id=self.message_id,
+            phone=request.phone,
+            segments=info.segments,
+            encoding=info.encoding,
+            channel_message_id=self.channel_message_id,
+        )
+
+
+def content_slot(request: SendRequest) -> str:
+    """A slot name for ``request`` that holds no personal data: a hash of recipient and text."""
+    return hashlib.sha256(f"{request.phone}\0{request.body}".encode()).hexdigest()[:20]
+
+
+class SendRecord:
+    """The sends of one task instance across its tries.
+
+    :param key: the task instance.
+    :param try_number: the try now running (written into each entry, for the log and for people).
+    :param store: where the record lives; an Airflow Variable by default.
+    """
+
+    def __init__(self, key: TaskKey, *, try_number: int | None = None, store: RecordStore | None = None) -> None:
+        self.key = key
+        self.try_number = try_number
+        self.store: RecordStore = store or VariableStore()
+        self._entries: dict[str, dict[str, Any]] | None = None
+        self._occurrences: dict[str, int] = {}
+        self.writes = 0
+
+    def _loaded(self) -> dict[str, dict[str, Any]]:
+        if self._entries is None:
+            value = self.store.load(self.key.store_key) or {}
+            entries = value.get("entries")
+            self._entries = dict(entries) if isinstance(entries, Mapping) else {}
+        return self._entries
+
+    def next_slot(self, request: SendRequest) -> str:
+        """The slot of the next send of ``request`` in this try (counting repeats of the same pair)."""
+        base = content_slot(request)
+        self._occurrences[base] = self._occurrences.get(base, 0) + 1
+        return f"{base}#{self._occurrences[base]}"
+
+    def prior(self, slot: str) -> Prior | None:
+        """What an earlier try (or this one) recorded for ``slot``, if anything."""
+        entry = self._loaded().get(slot)
+        if not isinstance(entry, Mapping):
+            return None
+        message_id = entry.get("message_id")
+        return Prior(
+            state=str(entry.get("state")),
+            try_number=entry.get("try") if isinstance(entry.get("try"), int) else None,
+            message_id=message_id if isinstance(message_id, (int, str)) else None,
+            request_id=entry.get("request_id"),
+            channel_message_id=entry.get("channel_message_id"),
+        )
+
+    def begin(self, slots: Iterable[tuple[str, SendRequest]]) -> None:
+        """Record the intent to send each ``(slot, request)``; one write for all of them."""
+        entries = self._loaded()
+        now = time.time()
+        for slot, request in slots:
+            entries[slot] = {"state": INTENT, "try": self.try_number, "phone": mask_phone(request.phone), "at": now}
+        self._save()
+
+    def accept(self, results: Iterable[tuple[str, SendResult]]) -> None:
+        """Record each ``(slot, result)`` the API accepted; one write for all of them."""
+        entries = self._loaded()
+        now = time.time()
+        for slot, result in results:
+            entries[slot] = {
+                "state": ACCEPTED,
+                "try": self.try_number,
+                "phone": mask_phone(result.phone),
+                "message_id": result.message_id,
+                "request_id": result.request_id,
+                "channel_message_id": result.channel_message_id,
+                "at": now,
+            }
+        self._save()
+
+    def forget(self, slots: Iterable[str]) -> None:
+        """Drop the intents of sends that provably did not go out; one write."""
+        entries = self._loaded()
+        for slot in slots:
+            entries.pop(slot, None)
+        self._save()
+
+    def clear(self) -> None:
+        """Delete the whole record: the task instance succeeded, nothing in it matters any more."""
+        if self._entries is None or self._entries or self.writes:
+            self.store.delete(self.key.store_key)
+        self._entries = {}
+
+    def __iter__(self) -> Iterator[tuple[str, Prior]]:
+        for slot in list(self._loaded()):
+            prior = self.prior(slot)
+            if prior is not None:
+                yield slot, prior
+
+    def _save(self) -> None:
+        entries = self._loaded()
+        self.writes += 1
+        if not entries:
+            self.store.delete(self.key.store_key)
+            return
+        self.store.save(
+            self.key.store_key,
+            {
+                "dag_id": self.key.dag_id,
+                "run_id": self.key.run_id,
+                "task_id": self.key.task_id,
+                "map_index": self.key.map_index,
+                "updated": time.time(),
+                "entries": entries,
+            },
+            description=(
+                f"airflow-provider-octopods: SMS sent by {self.key.dag_id}.{self.key.task_id} in run "
+                f"{self.key.run_id}; deleted when that task instance succeeds"
+            ),
+        )
+
+
+# The records used in this process, so that every hook of one try shares one record (and its
+# count of repeated sends), and so that they can be deleted when the task instance succeeds.
+_ACTIVE: dict[TaskKey, SendRecord] = {}
+
+
+def current_record(store: RecordStore | None = None) -> SendRecord | None:
+    """The record of the task instance running in this process, or None outside a running task."""
+    ti = _running_task_instance()
+    if ti is None:
+        return None
+    key = TaskKey.of(ti)
+    try_number = getattr(ti, "try_number", None)
+    record = _ACTIVE.get(key)
+    if record is None or record.try_number != try_number:
+        record = SendRecord(key, try_number=try_number if isinstance(try_number, int) else None, store=store)
+        _ACTIVE[key] = record
+    return record
+
+
+def task_succeeded(task_instance: Any) -> None:
+    """Delete the record of ``task_instance`` if this process used one (the listener calls this)."""
+    if not _ACTIVE:
+        return
+    record = _ACTIVE.pop(TaskKey.of(task_instance), None)
+    if record is not None:
+        record.clear()
+
+
+def _running_task_instance() -> Any:
+    try:
+        from airflow.providers.common.compat.sdk import get_current_context
+
+        context = get_current_context()
+    except Exception:  # no task is running in this process
+        return None
+    ti = context.get("ti") or context.get("task_instance")
+    return ti if ti is not None and getattr(ti, "run_id", None) else None

@@ -1,0 +1,159 @@
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import time
+
+import pytest
+
+from airflow_provider_octopods.api.errors import OctopodsValidationError
+from airflow_provider_octopods.api.pacing import RateLimiter
+
+EPSILON = 1e-9
+
+
+class FakeClock:
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def most_in_window(starts: list[float], width: float) -> int:
+    """The largest number of starts inside any half-open window [x, x + width)."""
+    ordered = sorted(starts)
+    best, first = 0, 0
+    for last, start in enumerate(ordered):
+        while start - ordered[first] >= width - EPSILON:
+            first += 1
+        best = max(best, last - first + 1)
+    return best
+
+
+def assert_paced(starts: list[float], limiter: RateLimiter) -> None:
+    interval = 1 / limiter.per_second
+    assert most_in_window(starts, 1.0) <= limiter.max_per_window
+    assert most_in_window(starts, interval * 0.999) <= limiter.burst
+    assert most_in_window(starts, 10.0) <= limiter.burst + math.floor(10 * limiter.per_second)
+
+
+CASES = [(0.5, None), (1, None), (2.5, None), (3, 3), (10, None), (10, 1), (10, 10), (33.3, None), (200, 5)]
+
+
+@pytest.mark.parametrize(("per_second", "burst"), CASES)
+def test_sequential_caller_never_exceeds_the_rate(per_second: float, burst: int | None) -> None:
+    clock, rng = FakeClock(), random.Random(7)
+    limiter = RateLimiter(per_second, burst=burst, clock=clock)
+    starts = []
+    for _ in range(4000):
+        clock.advance(limiter.reserve())
+        starts.append(clock())
+        idle = rng.random()
+        if idle < 0.05:
+            clock.advance(rng.uniform(1, 5))  # idle long enough to refill the bucket
+        elif idle < 0.5:
+            clock.advance(rng.uniform(0, 1.5 / per_second))
+    assert_paced(starts, limiter)
+
+
+@pytest.mark.parametrize(("per_second", "burst"), CASES)
+def test_concurrent_callers_booking_ahead_never_exceed_the_rate(per_second: float, burst: int | None) -> None:
+    clock, rng = FakeClock(), random.Random(11)
+    limiter = RateLimiter(per_second, burst=burst, clock=clock)
+    starts, waits = [], []
+    for _ in range(4000):
+        wait = limiter.reserve()  # as async tasks do: book now, sleep their own wait later
+        waits.append(wait)
+        starts.append(clock() + wait)
+        clock.advance(rng.choice([0.0, 0.0, 0.001, 0.3 / per_second, 2.0]))
+    assert min(waits) >= 0
+    assert starts == sorted(starts)
+    assert_paced(starts, limiter)
+
+
+def test_defaults_burst_then_steady_rate() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(10, clock=clock)
+    assert (limiter.max_per_window, limiter.burst) == (10, 5)
+    waits = [limiter.reserve() for _ in range(8)]
+    assert waits[:5] == [0, 0, 0, 0, 0]
+    assert waits[5:] == pytest.approx([0.1, 0.2, 0.3])
+    assert RateLimiter(2.9, clock=clock).burst == 2
+    assert RateLimiter(0.25, clock=clock).max_per_window == 1
+
+
+def test_long_run_keeps_the_average_rate() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(10, burst=1, clock=clock)
+    starts = []
+    for _ in range(3001):
+        clock.advance(limiter.reserve())
+        starts.append(clock())
+    assert starts[-1] - starts[0] == pytest.approx(300.0)
+
+
+def test_fractional_rate_below_one_spaces_requests() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(0.5, clock=clock)
+    assert [limiter.reserve() for _ in range(3)] == pytest.approx([0, 2, 4])
+
+
+def test_slow_down_pauses_everyone_then_resumes_without_a_burst() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(10, clock=clock)
+    for _ in range(3):
+        limiter.reserve()
+    limiter.slow_down(3)
+    limiter.slow_down(1)  # a shorter pause does not shorten the longer one
+    waits = [limiter.reserve() for _ in range(4)]
+    assert waits == pytest.approx([3.0, 3.1, 3.2, 3.3])
+    clock.advance(10)
+    limiter.slow_down(0)
+    assert limiter.reserve() == 0
+
+
+@pytest.mark.parametrize("seconds", [-1, "soon", None, float("nan"), True])
+def test_slow_down_rejects_bad_pauses(seconds: object) -> None:
+    with pytest.raises(OctopodsValidationError) as err:
+        RateLimiter(1).slow_down(seconds)  # type: ignore[arg-type]
+    assert err.value.field == "seconds"
+
+
+def test_reserve_never_sleeps(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_sleep(*_: object) -> None:
+        raise AssertionError("the limiter must not sleep")
+
+    monkeypatch.setattr(time, "sleep", no_sleep)
+    monkeypatch.setattr(asyncio, "sleep", no_sleep)
+    limiter = RateLimiter(2)
+    waits = [limiter.reserve() for _ in range(20)]
+    assert waits[:2] == [0, 0]
+    assert waits[-1] == pytest.approx(9.0, abs=0.1)
+
+
+@pytest.mark.parametrize("per_second", [0, -1, "abc", None, True, float("inf"), float("nan")])
+def test_bad_rate(per_second: object) -> None:
+    with pytest.raises(OctopodsValidationError, match="per_second: must be a positive number") as err:
+        RateLimiter(per_second)  # type: ignore[arg-type]
+    assert err.value.field == "per_second"
+
+
+@pytest.mark.parametrize(
+    ("per_second", "burst", "problem"),
+    [
+        (10, 0, "must be a positive number"),
+        (10, True, "must be a positive number"),
+        (10, 2.5, "must be a whole number"),
+        (10, 11, "is 11, more than the 10 request"),
+        (1.5, 2, "is 2, more than the 1 request"),
+    ],
+)
+def test_bad_burst(per_second: float, burst: object, problem: str) -> None:
+    with pytest.raises(OctopodsValidationError, match=problem) as err:
+        RateLimiter(per_second, burst=burst)  # type: ignore[arg-type]
+    assert err.value.field == "burst"
