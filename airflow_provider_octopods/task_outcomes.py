@@ -10,7 +10,7 @@ from functools import cache
 from typing import Any
 
 from airflow_provider_octopods.api.decision import Operation, decide
-from airflow_provider_octopods.api.tracking import SUCCESS, TIMEOUT
+from airflow_provider_octopods.api.delivery import Outcome
 
 
 def task_error(err: BaseException, operation: Operation) -> BaseException:
@@ -58,9 +58,9 @@ def delivery_result(event: dict[str, Any] | None, *, sensor: bool) -> dict[str, 
 
     if not isinstance(event, dict) or "outcome" not in event:
         raise AirflowFailException(f"unexpected delivery event from the trigger: {event!r}")
-    if event["outcome"] == SUCCESS:
+    if event["outcome"] == Outcome.SUCCESS.value:
         return event
     message = f"SMS delivery {event['outcome']}: {event.get('message', '')}"
-    if event["outcome"] == TIMEOUT:
+    if event["outcome"] == Outcome.TIMEOUT.value:
         raise AirflowSensorTimeout(message) if sensor else AirflowException(message)
     raise AirflowFailException(message)

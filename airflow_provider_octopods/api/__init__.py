@@ -5,7 +5,7 @@ Nothing here imports Airflow or does I/O; the hook, the clients and the sandbox 
 
 from __future__ import annotations
 
-from airflow_provider_octopods.api.delivery import DeliveryTarget, Verdict, describe
+from airflow_provider_octopods.api.delivery import DeliveryTarget, Outcome, describe
 from airflow_provider_octopods.api.errors import (
     OctopodsAPIError,
     OctopodsArgumentMissingError,
@@ -81,10 +81,10 @@ __all__ = [
     "OctopodsTransportError",
     "OctopodsUnknownOutcomeError",
     "OctopodsValidationError",
+    "Outcome",
     "SegmentInfo",
     "SendRequest",
     "SendResult",
-    "Verdict",
     "build_send_request",
     "count_segments",
     "describe",

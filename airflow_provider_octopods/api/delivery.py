@@ -11,12 +11,19 @@ from airflow_provider_octopods.api.models import DeliveryStatus, MessageStatus
 TARGETS = (DeliveryStatus.SENT, DeliveryStatus.DELIVERED, DeliveryStatus.READ)
 
 
-class Verdict(str, Enum):
-    """What a status means for a waiter: keep waiting, success, or failure."""
+class Outcome(str, Enum):
+    """The one vocabulary of delivery outcomes.
+
+    A message's status is judged ``PENDING`` (keep waiting), ``SUCCESS`` or ``FAILURE``; a group
+    of messages ends in ``SUCCESS``, ``FAILURE``, ``TIMEOUT`` (the deadline came first) or
+    ``ERROR`` (tracking itself stopped, e.g. a refused key).
+    """
 
     PENDING = "pending"
     SUCCESS = "success"
     FAILURE = "failure"
+    TIMEOUT = "timeout"
+    ERROR = "error"
 
 
 @dataclass(frozen=True)
@@ -42,17 +49,17 @@ class DeliveryTarget:
         """The status that counts as success."""
         return DeliveryStatus.SENT if self.accept_sent else self.status
 
-    def judge(self, status: MessageStatus) -> Verdict:
+    def judge(self, status: MessageStatus) -> Outcome:
         """Failed/undelivered fail at once; reaching the target succeeds; all else is pending."""
         current = status.status
         if current.is_failure:
-            return Verdict.FAILURE
+            return Outcome.FAILURE
         if current.progress >= self.effective.progress and current is not DeliveryStatus.DELETED:
-            return Verdict.SUCCESS
+            return Outcome.SUCCESS
         if current is DeliveryStatus.DELETED:
             # Deleted comes after delivery, so it satisfies "delivered" but can never become "read".
-            return Verdict.SUCCESS if self.effective.progress <= 2 else Verdict.FAILURE
-        return Verdict.PENDING
+            return Outcome.SUCCESS if self.effective.progress <= 2 else Outcome.FAILURE
+        return Outcome.PENDING
 
 
 def describe(status: MessageStatus) -> str:

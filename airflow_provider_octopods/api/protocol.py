@@ -16,7 +16,7 @@ from typing import Any, Generic, TypeVar
 from urllib.parse import quote
 
 from airflow_provider_octopods import __version__
-from airflow_provider_octopods.api.decision import Operation, unreadable_answer
+from airflow_provider_octopods.api.decision import MAY_HAVE_BEEN_SENT, Operation, decide, unreadable_answer
 from airflow_provider_octopods.api.errors import (
     OctopodsAPIError,
     OctopodsArgumentMissingError,
@@ -183,10 +183,13 @@ def error_from_response(
             retry_after=parse_retry_after(response.header("Retry-After")),
         )
     if response.status >= 500:
-        return error(
-            OctopodsServerError,
-            f"the Octopods API failed during {where}: HTTP {response.status} ({api_text or _snippet(response.body)})",
-        )
+        text = f"the Octopods API failed during {where}: HTTP {response.status} ({api_text or _snippet(response.body)})"
+        if (
+            operation is Operation.SEND
+            and decide(operation, OctopodsServerError("", http_status=response.status)).maybe_sent
+        ):
+            text += f"; it may have processed the send before failing: {MAY_HAVE_BEEN_SENT}"
+        return error(OctopodsServerError, text)
     if response.status in (401, 403) and code is None:
         return error(
             OctopodsAuthError,

@@ -13,15 +13,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from airflow_provider_octopods.api.delivery import DeliveryTarget, Verdict
+from airflow_provider_octopods.api.delivery import DeliveryTarget, Outcome
 from airflow_provider_octopods.api.errors import OctopodsValidationError
 from airflow_provider_octopods.api.models import MessageId, MessageStatus
 from airflow_provider_octopods.api.validation import validate_message_id
-
-SUCCESS = "success"
-FAILURE = "failure"
-TIMEOUT = "timeout"
-ERROR = "error"
 
 FULL_DETAILS_MAX_IDS = 100
 """Batches of at most this many ids carry every message's full status under ``messages``."""
@@ -91,27 +86,27 @@ class DeliveryBatch:
         self._status: dict[MessageId, str] = {}
         self._reason: dict[MessageId, str] = {}
         self._details: dict[MessageId, dict[str, Any]] = {}
-        self._verdict: dict[MessageId, Verdict] = dict.fromkeys(ids, Verdict.PENDING)
-        self._count = {Verdict.PENDING: len(self._verdict), Verdict.SUCCESS: 0, Verdict.FAILURE: 0}
+        self._verdict: dict[MessageId, Outcome] = dict.fromkeys(ids, Outcome.PENDING)
+        self._count = {Outcome.PENDING: len(self._verdict), Outcome.SUCCESS: 0, Outcome.FAILURE: 0}
         self.ids = list(self._verdict)  # in order, without repeats
 
     @property
     def pending(self) -> list[MessageId]:
         """Ids without a final verdict yet: the only ones worth polling."""
-        return [i for i in self.ids if self._verdict[i] is Verdict.PENDING]
+        return [i for i in self.ids if self._verdict[i] is Outcome.PENDING]
 
     @property
     def succeeded(self) -> list[MessageId]:
-        return [i for i in self.ids if self._verdict[i] is Verdict.SUCCESS]
+        return [i for i in self.ids if self._verdict[i] is Outcome.SUCCESS]
 
     @property
     def failed(self) -> list[MessageId]:
-        return [i for i in self.ids if self._verdict[i] is Verdict.FAILURE]
+        return [i for i in self.ids if self._verdict[i] is Outcome.FAILURE]
 
     def is_pending(self, message_id: MessageId) -> bool:
-        return self._verdict.get(message_id) is Verdict.PENDING
+        return self._verdict.get(message_id) is Outcome.PENDING
 
-    def record(self, message_id: MessageId, status: MessageStatus) -> Verdict:
+    def record(self, message_id: MessageId, status: MessageStatus) -> Outcome:
         """Take one status read; returns the message's verdict."""
         verdict = self.policy.target.judge(status)
         self._status[message_id] = status.status.value
@@ -126,9 +121,9 @@ class DeliveryBatch:
         self._status[message_id] = "not_found"
         self._reason[message_id] = reason
         self._details[message_id] = {"message_id": message_id, "status": "not_found", "reason": reason}
-        self._set(message_id, Verdict.FAILURE)
+        self._set(message_id, Outcome.FAILURE)
 
-    def _set(self, message_id: MessageId, verdict: Verdict) -> None:
+    def _set(self, message_id: MessageId, verdict: Outcome) -> None:
         self._count[self._verdict[message_id]] -= 1
         self._count[verdict] += 1
         self._verdict[message_id] = verdict
@@ -141,13 +136,13 @@ class DeliveryBatch:
         target (the others need not be waited for), or, with ``fail_fast``, when that share can
         no longer be reached.
         """
-        if not self._count[Verdict.PENDING]:
+        if not self._count[Outcome.PENDING]:
             return True
         total = len(self.ids)
         required = self.policy.required(total)
-        if self._count[Verdict.SUCCESS] >= required:
+        if self._count[Outcome.SUCCESS] >= required:
             return True
-        return self.policy.fail_fast and self._count[Verdict.FAILURE] > total - required
+        return self.policy.fail_fast and self._count[Outcome.FAILURE] > total - required
 
     def summary(self, *, timed_out: bool = False) -> dict[str, Any]:
         """The JSON-safe outcome, small enough for XCom and trigger events even for 10,000 ids.
@@ -165,11 +160,11 @@ class DeliveryBatch:
         required = self.policy.required(total)
         target = self.policy.target.effective.value
         if len(delivered) >= required:
-            outcome = SUCCESS
+            outcome = Outcome.SUCCESS.value
         elif timed_out and pending and len(delivered) + len(pending) >= required:
-            outcome = TIMEOUT
+            outcome = Outcome.TIMEOUT.value
         else:
-            outcome = FAILURE
+            outcome = Outcome.FAILURE.value
         message = f"{len(delivered)}/{total} message(s) reached '{target}' (needed {required})"
         if timed_out:
             message += (

@@ -58,6 +58,8 @@ class OctopodsDeliverySensor(BaseSensorOperator):
 
     template_fields: Sequence[str] = ("message_id",)
     ui_color = "#e4f0ff"
+    _clock = staticmethod(time.monotonic)
+    _sleep = staticmethod(time.sleep)
 
     def __init__(
         self,
@@ -133,9 +135,9 @@ class OctopodsDeliverySensor(BaseSensorOperator):
         if self._batch is None:
             self._batch = DeliveryBatch(self._ids(), self.policy)
         batch = self._batch
-        pacer = RateLimiter(self.reads_per_second)
+        pacer = RateLimiter(self.reads_per_second, clock=self._clock)
         for message_id in batch.pending:
-            time.sleep(pacer.reserve())
+            self._sleep(pacer.reserve())
             try:
                 batch.record(message_id, self.hook.get_status(message_id))
             except OctopodsNotFoundError as err:

@@ -13,14 +13,14 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_octopods.api.decision import Operation, decide
-from airflow_provider_octopods.api.delivery import DeliveryTarget
+from airflow_provider_octopods.api.delivery import DeliveryTarget, Outcome
 from airflow_provider_octopods.api.errors import (
     OctopodsConfigurationError,
     OctopodsError,
     OctopodsNotFoundError,
 )
 from airflow_provider_octopods.api.models import MessageId
-from airflow_provider_octopods.api.tracking import ERROR, BatchPolicy, DeliveryBatch
+from airflow_provider_octopods.api.tracking import BatchPolicy, DeliveryBatch
 
 CLASSPATH = "airflow_provider_octopods.triggers.octopods.OctopodsDeliveryTrigger"
 
@@ -205,7 +205,7 @@ class OctopodsDeliveryTrigger(BaseTrigger):
 
     def _error(self, batch: DeliveryBatch, err: OctopodsError) -> dict[str, Any]:
         return batch.summary() | {
-            "outcome": ERROR,
+            "outcome": Outcome.ERROR.value,
             "message": f"delivery tracking stopped: {err}",
             "read_errors": self.read_errors,
         }

@@ -83,4 +83,3 @@ def test_backoff_is_capped_exponential_and_honours_retry_after() -> None:
         assert ceiling / 2 <= delay <= ceiling
     assert policy.delay(1, errors.OctopodsRateLimitError("x", retry_after=3.0)) == 3.0
     assert policy.delay(1, errors.OctopodsRateLimitError("x", retry_after=3600.0)) == 8.0
-

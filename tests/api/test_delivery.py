@@ -2,11 +2,11 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_provider_octopods.api.delivery import DeliveryTarget, Verdict, describe
+from airflow_provider_octopods.api.delivery import DeliveryTarget, Outcome, describe
 from airflow_provider_octopods.api.errors import OctopodsValidationError
 from airflow_provider_octopods.api.models import DeliveryStatus, MessageStatus
 
-P, S, F = Verdict.PENDING, Verdict.SUCCESS, Verdict.FAILURE
+P, S, F = Outcome.PENDING, Outcome.SUCCESS, Outcome.FAILURE
 
 
 def status(value: str, **kw: object) -> MessageStatus:
@@ -29,7 +29,7 @@ def status(value: str, **kw: object) -> MessageStatus:
         ("UNDELIVERED", F, F, F),
     ],
 )
-def test_verdicts(api_status: str, delivered: Verdict, sent_ok: Verdict, read: Verdict) -> None:
+def test_verdicts(api_status: str, delivered: Outcome, sent_ok: Outcome, read: Outcome) -> None:
     s = status(api_status)
     assert DeliveryTarget.of("delivered").judge(s) is delivered
     assert DeliveryTarget.of("delivered", accept_sent=True).judge(s) is sent_ok

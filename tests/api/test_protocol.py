@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 import pytest
 
 from airflow_provider_octopods.api import build_send_request, errors
+from airflow_provider_octopods.api.decision import Operation, decide
 from airflow_provider_octopods.api.models import DeliveryStatus
 from airflow_provider_octopods.api.protocol import (
     RawResponse,
@@ -17,7 +18,6 @@ from airflow_provider_octopods.api.protocol import (
     request_headers,
     status_url,
 )
-from airflow_provider_octopods.api.decision import Operation, decide
 from airflow_provider_octopods.api.segments import Encoding
 
 REQUEST = build_send_request("+15551234567", "Hello")

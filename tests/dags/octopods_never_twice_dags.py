@@ -133,7 +133,9 @@ def remind_all(params: dict[str, Any] | None = None, **context: Any) -> list[Any
 
     assert params is not None
     hook = OctopodsHook()
-    ids = [hook.send_sms(phone, f"Reminder {n}: see you tomorrow").message_id for n, phone in enumerate(params["phones"])]
+    ids = [
+        hook.send_sms(phone, f"Reminder {n}: see you tomorrow").message_id for n, phone in enumerate(params["phones"])
+    ]
     if params.get("crash_after_sending") and context["ti"].try_number == 1:
         raise RuntimeError("the worker died after sending")
     return ids

@@ -99,3 +99,44 @@ def test_unusable_rendered_message_id_fails_before_request(
     with pytest.raises(AirflowFailException, match="message_id"):
         task.poke({})
     assert requests_mock.call_count == 0
+
+
+def test_timeout_says_what_the_sensor_saw(octopods_conn: str, requests_mock: requests_mock.Mocker) -> None:
+    from airflow.providers.common.compat.sdk import AirflowSensorTimeout
+
+    for message_id, status in ((41, "delivered"), (42, "sent"), (43, "failed")):
+        requests_mock.get(f"{STATUS_URL[:-3]}/{message_id}", json={"message_id": message_id, "status": status})
+    task = sensor(message_id=[41, 42, 43], fail_fast=False, poke_interval=0.05, timeout=0.2)
+    with pytest.raises(AirflowSensorTimeout) as err:
+        task.execute({"ti": None, "task_instance": None})  # type: ignore[typeddict-item]
+    text = str(err.value)
+    assert "1 delivered, 1 failed, 1 still pending" in text
+    assert "still pending at the deadline: 42" in text
+
+
+def test_classic_reads_of_many_ids_are_paced(
+    octopods_conn: str, requests_mock: requests_mock.Mocker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = [0.0]
+    starts: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        clock[0] += seconds
+
+    def answer(request: Any, context: Any) -> dict[str, Any]:
+        starts.append(clock[0])
+        return {"status": "sent"}
+
+    requests_mock.get(requests_mock_matcher(), json=answer)
+    task = sensor(message_id=list(range(1, 199)), reads_per_second=10)
+    monkeypatch.setattr(task, "_clock", lambda: clock[0])
+    monkeypatch.setattr(task, "_sleep", sleep)
+    assert task.poke({}) is False
+    assert len(starts) == 198
+    assert max(sum(1 for s in starts if t <= s < t + 1) for t in starts) <= 10
+
+
+def requests_mock_matcher() -> Any:
+    import re
+
+    return re.compile(r"https://app\.octopods\.io/api/v1/sms/messages/\d+")

@@ -117,9 +117,10 @@ def test_many_ids_with_a_minimum_ratio_succeed(sandbox: Sandbox, run: Run) -> No
     assert outcome.state == "success", outcome.task_states
     summary = outcome.xcom("track_all")
     ids = [m.message_id for m in server.messages()]
-    assert summary["delivered"] == [ids[0], ids[2], ids[4]]
-    assert set(summary["failed"]) == {str(ids[1]), str(ids[3])}
-    assert summary["pending"] == []
+    # success as soon as 3 of 5 are delivered; the rest may not be final yet
+    assert [ids[0], ids[2], ids[4]] == summary["delivered"]
+    assert set(summary["failed"]) <= {str(ids[1]), str(ids[3])}
+    assert len(summary["failed"]) + len(summary["pending"]) == 2
 
 
 def test_many_ids_fail_fast(sandbox: Sandbox, run: Run, read_logs: Callable[[], str]) -> None:

@@ -86,7 +86,7 @@ def test_api_down_is_logged_not_raised(
     assert outcome.state == "failed"
     assert outcome.task_states == {"flaky_step": "failed"}
     logs = read_logs()
-    assert "Octopods alert to +1*******100 failed: could not reach the Octopods API" in logs
+    assert "Octopods alert to +1*******100 failed (not sent): could not reach the Octopods API" in logs
 
 
 def test_retry_and_success_callbacks(sandbox: Sandbox, run: Run) -> None:

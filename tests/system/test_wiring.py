@@ -84,5 +84,8 @@ def test_a_literal_that_no_rendering_can_fix_is_an_import_error(tmp_path: object
         "with DAG(dag_id='broken', start_date=datetime(2026, 1, 1), schedule=None):\n"
         "    OctopodsSendSmsOperator(task_id='send', phone='12345', body='hi')\n"
     )
-    with pytest.raises(RuntimeError, match=r"DAG import errors.*OctopodsSendSmsOperator \(task .*send.*\) phone: \*\*345 has no country code"):
+    with pytest.raises(
+        RuntimeError,
+        match=r"DAG import errors.*OctopodsSendSmsOperator \(task .*send.*\) phone: \*\*345 has no country code",
+    ):
         load_dag(folder, "broken")

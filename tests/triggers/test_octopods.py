@@ -161,3 +161,38 @@ def test_polling_is_spread_and_bounded(server: SandboxServer, monkeypatch: pytes
     first_round = transport.starts[:40]
     assert first_round[-1] - first_round[0] >= 0.3  # spread over the interval, not one burst
     assert 40 <= len(transport.starts) <= 80  # about one read per id per interval
+
+
+def test_an_unexpected_error_in_one_read_does_not_stop_that_message(
+    server: SandboxServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = send(server, ["+15005550100", "+15005550100"])
+    real = AsyncOctopodsClient.get_status
+    broken_once: list[object] = []
+
+    async def flaky(self: AsyncOctopodsClient, message_id: Any) -> Any:
+        if message_id == ids[0] and not broken_once:
+            broken_once.append(message_id)
+            raise RuntimeError("a bug while reading")
+        return await real(self, message_id)
+
+    monkeypatch.setattr(AsyncOctopodsClient, "get_status", flaky)
+    [event] = collect(make(message_ids=ids))
+    assert event["outcome"] == "success"
+    assert sorted(event["delivered"]) == sorted(ids)
+    assert event["read_errors"] == 1
+
+
+def test_event_for_ten_thousand_ids_stays_under_one_megabyte(monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow_provider_octopods.api.models import DeliveryStatus, MessageStatus
+
+    async def answer(self: AsyncOctopodsClient, message_id: Any) -> MessageStatus:
+        status = DeliveryStatus.FAILED if message_id % 10 == 0 else DeliveryStatus.DELIVERED
+        return MessageStatus(message_id, status, status.value, failure_reason="not a valid mobile subscriber")
+
+    monkeypatch.setenv("AIRFLOW_CONN_OCTOPODS_DEFAULT", json.dumps({"conn_type": "octopods", "password": TEST_KEY}))
+    monkeypatch.setattr(AsyncOctopodsClient, "get_status", answer)
+    ids = list(range(4_800_000, 4_810_000))
+    [event] = collect(make(message_ids=ids, poll_interval=0.5, max_in_flight=200, fail_fast=False))
+    assert (event["total"], len(event["delivered"]), len(event["failed"])) == (10_000, 9_000, 1_000)
+    assert len(json.dumps(event)) < 1_000_000

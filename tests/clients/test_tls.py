@@ -1,0 +1,142 @@
+"""Both clients classify TLS failures alike: nothing was sent, the host and the reason are named,
+and a connection's ``ca_bundle`` makes a private CA trusted. Real TLS on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import ipaddress
+import json
+import ssl
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from airflow_provider_octopods.api import build_send_request, errors
+from airflow_provider_octopods.api.decision import Operation, decide
+from airflow_provider_octopods.api.retry import RetryPolicy
+from airflow_provider_octopods.api.settings import ClientSettings, settings_from_connection
+from airflow_provider_octopods.clients.aio import AsyncOctopodsClient
+from airflow_provider_octopods.clients.sync import OctopodsClient
+
+KEY = "tls-Key-Secret-31"
+REQUEST = build_send_request("+15551234567", "Hello over TLS")
+
+
+def self_signed(folder: Path) -> tuple[Path, Path]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "octopods-test-ca")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = folder / "ca.pem", folder / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_path, key_path
+
+
+class TlsApi:
+    """A one-endpoint HTTPS server that accepts every send; counts the requests it processed."""
+
+    def __init__(self, folder: Path) -> None:
+        self.cert, key = self_signed(folder)
+        self.processed = 0
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                api.processed += 1
+                body = json.dumps({"request_id": "r", "message_id": 7}).encode()
+                self.send_response(201)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(self.cert, key)
+        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        self.url = f"https://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def settings(self, ca_bundle: Path | None = None) -> ClientSettings:
+        extra = {"ca_bundle": str(ca_bundle)} if ca_bundle else {}
+        return settings_from_connection("octopods_default", host=self.url, password=KEY, extra=extra)
+
+
+@pytest.fixture
+def api(tmp_path: Path) -> Iterator[TlsApi]:
+    server = TlsApi(tmp_path)
+    yield server
+    server.server.shutdown()
+
+
+def send_sync(settings: ClientSettings) -> object:
+    return OctopodsClient(settings, retry_policy=RetryPolicy(max_attempts=1)).send(REQUEST)
+
+
+def send_async(settings: ClientSettings) -> object:
+    async def main() -> object:
+        async with AsyncOctopodsClient(settings, retry_policy=RetryPolicy(max_attempts=1)) as client:
+            return await client.send(REQUEST)
+
+    return asyncio.run(main())
+
+
+@pytest.mark.parametrize("send", [send_sync, send_async], ids=["sync", "async"])
+def test_untrusted_certificate_is_a_not_sent_failure_naming_host_and_reason(api: TlsApi, send: object) -> None:
+    with pytest.raises(errors.OctopodsTransportError) as err:
+        send(api.settings())  # type: ignore[operator]
+    text = str(err.value)
+    assert f"TLS verification of {api.url.removeprefix('https://')} failed" in text
+    assert "self-signed certificate" in text or "self signed certificate" in text
+    assert "nothing was sent" in text
+    assert decide(Operation.SEND, err.value).retry_call  # nothing was sent: safe to repeat
+    assert api.processed == 0
+    assert KEY not in text
+
+
+@pytest.mark.parametrize("send", [send_sync, send_async], ids=["sync", "async"])
+def test_ca_bundle_makes_a_private_ca_trusted(api: TlsApi, send: object) -> None:
+    result = send(api.settings(ca_bundle=api.cert))  # type: ignore[operator]
+    assert result.message_id == 7  # type: ignore[attr-defined]
+    assert api.processed == 1
+
+
+@pytest.mark.parametrize("send", [send_sync, send_async], ids=["sync", "async"])
+def test_https_assumed_for_a_plain_http_sandbox_says_what_to_write(send: object) -> None:
+    from airflow_provider_octopods.sandbox import SandboxServer
+
+    with SandboxServer() as sandbox:
+        port = int(sandbox.url.rsplit(":", 1)[1])
+        settings = settings_from_connection("octopods_default", host="127.0.0.1", port=port, password=KEY)
+        with pytest.raises(errors.OctopodsTransportError) as err:
+            send(settings)  # type: ignore[operator]
+    text = str(err.value)
+    assert "https:// was assumed" in text
+    assert f"http://127.0.0.1:{port}" in text

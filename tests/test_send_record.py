@@ -1,0 +1,179 @@
+"""The send record and the hook's use of it, with an in-memory store (real Airflow runs: tests/system)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from unittest import mock
+
+import pytest
+import requests_mock
+from airflow.providers.common.compat.sdk import AirflowFailException
+
+from airflow_provider_octopods import send_record
+from airflow_provider_octopods.api import build_send_request, errors
+from airflow_provider_octopods.api.models import Encoding, SendResult
+from airflow_provider_octopods.hooks.octopods import OctopodsHook
+from airflow_provider_octopods.send_record import MemoryStore, SendRecord, TaskKey
+
+SEND_URL = "https://app.octopods.io/api/v1/sms/messages"
+KEY = TaskKey("reminders", "scheduled__2026-11-25", "send_all", 3)
+REQUEST = build_send_request("+15551234567", "See you at 10:00")
+
+
+def accepted(message_id: int, phone: str = "+15551234567") -> SendResult:
+    return SendResult("r", message_id, phone, 1, Encoding.GSM7)
+
+
+def test_record_lifecycle_and_one_write_per_chunk() -> None:
+    store = MemoryStore()
+    record = SendRecord(KEY, try_number=1, store=store)
+    requests = [build_send_request(f"+1555123{n:04d}", "Hi") for n in range(200)]
+    slots = [record.next_slot(r) for r in requests]
+    record.begin(zip(slots, requests, strict=True))
+    assert store.writes == 1
+    record.accept((slot, accepted(n, r.phone)) for n, (slot, r) in enumerate(zip(slots, requests, strict=True)))
+    assert store.writes == 2
+    later = SendRecord(KEY, try_number=2, store=store)
+    priors = [later.prior(later.next_slot(r)) for r in requests]
+    assert all(p is not None and p.accepted for p in priors)
+    assert [p.message_id for p in priors if p] == list(range(200))
+    later.clear()
+    assert store.values == {}
+
+
+def test_record_holds_no_phone_number_or_text() -> None:
+    store = MemoryStore()
+    record = SendRecord(KEY, try_number=1, store=store)
+    slot = record.next_slot(REQUEST)
+    record.begin([(slot, REQUEST)])
+    record.accept([(slot, accepted(9))])
+    stored = str(store.values)
+    assert "5551234567" not in stored
+    assert "See you" not in stored
+    assert "+1*******567" in stored
+
+
+def test_repeats_in_one_try_get_their_own_slots() -> None:
+    record = SendRecord(KEY, store=MemoryStore())
+    assert record.next_slot(REQUEST) != record.next_slot(REQUEST)
+    other = SendRecord(KEY, store=MemoryStore())
+    assert [other.next_slot(REQUEST) for _ in range(2)] == [
+        SendRecord(KEY, store=MemoryStore()).next_slot(REQUEST),
+        f"{send_record.content_slot(REQUEST)}#2",
+    ]
+
+
+def test_keys_differ_by_task_instance() -> None:
+    keys = {
+        KEY.store_key,
+        TaskKey("reminders", "scheduled__2026-11-25", "send_all", 4).store_key,
+        TaskKey("reminders", "scheduled__2026-11-26", "send_all", 3).store_key,
+        TaskKey("reminders", "scheduled__2026-11-25", "other", 3).store_key,
+    }
+    assert len(keys) == 4
+    assert all(k.startswith(send_record.VARIABLE_PREFIX) and len(k) < 64 for k in keys)
+
+
+@pytest.fixture
+def store() -> Iterator[MemoryStore]:
+    """Make the hook believe it runs in try 1 of a task instance, with records in memory."""
+    memory = MemoryStore()
+    tries = iter(range(1, 100))
+    current: dict[str, SendRecord] = {}
+
+    def fake_current(store: object = None) -> SendRecord:
+        return current["record"]
+
+    def new_try() -> None:
+        current["record"] = SendRecord(KEY, try_number=next(tries), store=memory)
+
+    new_try()
+    memory.new_try = new_try  # type: ignore[attr-defined]
+    with mock.patch("airflow_provider_octopods.send_record.current_record", fake_current):
+        yield memory
+
+
+def test_hook_loop_retried_skips_what_an_earlier_try_sent(
+    octopods_conn: str, requests_mock: requests_mock.Mocker, store: MemoryStore
+) -> None:
+    requests_mock.post(SEND_URL, [{"status_code": 201, "json": {"request_id": "r", "message_id": n}} for n in (1, 2)])
+    hook = OctopodsHook()
+    first = [hook.send_sms("+15551234567", "Hi").message_id, hook.send_sms("+15551234567", "Hi").message_id]
+    assert first == [1, 2]  # the same text twice on purpose: sent twice
+    store.new_try()  # type: ignore[attr-defined]
+    again = [hook.send_sms("+15551234567", "Hi").message_id for _ in range(2)]
+    assert again == [1, 2]
+    assert requests_mock.call_count == 2
+
+
+def test_not_sent_failure_forgets_the_intent_so_a_retry_sends(
+    octopods_conn: str, requests_mock: requests_mock.Mocker, store: MemoryStore
+) -> None:
+    requests_mock.post(
+        SEND_URL,
+        [
+            {"status_code": 400, "json": {"error_code": 4, "error": "carrier busy"}},
+            {"status_code": 201, "json": {"message_id": 5}},
+        ],
+    )
+    with pytest.raises(errors.OctopodsSmsRejectedError) as err:
+        OctopodsHook().send_sms("+15551234567", "Hi")
+    assert not isinstance(err.value, AirflowFailException)  # Airflow may retry: nothing was sent
+    store.new_try()  # type: ignore[attr-defined]
+    assert OctopodsHook().send_sms("+15551234567", "Hi").message_id == 5
+
+
+def test_ambiguous_failure_keeps_the_intent_and_the_retry_refuses_to_guess(
+    octopods_conn: str, requests_mock: requests_mock.Mocker, store: MemoryStore
+) -> None:
+    requests_mock.post(SEND_URL, status_code=502, text="<html>Bad gateway</html>")
+    with pytest.raises(errors.OctopodsServerError) as err:
+        OctopodsHook().send_sms("+15551234567", "Hi")
+    assert isinstance(err.value, AirflowFailException)  # Airflow must not retry
+    assert "may or may not have been sent" in str(err.value)
+    store.new_try()  # type: ignore[attr-defined]
+    with pytest.raises(errors.OctopodsUnknownOutcomeError, match=r"try 1.*outcome is unknown.*resend_unknown=True"):
+        OctopodsHook().send_sms("+15551234567", "Hi")
+    assert requests_mock.call_count == 1
+    requests_mock.post(SEND_URL, status_code=201, json={"message_id": 8})
+    assert OctopodsHook(resend_unknown=True).send_sms("+15551234567", "Hi").message_id == 8
+
+
+def test_hook_without_record_always_sends(
+    octopods_conn: str, requests_mock: requests_mock.Mocker, store: MemoryStore
+) -> None:
+    requests_mock.post(SEND_URL, status_code=201, json={"message_id": 3})
+    hook = OctopodsHook(send_record=False)
+    hook.send_sms("+15551234567", "Hi")
+    store.new_try()  # type: ignore[attr-defined]
+    hook.send_sms("+15551234567", "Hi")
+    assert requests_mock.call_count == 2
+    assert store.values == {}
+
+
+def test_invalid_input_from_the_hook_fails_the_task_for_good(octopods_conn: str, store: MemoryStore) -> None:
+    with pytest.raises(errors.OctopodsValidationError, match="phone: ") as err:
+        OctopodsHook().send_sms("+1555CALLNOW", "Hi")
+    assert isinstance(err.value, AirflowFailException)
+    assert isinstance(err.value, ValueError)
+    assert err.value.field == "phone"
+
+
+def test_listener_deletes_the_record_of_a_succeeded_task_instance() -> None:
+    store = MemoryStore()
+    record = SendRecord(KEY, try_number=1, store=store)
+    record.begin([(record.next_slot(REQUEST), REQUEST)])
+    send_record._ACTIVE[KEY] = record
+    ti = mock.Mock(dag_id=KEY.dag_id, run_id=KEY.run_id, task_id=KEY.task_id, map_index=KEY.map_index)
+    from airflow_provider_octopods.listeners import on_task_instance_success
+
+    on_task_instance_success(previous_state=None, task_instance=ti)
+    assert store.values == {}
+    assert KEY not in send_record._ACTIVE
+
+
+def test_plugin_registers_the_listener() -> None:
+    from airflow_provider_octopods import listeners
+    from airflow_provider_octopods.plugins import OctopodsPlugin
+
+    assert listeners in OctopodsPlugin.listeners
