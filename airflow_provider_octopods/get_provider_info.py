@@ -41,6 +41,12 @@ def get_provider_info() -> dict[str, Any]:
                         "schema": {"type": ["string", "null"]},
                         "description": "Two-letter code such as US or GB, for numbers without +country code.",
                     },
+                    "ca_bundle": {
+                        "label": "CA bundle (path)",
+                        "schema": {"type": ["string", "null"]},
+                        "description": "PEM file of CA certificates to trust (a private CA or TLS proxy). "
+                        "Verification itself cannot be switched off.",
+                    },
                 },
                 "ui-field-behaviour": {
                     "hidden-fields": ["login", "schema", "port"],

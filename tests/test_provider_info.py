@@ -23,7 +23,7 @@ def test_entry_point_loads_provider_info() -> None:
     module, _, cls = conn["hook-class-name"].rpartition(".")
     assert getattr(importlib.import_module(module), cls).conn_type == "octopods"
     assert conn["ui-field-behaviour"]["relabeling"]["password"] == "API key"
-    assert set(conn["conn-fields"]) == {"connect_timeout", "read_timeout", "default_region"}
+    assert set(conn["conn-fields"]) == {"connect_timeout", "read_timeout", "default_region", "ca_bundle"}
     for section in ("hooks", "operators", "sensors", "triggers"):
         for module in info[section][0]["python-modules"]:
             importlib.import_module(module)

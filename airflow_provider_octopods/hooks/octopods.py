@@ -353,6 +353,7 @@ class OctopodsHook(BaseHook):
                 "connect_timeout": str(DEFAULT_CONNECT_TIMEOUT),
                 "read_timeout": str(DEFAULT_READ_TIMEOUT),
                 "default_region": "US",
+                "ca_bundle": "/etc/ssl/certs/my-private-ca.pem (optional)",
             },
         }
 
@@ -369,6 +370,7 @@ class OctopodsHook(BaseHook):
             "default_region": StringField(
                 lazy_gettext("Default region for national numbers"), widget=BS3TextFieldWidget()
             ),
+            "ca_bundle": StringField(lazy_gettext("CA bundle (path)"), widget=BS3TextFieldWidget()),
         }
 
 

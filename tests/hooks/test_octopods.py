@@ -1,11 +1,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 import requests_mock
 
-from airflow_provider_octopods.api import errors
+from airflow_provider_octopods.api import build_send_request, errors
 from airflow_provider_octopods.hooks.octopods import OctopodsHook
 from tests.conftest import TEST_KEY, connection_json
 
@@ -133,3 +134,72 @@ def test_ui_field_behaviour() -> None:
     behaviour = OctopodsHook.get_ui_field_behaviour()
     assert set(behaviour["hidden_fields"]) == {"login", "schema", "port"}
     assert behaviour["relabeling"]["password"] == "API key"
+
+
+def test_test_connection_against_the_sandbox_and_against_something_else(
+    octopods_sandbox_factory: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import http.server
+    import threading
+
+    server = octopods_sandbox_factory()
+    monkeypatch.setenv("AIRFLOW_CONN_OCTOPODS_DEFAULT", server.connection_json(TEST_KEY))
+    ok, message = OctopodsHook().test_connection()
+    assert ok, message
+    assert [r.method for r in server.requests()] == ["GET"]
+
+    seen: list[str] = []
+
+    class NotTheApi(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(self.path)
+            self.send_response(404)
+            self.send_header("Content-Length", "9")
+            self.end_headers()
+            self.wfile.write(b"Not Found")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    other = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotTheApi)
+    threading.Thread(target=other.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{other.server_address[1]}"
+        monkeypatch.setenv("AIRFLOW_CONN_OCTOPODS_DEFAULT", connection_json(host=url))
+        ok, message = OctopodsHook().test_connection()
+    finally:
+        other.shutdown()
+    assert not ok
+    assert f"does not look like the Octopods API at {url}" in message
+    assert len(seen) == 1  # one try, no retries
+
+
+def test_test_connection_makes_one_short_try(monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow_provider_octopods.clients.sync import OctopodsClient
+
+    monkeypatch.setenv("AIRFLOW_CONN_OCTOPODS_DEFAULT", connection_json(read_timeout=60, connect_timeout=20))
+    seen: list[tuple[float, float, int]] = []
+
+    def get_status(self: OctopodsClient, message_id: object) -> None:
+        seen.append((self.settings.connect_timeout, self.settings.read_timeout, self.retry_policy.max_attempts))
+        raise errors.OctopodsTransportError("could not reach the Octopods API (read timeout)")
+
+    monkeypatch.setattr(OctopodsClient, "get_status", get_status)
+    ok, message = OctopodsHook().test_connection()
+    assert not ok
+    assert "Could not reach the Octopods API at https://app.octopods.io" in message
+    assert seen == [(3.0, 5.0, 1)]
+
+
+def test_key_travels_per_request_never_on_a_shared_session(requests_mock: requests_mock.Mocker) -> None:
+    import requests
+
+    from airflow_provider_octopods.api.settings import ClientSettings
+    from airflow_provider_octopods.clients.sync import OctopodsClient
+
+    shared = requests.Session()
+    requests_mock.post(SEND_URL, status_code=201, json={"message_id": 1})
+    client = OctopodsClient(ClientSettings("https://app.octopods.io", TEST_KEY), session=shared)
+    client.send(build_send_request("+15551234567", "Hi"))
+    assert requests_mock.last_request.headers["X-Octopods-Auth"] == TEST_KEY
+    assert TEST_KEY not in str(dict(shared.headers))
