@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks._sandbox import sandbox_process
 
 DAG_FILE = textwrap.dedent(
-    '''
+    """
     from datetime import datetime
     import time
 
@@ -45,7 +45,7 @@ DAG_FILE = textwrap.dedent(
 
     with DAG(dag_id="send_record_cost", start_date=datetime(2026, 1, 1), schedule=None, params={}):
         loop()
-    '''
+    """
 )
 
 
