@@ -29,8 +29,11 @@ with one write.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import logging
+import secrets
+import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -48,6 +51,7 @@ VARIABLE_PREFIX = "octopods_send_record_"
 INTENT = "intent"
 ACCEPTED = "accepted"
 OPERATOR_SLOT = "operator"
+UNREADABLE = "unreadable"
 
 
 class RecordStore(Protocol):
@@ -72,9 +76,11 @@ class VariableStore:
         try:
             value = json.loads(raw)
         except ValueError:
-            log.warning("Octopods send record %s is unreadable; treating every send in it as unknown", key)
-            return {"unreadable": True, "entries": {}}
-        return value if isinstance(value, dict) else None
+            value = None
+        if not isinstance(value, dict) or not isinstance(value.get("entries"), dict):
+            log.warning("Octopods send record %s is unreadable; every send it may hold counts as unknown", key)
+            return {UNREADABLE: True, "entries": {}}
+        return value
 
     def save(self, key: str, value: dict[str, Any], *, description: str) -> None:
         from airflow.providers.common.compat.sdk import Variable
@@ -141,6 +147,7 @@ class Prior:
     message_id: MessageId | None = None
     request_id: str | None = None
     channel_message_id: str | None = None
+    content: str | None = None  # keyed hash of recipient and text, to tell a changed send apart
 
     @property
     def accepted(self) -> bool:
@@ -159,13 +166,12 @@ class Prior:
         )
 
 
-def content_slot(request: SendRequest) -> str:
-    """A slot name for ``request`` that holds no personal data: a hash of recipient and text."""
-    return hashlib.sha256(f"{request.phone}\0{request.body}".encode()).hexdigest()[:20]
-
-
 class SendRecord:
     """The sends of one task instance across its tries.
+
+    Recipients and texts are never stored: a send is named by a keyed hash of both (the key is a
+    random salt kept in the record), next to the masked phone number. Safe to share between the
+    threads of one try.
 
     :param key: the task instance.
     :param try_number: the try now running (written into each entry, for the log and for people).
@@ -177,7 +183,10 @@ class SendRecord:
         self.try_number = try_number
         self.store: RecordStore = store or VariableStore()
         self._entries: dict[str, dict[str, Any]] | None = None
+        self._salt = ""
+        self._unreadable = False
         self._occurrences: dict[str, int] = {}
+        self._lock = threading.RLock()
         self.writes = 0
 
     def _loaded(self) -> dict[str, dict[str, Any]]:
@@ -185,19 +194,42 @@ class SendRecord:
             value = self.store.load(self.key.store_key) or {}
             entries = value.get("entries")
             self._entries = dict(entries) if isinstance(entries, Mapping) else {}
+            self._unreadable = bool(value.get(UNREADABLE))
+            salt = value.get("salt")
+            self._salt = salt if isinstance(salt, str) and salt else secrets.token_hex(16)
         return self._entries
 
+    def content(self, request: SendRequest) -> str:
+        """The keyed hash naming ``request``'s recipient and text in this record."""
+        with self._lock:
+            self._loaded()
+            digest = hmac.new(self._salt.encode(), f"{request.phone}\0{request.body}".encode(), hashlib.sha256)
+        return digest.hexdigest()[:24]
+
     def next_slot(self, request: SendRequest) -> str:
-        """The slot of the next send of ``request`` in this try (counting repeats of the same pair)."""
-        base = content_slot(request)
-        self._occurrences[base] = self._occurrences.get(base, 0) + 1
-        return f"{base}#{self._occurrences[base]}"
+        """The slot of the next send of ``request`` in this try, counting deliberate repeats.
+
+        The count moves on only past a send this try made or found accepted: after a send that
+        provably did not go out the same slot is used again (a user's own retry sends once), and
+        while an earlier send of the same pair in this try has an unknown outcome the same slot
+        is returned, so that the repeat is refused rather than guessed.
+        """
+        base = self.content(request)
+        with self._lock:
+            count = self._occurrences.get(base, 0)
+            if count:
+                current = self._loaded().get(f"{base}#{count}")
+                if current is None or current.get("state") != ACCEPTED:
+                    return f"{base}#{count}"
+            self._occurrences[base] = count + 1
+            return f"{base}#{count + 1}"
 
     def prior(self, slot: str) -> Prior | None:
         """What an earlier try (or this one) recorded for ``slot``, if anything."""
-        entry = self._loaded().get(slot)
-        if not isinstance(entry, Mapping):
-            return None
+        with self._lock:
+            entry = self._loaded().get(slot)
+            if not isinstance(entry, Mapping):
+                return Prior(state=UNREADABLE, try_number=None) if self._unreadable else None
         message_id = entry.get("message_id")
         return Prior(
             state=str(entry.get("state")),
@@ -205,44 +237,56 @@ class SendRecord:
             message_id=message_id if isinstance(message_id, (int, str)) else None,
             request_id=entry.get("request_id"),
             channel_message_id=entry.get("channel_message_id"),
+            content=entry.get("content"),
         )
 
     def begin(self, slots: Iterable[tuple[str, SendRequest]]) -> None:
         """Record the intent to send each ``(slot, request)``; one write for all of them."""
-        entries = self._loaded()
-        now = time.time()
-        for slot, request in slots:
-            entries[slot] = {"state": INTENT, "try": self.try_number, "phone": mask_phone(request.phone), "at": now}
-        self._save()
+        with self._lock:
+            entries = self._loaded()
+            now = time.time()
+            for slot, request in slots:
+                entries[slot] = {
+                    "state": INTENT,
+                    "try": self.try_number,
+                    "phone": mask_phone(request.phone),
+                    "content": self.content(request),
+                    "at": now,
+                }
+            self._save()
 
     def accept(self, results: Iterable[tuple[str, SendResult]]) -> None:
         """Record each ``(slot, result)`` the API accepted; one write for all of them."""
-        entries = self._loaded()
-        now = time.time()
-        for slot, result in results:
-            entries[slot] = {
-                "state": ACCEPTED,
-                "try": self.try_number,
-                "phone": mask_phone(result.phone),
-                "message_id": result.message_id,
-                "request_id": result.request_id,
-                "channel_message_id": result.channel_message_id,
-                "at": now,
-            }
-        self._save()
+        with self._lock:
+            entries = self._loaded()
+            now = time.time()
+            for slot, result in results:
+                entries[slot] = dict(entries.get(slot, {})) | {
+                    "state": ACCEPTED,
+                    "try": self.try_number,
+                    "phone": mask_phone(result.phone),
+                    "message_id": result.message_id,
+                    "request_id": result.request_id,
+                    "channel_message_id": result.channel_message_id,
+                    "at": now,
+                }
+            self._save()
 
     def forget(self, slots: Iterable[str]) -> None:
         """Drop the intents of sends that provably did not go out; one write."""
-        entries = self._loaded()
-        for slot in slots:
-            entries.pop(slot, None)
-        self._save()
+        with self._lock:
+            entries = self._loaded()
+            for slot in slots:
+                entries.pop(slot, None)
+            self._save()
 
     def clear(self) -> None:
         """Delete the whole record: the task instance succeeded, nothing in it matters any more."""
-        if self._entries is None or self._entries or self.writes:
-            self.store.delete(self.key.store_key)
-        self._entries = {}
+        with self._lock:
+            if self._entries is None or self._entries or self.writes:
+                self.store.delete(self.key.store_key)
+            self._entries = {}
+            self._unreadable = False
 
     def __iter__(self) -> Iterator[tuple[str, Prior]]:
         for slot in list(self._loaded()):
@@ -253,7 +297,7 @@ class SendRecord:
     def _save(self) -> None:
         entries = self._loaded()
         self.writes += 1
-        if not entries:
+        if not entries and not self._unreadable:
             self.store.delete(self.key.store_key)
             return
         self.store.save(
@@ -264,6 +308,7 @@ class SendRecord:
                 "task_id": self.key.task_id,
                 "map_index": self.key.map_index,
                 "updated": time.time(),
+                "salt": self._salt,
                 "entries": entries,
             },
             description=(
@@ -293,12 +338,18 @@ def current_record(store: RecordStore | None = None) -> SendRecord | None:
 
 
 def task_succeeded(task_instance: Any) -> None:
-    """Delete the record of ``task_instance`` if this process used one (the listener calls this)."""
+    """Delete the record of ``task_instance`` if this process used one (the listener calls this).
+
+    Never raises: the task has succeeded; a record left behind only costs a Variable.
+    """
     if not _ACTIVE:
         return
-    record = _ACTIVE.pop(TaskKey.of(task_instance), None)
-    if record is not None:
-        record.clear()
+    try:
+        record = _ACTIVE.pop(TaskKey.of(task_instance), None)
+        if record is not None:
+            record.clear()
+    except Exception:
+        log.exception("Could not delete the Octopods send record of a succeeded task; it stays as a Variable")
 
 
 def _running_task_instance() -> Any:

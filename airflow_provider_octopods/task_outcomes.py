@@ -32,8 +32,13 @@ def final(err: BaseException) -> BaseException:
 
     if isinstance(err, AirflowFailException):
         return err
-    cls = _final_class(type(err), AirflowFailException)  # type: ignore[arg-type]
-    copy = cls.__new__(cls)
+    try:
+        cls = _final_class(type(err), AirflowFailException)  # type: ignore[arg-type]
+        copy = cls.__new__(cls)
+    except TypeError:  # a built-in exception whose layout cannot be combined
+        failure = AirflowFailException(f"{type(err).__name__}: {err}")
+        failure.__cause__ = err
+        return failure
     copy.__dict__.update(err.__dict__)
     copy.args = err.args
     copy.__cause__ = err.__cause__
@@ -41,9 +46,26 @@ def final(err: BaseException) -> BaseException:
     return copy
 
 
+def _plain(err: BaseException) -> BaseException:
+    """The error as its original class again (for pickling)."""
+    base: Any = type(err).__mro__[1]
+    plain = base.__new__(base)
+    plain.__dict__.update(err.__dict__)
+    plain.args = err.args
+    return plain
+
+
+def _reduce_final(err: BaseException) -> tuple[Any, tuple[BaseException]]:
+    return final, (_plain(err),)
+
+
 @cache
 def _final_class(cls: type[BaseException], fail: type[BaseException]) -> type[BaseException]:
-    return type(cls.__name__, (cls, fail), {"__module__": cls.__module__, "__qualname__": cls.__qualname__})
+    return type(
+        cls.__name__,
+        (cls, fail),
+        {"__module__": cls.__module__, "__qualname__": cls.__qualname__, "__reduce__": _reduce_final},
+    )
 
 
 def delivery_result(event: dict[str, Any] | None, *, sensor: bool) -> dict[str, Any]:

@@ -53,14 +53,46 @@ def test_record_holds_no_phone_number_or_text() -> None:
     assert "+1*******567" in stored
 
 
-def test_repeats_in_one_try_get_their_own_slots() -> None:
-    record = SendRecord(KEY, store=MemoryStore())
-    assert record.next_slot(REQUEST) != record.next_slot(REQUEST)
-    other = SendRecord(KEY, store=MemoryStore())
-    assert [other.next_slot(REQUEST) for _ in range(2)] == [
-        SendRecord(KEY, store=MemoryStore()).next_slot(REQUEST),
-        f"{send_record.content_slot(REQUEST)}#2",
-    ]
+def test_repeats_in_one_try_get_their_own_slots_once_the_earlier_one_is_accepted() -> None:
+    record = SendRecord(KEY, try_number=1, store=MemoryStore())
+    first = record.next_slot(REQUEST)
+    record.begin([(first, REQUEST)])
+    assert record.next_slot(REQUEST) == first  # still in doubt: the repeat is refused, not guessed
+    record.forget([first])
+    assert record.next_slot(REQUEST) == first  # provably not sent: a user's own retry sends it once
+    record.begin([(first, REQUEST)])
+    record.accept([(first, accepted(1))])
+    second = record.next_slot(REQUEST)
+    assert second != first
+    assert second.endswith("#2")
+
+
+def test_slot_names_are_keyed_hashes_that_differ_between_records() -> None:
+    one, other = SendRecord(KEY, store=MemoryStore()), SendRecord(KEY, store=MemoryStore())
+    assert one.content(REQUEST) != other.content(REQUEST)  # a random salt per record
+    store = MemoryStore()
+    first = SendRecord(KEY, try_number=1, store=store)
+    slot = first.next_slot(REQUEST)
+    first.begin([(slot, REQUEST)])
+    assert SendRecord(KEY, try_number=2, store=store).next_slot(REQUEST) == slot  # same salt, same slot
+
+
+def test_an_unreadable_record_makes_every_send_unknown() -> None:
+    class Broken(MemoryStore):
+        def load(self, key: str) -> dict | None:
+            return {send_record.UNREADABLE: True, "entries": {}}
+
+    record = SendRecord(KEY, try_number=2, store=Broken())
+    prior = record.prior(record.next_slot(REQUEST))
+    assert prior is not None
+    assert not prior.accepted
+
+
+def test_variable_store_reports_garbage_as_unreadable(monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow.providers.common.compat.sdk import Variable
+
+    monkeypatch.setattr(Variable, "get", classmethod(lambda cls, key, default=None: "[1, 2]"))
+    assert send_record.VariableStore().load("k") == {send_record.UNREADABLE: True, "entries": {}}
 
 
 def test_keys_differ_by_task_instance() -> None:
@@ -177,3 +209,48 @@ def test_plugin_registers_the_listener() -> None:
     from airflow_provider_octopods.plugins import OctopodsPlugin
 
     assert listeners in OctopodsPlugin.listeners
+
+
+def test_operator_slot_with_changed_content_is_sent_as_a_new_message(
+    octopods_conn: str, requests_mock: requests_mock.Mocker, store: MemoryStore
+) -> None:
+    requests_mock.post(SEND_URL, [{"status_code": 201, "json": {"message_id": n}} for n in (1, 2)])
+    hook = OctopodsHook()
+    assert hook.send(build_send_request("+15551234567", "Hi"), slot=send_record.OPERATOR_SLOT).message_id == 1
+    store.new_try()  # type: ignore[attr-defined]
+    assert hook.send(build_send_request("+15551234567", "Hi"), slot=send_record.OPERATOR_SLOT).message_id == 1
+    store.new_try()  # type: ignore[attr-defined]
+    changed = build_send_request("+447700900123", "Hi")  # e.g. the upstream data was fixed, then cleared
+    assert hook.send(changed, slot=send_record.OPERATOR_SLOT).message_id == 2
+    assert requests_mock.call_count == 2
+
+
+def test_user_retry_inside_one_try_sends_once_after_a_not_sent_failure(
+    octopods_conn: str, requests_mock: requests_mock.Mocker, store: MemoryStore
+) -> None:
+    requests_mock.post(
+        SEND_URL,
+        [
+            {"status_code": 400, "json": {"error_code": 4, "error": "busy"}},
+            {"status_code": 201, "json": {"message_id": 5}},
+        ],
+    )
+    hook = OctopodsHook()
+    with pytest.raises(errors.OctopodsSmsRejectedError):
+        hook.send_sms("+15551234567", "Hi")
+    assert hook.send_sms("+15551234567", "Hi").message_id == 5  # the user's own retry
+    store.new_try()  # type: ignore[attr-defined]
+    assert hook.send_sms("+15551234567", "Hi").message_id == 5  # an Airflow retry finds it
+    assert requests_mock.call_count == 2
+
+
+def test_fail_for_good_errors_survive_pickling() -> None:
+    import pickle
+
+    from airflow_provider_octopods.task_outcomes import final
+
+    error = final(errors.OctopodsValidationError("phone", "+1***123 is too short"))
+    again = pickle.loads(pickle.dumps(error))  # noqa: S301 - our own bytes
+    assert isinstance(again, AirflowFailException)
+    assert isinstance(again, errors.OctopodsValidationError)
+    assert (again.field, str(again)) == ("phone", "phone: +1***123 is too short")

@@ -27,6 +27,10 @@ class OctopodsError(Exception):
         self.request_id = request_id
         self.http_status = http_status
 
+    def __reduce__(self) -> tuple[object, ...]:
+        # Subclasses take other constructor arguments; rebuild from the fields instead.
+        return _rebuild, (type(self), self.args, self.__dict__)
+
     def __str__(self) -> str:
         details = []
         if self.http_status is not None:
@@ -105,3 +109,10 @@ class OctopodsUnknownOutcomeError(OctopodsError):
     It is never retried automatically: retrying could deliver the SMS twice. Check the
     recipient or the Octopods dashboard before sending again.
     """
+
+
+def _rebuild(cls: type[OctopodsError], args: tuple[object, ...], fields: dict[str, object]) -> OctopodsError:
+    error = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(fields)
+    return error

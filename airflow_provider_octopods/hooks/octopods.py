@@ -193,6 +193,14 @@ class OctopodsHook(BaseHook):
             return self._send_now(request)
         slot = slot or record.next_slot(request)
         prior = record.prior(slot)
+        if prior is not None and prior.content and prior.content != record.content(request):
+            self.log.warning(
+                "Try %s sent a different SMS in this place (message %s; the recipient or text has changed "
+                "since), so this one is sent as a new message",
+                prior.try_number,
+                prior.message_id,
+            )
+            prior = None
         if prior is not None and prior.accepted:
             self.log.info(
                 "Not sending to %s again: try %s already sent it (message %s)",
@@ -220,7 +228,10 @@ class OctopodsHook(BaseHook):
             result = self._send_now(request)
         except Exception as err:
             if not decide(Operation.SEND, err).maybe_sent:
-                record.forget([slot])
+                try:
+                    record.forget([slot])
+                except Exception as forget_err:  # the send's own error matters more
+                    self.log.warning("Could not record that the SMS was not sent: %s", forget_err)
             raise
         try:
             record.accept([(slot, result)])
@@ -247,7 +258,7 @@ class OctopodsHook(BaseHook):
         )
         try:
             result = self.client.send(request)
-        except OctopodsError as err:
+        except Exception as err:
             raise task_error(err, Operation.SEND) from None
         if result.trackable:
             self.log.info("Octopods accepted message %s (request_id %s)", result.message_id, result.request_id)

@@ -129,6 +129,10 @@ async def _hostile(request: web.Request, handler: Any) -> web.StreamResponse:
         _mark_fault(request, fault)
         await asyncio.sleep(request.app[CONFIG_KEY].hang_seconds)
         return response
+    if fault in (Fault.HTTP_500_AFTER, Fault.HTTP_502_AFTER):
+        _mark_fault(request, fault)
+        status = int(fault.value.split("_")[1])
+        return web.Response(status=status, text=gateway_page(status), content_type="text/html")
     if fault is Fault.MALFORMED and isinstance(response, web.Response) and response.body is not None:
         _mark_fault(request, fault)
         body = bytes(response.body)  # type: ignore[arg-type]

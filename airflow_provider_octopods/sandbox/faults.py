@@ -7,6 +7,7 @@ A fault is written ``NAME:WHEN[:ENDPOINT]``:
 * ``ENDPOINT`` is ``send``, ``status`` or ``all`` (default).
 
 Names: ``http_500``, ``http_502``, ``http_503`` (an HTML gateway page; nothing processed),
+``http_500_after``, ``http_502_after`` (processed and recorded, then an HTML error page),
 ``malformed`` (processed, then a truncated JSON body), ``reset_before`` (connection reset before
 processing: nothing recorded), ``reset_after`` (processed and recorded, then the connection is
 reset), ``hang_after`` (processed and recorded, then no answer for ``hang_seconds``).
@@ -29,6 +30,8 @@ class Fault(str, Enum):
     HTTP_500 = "http_500"
     HTTP_502 = "http_502"
     HTTP_503 = "http_503"
+    HTTP_500_AFTER = "http_500_after"
+    HTTP_502_AFTER = "http_502_after"
     MALFORMED = "malformed"
     RESET_BEFORE = "reset_before"
     RESET_AFTER = "reset_after"
@@ -43,7 +46,13 @@ class Fault(str, Enum):
 
     @property
     def after_processing(self) -> bool:
-        return self in (Fault.MALFORMED, Fault.RESET_AFTER, Fault.HANG_AFTER)
+        return self in (
+            Fault.MALFORMED,
+            Fault.RESET_AFTER,
+            Fault.HANG_AFTER,
+            Fault.HTTP_500_AFTER,
+            Fault.HTTP_502_AFTER,
+        )
 
 
 @dataclass(frozen=True)

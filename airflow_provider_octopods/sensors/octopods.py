@@ -93,6 +93,7 @@ class OctopodsDeliverySensor(BaseSensorOperator):
         self.deferrable = deferrable
         self.max_in_flight = max_in_flight
         self._batch: DeliveryBatch | None = None
+        self._pacer: Any = None
 
     @cached_property
     def hook(self) -> OctopodsHook:
@@ -127,7 +128,10 @@ class OctopodsDeliverySensor(BaseSensorOperator):
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
         """Resume after the trigger: the same result as the classic mode, or the same failure."""
-        return self._result(delivery_result(event, sensor=True))
+        if isinstance(event, dict) and event.get("read_errors"):
+            self.log.warning("%d status read(s) failed unexpectedly and were made again", event["read_errors"])
+        result = delivery_result(event, sensor=True)
+        return self._result({key: value for key, value in result.items() if key != "read_errors"})
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
         from airflow_provider_octopods.api.pacing import RateLimiter
@@ -135,7 +139,9 @@ class OctopodsDeliverySensor(BaseSensorOperator):
         if self._batch is None:
             self._batch = DeliveryBatch(self._ids(), self.policy)
         batch = self._batch
-        pacer = RateLimiter(self.reads_per_second, clock=self._clock)
+        if self._pacer is None:  # kept across pokes, so short poke intervals are paced too
+            self._pacer = RateLimiter(self.reads_per_second, clock=self._clock)
+        pacer = self._pacer
         for message_id in batch.pending:
             self._sleep(pacer.reserve())
             try:

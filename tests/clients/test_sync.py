@@ -259,3 +259,31 @@ def test_real_socket_connection_refused_is_retried_then_reported_as_not_sent() -
     with pytest.raises(errors.OctopodsTransportError, match="could not reach") as err:
         real_client(port).send(REQUEST)
     assert decide(Operation.SEND, err.value).retry_task
+
+
+DEEP_JSON = b'{"message_id": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+
+
+@pytest.mark.parametrize(
+    "body", [DEEP_JSON, b"[1, 2, 3]", b"\xff\xfe", b""], ids=["nested-too-deep", "not-an-object", "not-utf8", "empty"]
+)
+def test_any_failure_reading_a_send_answer_is_an_unknown_outcome(
+    client: OctopodsClient, requests_mock: requests_mock.Mocker, body: bytes
+) -> None:
+    requests_mock.post(SEND_URL, status_code=201, content=body)
+    with pytest.raises(errors.OctopodsUnknownOutcomeError, match="may or may not have been sent"):
+        client.send(REQUEST)
+    assert requests_mock.call_count == 1
+
+
+def test_an_unexpected_exception_while_parsing_a_send_is_an_unknown_outcome(
+    client: OctopodsClient, requests_mock: requests_mock.Mocker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr("airflow_provider_octopods.api.models.SendResult.from_response", broken)
+    requests_mock.post(SEND_URL, status_code=201, json={"message_id": 42})
+    with pytest.raises(errors.OctopodsUnknownOutcomeError, match="RecursionError"):
+        client.send(REQUEST)
+    assert requests_mock.call_count == 1

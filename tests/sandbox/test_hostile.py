@@ -146,13 +146,16 @@ def test_503_on_send_is_retried_and_succeeds(driver: Callable[..., Any]) -> None
     assert [r.status for r in server.requests()] == [503, 201]
 
 
-@pytest.mark.parametrize("fault", ["http_500", "http_502"])
+@pytest.mark.parametrize("fault", ["http_500", "http_502", "http_500_after", "http_502_after"])
 def test_gateway_error_on_send_is_reported_with_its_status(driver: Callable[..., Any], fault: str) -> None:
     client, server = driver(faults=(f"{fault}:@1:send",))
-    with pytest.raises(errors.OctopodsServerError, match=f"HTTP {fault[-3:]}") as err:
+    status = fault.split("_")[1]
+    with pytest.raises(errors.OctopodsServerError, match=f"HTTP {status}") as err:
         client.send("+15551234567", "Hi")
     assert "Bad Gateway" in str(err.value) or "Internal Server Error" in str(err.value)
+    assert "may or may not have been sent" in str(err.value)
     assert len(server.requests()) == 1
+    assert len(server.messages()) == (1 if fault.endswith("_after") else 0)
 
 
 @pytest.mark.parametrize("fault", ["http_500", "http_502", "http_503", "malformed", "reset_before", "reset_after"])
