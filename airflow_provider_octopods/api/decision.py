@@ -29,6 +29,7 @@ from airflow_provider_octopods.api.errors import (
     OctopodsRateLimitError,
     OctopodsServerError,
     OctopodsSmsRejectedError,
+    OctopodsTLSError,
     OctopodsTransportError,
     OctopodsUnknownOutcomeError,
 )
@@ -70,6 +71,8 @@ FINAL = Decision(retry_call=False, retry_task=False)
 
 def decide(operation: Operation, error: BaseException) -> Decision:
     """The decision for ``error`` raised by ``operation``; the only copy of the retry rules."""
+    if isinstance(error, OctopodsTLSError):
+        return FINAL
     if isinstance(error, (OctopodsRateLimitError, OctopodsTransportError)):
         return TRANSIENT
     if isinstance(error, OctopodsServerError):

@@ -103,6 +103,11 @@ class OctopodsTransportError(OctopodsError):
     """The request never reached the API (connection refused, DNS, connect timeout, TLS failure)."""
 
 
+class OctopodsTLSError(OctopodsTransportError):
+    """TLS verification of the API host failed: nothing was sent. Retrying cannot help; fix the
+    host's certificate or trust its CA with the connection's ``ca_bundle`` extra."""
+
+
 class OctopodsUnknownOutcomeError(OctopodsError):
     """A send may or may not have been processed (read timeout, connection lost after sending).
 

@@ -12,19 +12,19 @@ import ssl
 from collections.abc import Iterator
 
 from airflow_provider_octopods.api.decision import Operation, Stage, transport_error
-from airflow_provider_octopods.api.errors import OctopodsError
+from airflow_provider_octopods.api.errors import OctopodsError, OctopodsTLSError
 
 # OpenSSL reasons that can only occur while the TLS session is being set up, before any byte of
-# the request is written.
+# the request is written. (Alerts in general can also arrive later, e.g. TLS 1.3 client
+# certificate checks, so only these are taken as "nothing was sent".)
 _HANDSHAKE_MARKERS = (
-    "CERTIFICATE",
-    "HANDSHAKE",
+    "CERTIFICATE_VERIFY_FAILED",
     "WRONG_VERSION_NUMBER",
     "UNSUPPORTED_PROTOCOL",
-    "NO_PROTOCOLS",
-    "TLSV1_ALERT",
-    "SSLV3_ALERT",
-    "HOSTNAME",
+    "NO_PROTOCOLS_AVAILABLE",
+    "HANDSHAKE_FAILURE",
+    "TLSV1_ALERT_PROTOCOL_VERSION",
+    "TLSV1_UNRECOGNIZED_NAME",
 )
 
 
@@ -39,11 +39,13 @@ def failure_from_exception(
     """
     tls = tls_handshake_failure(exc)
     if tls is not None:
-        detail = f"TLS verification of {host} failed: {tls}"
-        stage = Stage.NOT_SENT
-    else:
-        detail = describe(exc)
-        stage = Stage.NOT_SENT if connecting else Stage.NO_ANSWER
+        what = f"TLS verification of {host}" if "certif" in tls.lower() else f"TLS handshake with {host}"
+        return OctopodsTLSError(
+            f"{what} failed, nothing was sent: {tls}; "
+            + (hint or "fix the host's certificate, or trust its CA with the connection's ca_bundle extra")
+        )
+    stage = Stage.NOT_SENT if connecting else Stage.NO_ANSWER
+    detail = describe(exc)
     if hint and stage is Stage.NOT_SENT:
         detail = f"{detail}; {hint}"
     return transport_error(operation, stage, detail)

@@ -46,6 +46,7 @@ NEVER = Decision(retry_call=False, retry_task=False)
     [
         (errors.OctopodsRateLimitError("x", http_status=429), IN_CALL, IN_CALL),
         (errors.OctopodsTransportError("x"), IN_CALL, IN_CALL),
+        (errors.OctopodsTLSError("certificate verify failed"), NEVER, NEVER),
         (server(503), IN_CALL, IN_CALL),
         (server(500), AMBIGUOUS, IN_CALL),
         (server(502), AMBIGUOUS, IN_CALL),

@@ -110,13 +110,14 @@ def send_async(settings: ClientSettings) -> object:
 
 @pytest.mark.parametrize("send", [send_sync, send_async], ids=["sync", "async"])
 def test_untrusted_certificate_is_a_not_sent_failure_naming_host_and_reason(api: TlsApi, send: object) -> None:
-    with pytest.raises(errors.OctopodsTransportError) as err:
+    with pytest.raises(errors.OctopodsTLSError) as err:
         send(api.settings())  # type: ignore[operator]
     text = str(err.value)
     assert f"TLS verification of {api.url.removeprefix('https://')} failed" in text
     assert "self-signed certificate" in text or "self signed certificate" in text
     assert "nothing was sent" in text
-    assert decide(Operation.SEND, err.value).retry_call  # nothing was sent: safe to repeat
+    decision = decide(Operation.SEND, err.value)
+    assert (decision.retry_call, decision.retry_task, decision.maybe_sent) == (False, False, False)  # cannot heal
     assert api.processed == 0
     assert KEY not in text
 
@@ -135,7 +136,7 @@ def test_https_assumed_for_a_plain_http_sandbox_says_what_to_write(send: object)
     with SandboxServer() as sandbox:
         port = int(sandbox.url.rsplit(":", 1)[1])
         settings = settings_from_connection("octopods_default", host="127.0.0.1", port=port, password=KEY)
-        with pytest.raises(errors.OctopodsTransportError) as err:
+        with pytest.raises(errors.OctopodsTLSError) as err:
             send(settings)  # type: ignore[operator]
     text = str(err.value)
     assert "https:// was assumed" in text
