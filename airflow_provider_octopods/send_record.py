@@ -331,7 +331,7 @@ def current_record(store: RecordStore | None = None) -> SendRecord | None:
     key = TaskKey.of(ti)
     try_number = getattr(ti, "try_number", None)
     record = _ACTIVE.get(key)
-    if record is None or record.try_number != try_number:
+    if record is None or record.try_number != try_number or (store is not None and record.store is not store):
         record = SendRecord(key, try_number=try_number if isinstance(try_number, int) else None, store=store)
         _ACTIVE[key] = record
     return record

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ipaddress
 import json
 import os
 import re
@@ -34,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from airflow_provider_octopods.api.masking import mask_phone  # noqa: E402
-from airflow_provider_octopods.api.settings import DEFAULT_BASE_URL  # noqa: E402
+from airflow_provider_octopods.api.settings import DEFAULT_BASE_URL, is_loopback_host  # noqa: E402
 from tools.dagrun import RunOutcome, load_dag, migrate_db, prepare_environment, run_dag  # noqa: E402
 
 DAG_ID = "example_octopods_send_and_track"
@@ -95,13 +94,7 @@ def connection_base_url(value: str) -> str | None:
 
 def is_loopback(url: str) -> bool:
     """Whether ``url`` is on this machine: the real Octopods API never is, a sandbox is."""
-    hostname = urlsplit(url).hostname or ""
-    if hostname == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(hostname).is_loopback
-    except ValueError:
-        return False
+    return is_loopback_host(urlsplit(url).hostname or "")
 
 
 def answers(url: str) -> bool:

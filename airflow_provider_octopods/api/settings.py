@@ -153,7 +153,7 @@ def _base_url(conn_id: str, host: str | None, schema: str | None, port: int | No
         raise OctopodsConfigurationError(
             f"connection {conn_id!r} host must be a plain base URL (no credentials, query or fragment)"
         )
-    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
         raise OctopodsConfigurationError(
             f"connection {conn_id!r} host {parts.scheme}://{parts.hostname} is not https; plain http is "
             "only allowed on loopback (the local sandbox), so that the API key is never sent in clear"
@@ -167,12 +167,13 @@ def _scheme_hint(address: str, hostname: str) -> str:
         f"the connection's host {address!r} has no scheme, so https:// was assumed; write the scheme "
         f"in the host field: https://{address}"
     )
-    if _is_loopback(hostname):
+    if is_loopback_host(hostname):
         return f"{hint} or, for a local sandbox on loopback only, http://{address}"
     return f"{hint} (plain http:// is only allowed on loopback)"
 
 
-def _is_loopback(hostname: str) -> bool:
+def is_loopback_host(hostname: str) -> bool:
+    """Whether ``hostname`` is this machine (a local sandbox; the real API never is)."""
     if hostname == "localhost":
         return True
     try:

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from airflow_provider_octopods.api.retry import RetryPolicy
     from airflow_provider_octopods.api.settings import ClientSettings
     from airflow_provider_octopods.clients.sync import OctopodsClient
-    from airflow_provider_octopods.send_record import SendRecord
+    from airflow_provider_octopods.send_record import RecordStore, SendRecord
 
 EXTRA_FIELDS = ("connect_timeout", "read_timeout", "default_region", "ca_bundle")
 
@@ -61,6 +61,8 @@ class OctopodsHook(BaseHook):
         call unconditionally, for code that repeats sends across tries on purpose.
     :param resend_unknown: when an earlier try's send has an unknown outcome, send it again
         (the recipient may get it twice) instead of failing.
+    :param record_store: where send records live (a :class:`~airflow_provider_octopods.send_record.RecordStore`);
+        an Airflow Variable per task instance by default.
     """
 
     conn_name_attr = "octopods_conn_id"
@@ -76,6 +78,7 @@ class OctopodsHook(BaseHook):
         retry_policy: RetryPolicy | None = None,
         send_record: bool = True,
         resend_unknown: bool = False,
+        record_store: RecordStore | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -84,6 +87,7 @@ class OctopodsHook(BaseHook):
         self.retry_policy = retry_policy
         self.use_send_record = send_record
         self.resend_unknown = resend_unknown
+        self.record_store = record_store
 
     @cached_property
     def settings(self) -> ClientSettings:
@@ -245,7 +249,7 @@ class OctopodsHook(BaseHook):
             return None
         from airflow_provider_octopods.send_record import current_record
 
-        return current_record()
+        return current_record(self.record_store)
 
     def _send_now(self, request: SendRequest) -> SendResult:
         info = request.segment_info

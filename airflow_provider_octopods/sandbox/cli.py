@@ -7,6 +7,7 @@ import logging
 import signal
 import sys
 import threading
+from typing import TextIO
 
 from airflow_provider_octopods.sandbox.config import SandboxConfig, Variant
 from airflow_provider_octopods.sandbox.faults import Fault
@@ -162,20 +163,11 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["run"]:
         return run_main(argv[1:])
     args = build_parser().parse_args(argv)
-    try:
-        config = sandbox_config(args)
-    except ValueError as err:
-        print(f"octopods-sandbox: {err}", file=sys.stderr)
-        return 2
-    if not _server_importable():
+    config = _prepared(args, log_format="%(asctime)s %(message)s", log_stream=sys.stdout)
+    if config is None:
         return 2
     from airflow_provider_octopods.sandbox.server import SandboxServer
 
-    logging.basicConfig(
-        level=logging.WARNING if args.quiet else logging.INFO,
-        format="%(asctime)s %(message)s",
-        stream=sys.stdout,
-    )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -187,6 +179,19 @@ def main(argv: list[str] | None = None) -> int:
         stop.wait()
         print(f"Octopods sandbox stopping; it accepted {len(server.messages())} message(s)", flush=True)
     return 0
+
+
+def _prepared(args: argparse.Namespace, *, log_format: str, log_stream: TextIO) -> SandboxConfig | None:
+    """The sandbox configuration from ``args`` with logging set up, or None after saying why not."""
+    try:
+        config = sandbox_config(args)
+    except ValueError as err:
+        print(f"octopods-sandbox: {err}", file=sys.stderr)
+        return None
+    if not _server_importable():
+        return None
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format=log_format, stream=log_stream)
+    return config
 
 
 def run_main(argv: list[str]) -> int:
@@ -205,18 +210,9 @@ def run_main(argv: list[str]) -> int:
         parser.error("no command given: octopods-sandbox run [options] -- COMMAND [ARG ...]")
     if not args.conn_id.strip():
         parser.error("--conn-id must not be empty")
-    try:
-        config = sandbox_config(args)
-    except ValueError as err:
-        print(f"octopods-sandbox: {err}", file=sys.stderr)
+    config = _prepared(args, log_format="%(asctime)s octopods-sandbox %(message)s", log_stream=sys.stderr)
+    if config is None:
         return 2
-    if not _server_importable():
-        return 2
-    logging.basicConfig(
-        level=logging.WARNING if args.quiet else logging.INFO,
-        format="%(asctime)s octopods-sandbox %(message)s",
-        stream=sys.stderr,
-    )
     return run_command(config, command, host=args.host, port=args.port, conn_id=args.conn_id.strip())
 
 
