@@ -1,4 +1,7 @@
-"""Failure-alert texts built for a phone screen: one GSM-7 segment (160 characters) when possible.
+"""Alert texts built for a phone screen: one GSM-7 segment (160 characters) when possible.
+
+Each text says what happened (:class:`EventKind`): a task failed, failed and will retry,
+succeeded; a DAG run failed or succeeded; a DAG run missed its deadline.
 
 The rule: the text is made of GSM-7 characters only (anything else becomes ``?``), on one line,
 and it is shortened until it fits 160 GSM-7 units: first the run id (down to 24 characters),
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from enum import Enum
 
 from airflow_provider_octopods.api.segments import count_segments, is_gsm7
 
@@ -18,20 +22,48 @@ ONE_SEGMENT = 160
 ELLIPSIS = "..."
 
 
+class EventKind(str, Enum):
+    """What an alert reports; ``body`` templates get it as ``{{ event }}``."""
+
+    FAILED = "failed"
+    RETRY = "retry"
+    SUCCEEDED = "succeeded"
+    RUN_FAILED = "run_failed"
+    RUN_SUCCEEDED = "run_succeeded"
+    DEADLINE_MISSED = "deadline_missed"
+
+
 @dataclass(frozen=True)
-class Failure:
-    """What failed, as far as the callback context tells."""
+class AlertEvent:
+    """What happened, as far as the callback context tells.
+
+    :param task_ids: for a task event, the task (several when failures were gathered); for a run
+        event, the failed tasks not alerted yet.
+    :param max_tries: how many tries the task has in all, when known.
+    :param next_try: when the next try starts (text such as ``10:42 UTC``), when known.
+    :param deadline: the missed deadline's name; ``due`` and ``late_by`` say when and by how much.
+    """
 
     dag_id: str | None = None
     run_id: str | None = None
     task_ids: tuple[str, ...] = ()
     try_number: int | None = None
     cause: str | None = None
-    run_failed: bool = False  # a DAG-level callback: the run failed; task_ids are failures not alerted yet
+    kind: EventKind = EventKind.FAILED
+    max_tries: int | None = None
+    next_try: str | None = None
+    deadline: str | None = None
+    due: str | None = None
+    late_by: str | None = None
+
+    @property
+    def run_level(self) -> bool:
+        return self.kind in (EventKind.RUN_FAILED, EventKind.RUN_SUCCEEDED, EventKind.DEADLINE_MISSED)
 
 
-def failure_alert(failure: Failure, *, limit: int = ONE_SEGMENT) -> str:
-    """The alert text for ``failure``, at most ``limit`` GSM-7 units when the ids allow it."""
+def alert_text(event: AlertEvent, *, limit: int = ONE_SEGMENT) -> str:
+    """The alert text for ``event``, at most ``limit`` GSM-7 units when the ids allow it."""
+    failure = event
     task_ids = (failure.task_ids,) if isinstance(failure.task_ids, str) else failure.task_ids
     failure = replace(
         failure,
@@ -39,6 +71,7 @@ def failure_alert(failure: Failure, *, limit: int = ONE_SEGMENT) -> str:
         run_id=_clean(failure.run_id),
         task_ids=tuple(_clean(t) for t in task_ids if t),
         cause=_clean(failure.cause),
+        deadline=_clean(failure.deadline),
     )
     text = _compose(failure)
     for shorten in (_shorter_run(24), _shorter_cause, _shorter_run(12), _shorter_ids):
@@ -67,29 +100,43 @@ def one_line_cause(exception: object, *, reason: object = None) -> str | None:
     return None
 
 
-def _compose(f: Failure) -> str:
+def _compose(f: AlertEvent) -> str:
     run = f" run {f.run_id}" if f.run_id else ""
-    tries = f" (try {f.try_number})" if f.try_number else ""
     cause = f": {f.cause}" if f.cause else ""
-    if f.run_failed:
+    tries = ""
+    if f.try_number:
+        tries = f"try {f.try_number} of {f.max_tries}" if f.max_tries else f"try {f.try_number}"
+    if f.kind is EventKind.DEADLINE_MISSED:
+        name = f" {f.deadline}" if f.deadline else ""
+        when = ", ".join(
+            part for part in (f"due {f.due}" if f.due else "", f"{f.late_by} late" if f.late_by else "") if part
+        )
+        return f"Airflow: DAG {f.dag_id}{run} missed its deadline{name}{f' ({when})' if when else ''}"
+    if f.kind is EventKind.RUN_SUCCEEDED:
+        return f"Airflow: DAG {f.dag_id} succeeded{run}"
+    if f.kind is EventKind.RUN_FAILED:
         also = f" (also failed: {', '.join(f.task_ids)})" if f.task_ids else ""
         return f"Airflow: DAG {f.dag_id} failed{run}{cause}{also}"
     if len(f.task_ids) > 1:
         names = ", ".join(f.task_ids)
         return f"Airflow: {len(f.task_ids)} tasks failed in {f.dag_id}{run}: {names}{cause}"
-    if f.task_ids:
-        return f"Airflow: {f.dag_id}.{f.task_ids[0]} failed{tries}{run}{cause}"
-    return f"Airflow: {f.dag_id} failed{run}{cause}"
+    what = f"{f.dag_id}.{f.task_ids[0]}" if f.task_ids else f.dag_id
+    if f.kind is EventKind.SUCCEEDED:
+        return f"Airflow: {what} succeeded{f' ({tries})' if tries else ''}{run}"
+    if f.kind is EventKind.RETRY:
+        details = ", ".join(part for part in (tries, f"next {f.next_try}" if f.next_try else "") if part)
+        return f"Airflow: {what} failed, will retry{f' ({details})' if details else ''}{run}{cause}"
+    return f"Airflow: {what} failed{f' ({tries})' if tries else ''}{run}{cause}"
 
 
-def _shorter_cause(f: Failure) -> Failure:
+def _shorter_cause(f: AlertEvent) -> AlertEvent:
     if not f.cause or len(f.cause) <= 30:
         return f
     return replace(f, cause=f.cause[: max(30, len(f.cause) - 10) - len(ELLIPSIS)].rstrip() + ELLIPSIS)
 
 
-def _shorter_run(floor: int) -> Callable[[Failure], Failure]:
-    def shorten(f: Failure) -> Failure:
+def _shorter_run(floor: int) -> Callable[[AlertEvent], AlertEvent]:
+    def shorten(f: AlertEvent) -> AlertEvent:
         if not f.run_id or len(f.run_id) <= floor:
             return f
         return replace(f, run_id=_middle(f.run_id, max(floor, len(f.run_id) - 4)))
@@ -97,7 +144,7 @@ def _shorter_run(floor: int) -> Callable[[Failure], Failure]:
     return shorten
 
 
-def _shorter_ids(f: Failure) -> Failure:
+def _shorter_ids(f: AlertEvent) -> AlertEvent:
     longest = max([f.dag_id or "", *f.task_ids], key=len)
     if len(longest) <= 12:
         return f

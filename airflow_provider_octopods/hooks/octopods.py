@@ -92,12 +92,7 @@ class OctopodsHook(BaseHook):
     @cached_property
     def settings(self) -> ClientSettings:
         """The connection's settings, validated. Raises :class:`OctopodsConfigurationError`."""
-        from airflow.providers.common.compat.sdk import AirflowNotFoundException
-
-        try:
-            conn = self.get_connection(self.octopods_conn_id)
-        except AirflowNotFoundException:
-            raise final(self._not_defined()) from None
+        conn = self._connection()
         if conn.password:
             _mask_secret(conn.password)
         try:
@@ -121,17 +116,49 @@ class OctopodsHook(BaseHook):
             # Some runtimes answer "not found" on the async path for connections kept in the
             # metadata DB (apache/airflow #57145; dag.test's in-process triggers on 3.3). Ask once
             # more through the synchronous lookup, in a worker thread so the loop never blocks.
-            try:
-                conn = await sync_to_async(type(self).get_connection)(self.octopods_conn_id)
-            except AirflowNotFoundException:
-                raise self._not_defined() from None
+            conn = await sync_to_async(self._connection)()
         return self._settings_from(conn, await _async_extra(conn) if conn.extra else {})
 
-    def _not_defined(self) -> OctopodsConfigurationError:
+    def _connection(self) -> Any:
+        """The Airflow connection, wherever this code runs.
+
+        On Airflow 3 a task, a DAG processor or a triggerer reads connections through the API
+        server. Code running outside them (a DAG-level callback under ``dag.test()`` or
+        ``airflow dags test``) only sees environment variables through the Task SDK; there the
+        lookup goes on through Airflow's own chain: secrets backend, then the metadata DB.
+        """
+        from airflow.providers.common.compat.sdk import AirflowNotFoundException
+
+        try:
+            return self.get_connection(self.octopods_conn_id)
+        except AirflowNotFoundException:
+            if not _outside_task_supervisor():
+                raise final(self._not_defined(through_api_server=True)) from None
+        try:
+            from airflow.models.connection import Connection as CoreConnection
+        except ImportError:  # a Task-SDK-only installation has no metadata DB access
+            raise final(self._not_defined(through_api_server=False, metadata_db=False)) from None
+        try:
+            return CoreConnection.get_connection_from_secrets(self.octopods_conn_id)
+        except AirflowNotFoundException:
+            raise final(self._not_defined(through_api_server=False)) from None
+        except Exception as err:  # e.g. a metadata DB that cannot be read from here
+            problem = f"{type(err).__name__}: {str(err).splitlines()[0][:120] if str(err) else ''}"
+            raise final(self._not_defined(through_api_server=False, unreadable=problem)) from None
+
+    def _not_defined(
+        self, *, through_api_server: bool, metadata_db: bool = True, unreadable: str | None = None
+    ) -> OctopodsConfigurationError:
+        looked = [f"the environment variable AIRFLOW_CONN_{self.octopods_conn_id.upper()}"]
+        if through_api_server:
+            looked.append("the secrets backend and the metadata DB, through the Airflow API server")
+        elif metadata_db:
+            looked.append("the configured secrets backend and the metadata DB of this Airflow home")
+        text = f"connection {self.octopods_conn_id!r} was not found in {' nor in '.join(looked)}"
+        if unreadable:
+            text += f" (the metadata DB could not be read: {unreadable})"
         return OctopodsConfigurationError(
-            f"connection {self.octopods_conn_id!r} is not defined: create it (type 'octopods', API key "
-            f"in the password) in the UI, with `airflow connections add`, or as the environment "
-            f"variable AIRFLOW_CONN_{self.octopods_conn_id.upper()}"
+            f"{text}: create it (type 'octopods', API key in the password) where this Airflow reads connections"
         )
 
     def _settings_from(self, conn: Any, extra: dict[str, Any]) -> ClientSettings:
@@ -387,6 +414,15 @@ class OctopodsHook(BaseHook):
             ),
             "ca_bundle": StringField(lazy_gettext("CA bundle (path)"), widget=BS3TextFieldWidget()),
         }
+
+
+def _outside_task_supervisor() -> bool:
+    """Airflow 3 code running where the Task SDK cannot ask the API server (2.11: never)."""
+    try:
+        task_runner = importlib.import_module("airflow.sdk.execution_time.task_runner")
+    except ImportError:
+        return False
+    return getattr(task_runner, "SUPERVISOR_COMMS", None) is None
 
 
 def _mask_secret(value: str) -> None:

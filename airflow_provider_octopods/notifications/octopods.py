@@ -10,43 +10,57 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.common.compat.sdk import BaseNotifier
 
 from airflow_provider_octopods.api import build_send_request
-from airflow_provider_octopods.api.alerts import Failure, failure_alert, one_line_cause
+from airflow_provider_octopods.api.alerts import AlertEvent, EventKind, alert_text
 from airflow_provider_octopods.api.decision import Operation, decide
 from airflow_provider_octopods.api.errors import OctopodsError, OctopodsValidationError
 from airflow_provider_octopods.api.masking import mask_phone
-from airflow_provider_octopods.api.validation import normalize_phone, positive_number, validate_region
+from airflow_provider_octopods.api.segments import count_segments
+from airflow_provider_octopods.api.validation import normalize_phone, positive_number, validate_body, validate_region
 from airflow_provider_octopods.hooks.octopods import OctopodsHook
+from airflow_provider_octopods.notifications.events import event_from_context
 from airflow_provider_octopods.templating import check_literal, known_at_parse, refused_at_parse
 
 if TYPE_CHECKING:
     from airflow_provider_octopods.api.models import SendRequest
 
+DEFAULT_MAX_RECIPIENTS = 20
+DEDUPLICATED = (EventKind.FAILED, EventKind.RUN_FAILED)
+
 
 class OctopodsNotifier(BaseNotifier):
-    """Send an SMS alert from any Airflow callback (task or DAG level, failure, retry, success, SLA).
+    """Send an SMS alert from any Airflow callback: task or DAG level failure, retry and success
+    callbacks, ``sla_miss_callback`` (2.11), and Airflow 3.1+ deadline alerts
+    (``DeadlineAlert(..., callback=AsyncCallback(OctopodsNotifier, kwargs={...}))``).
 
-    The default text, when ``body`` is not given, names the DAG, the task, the run, the try and a
-    one-line cause taken from the exception (or the callback's ``reason``), never a stack trace,
-    and fits one GSM-7 SMS (160 characters) whenever the ids allow it: the cause is shortened
-    first, then the run id, then the ids (see ``airflow_provider_octopods.api.alerts``). It works
-    with whatever the context holds, down to Airflow 3.0's minimal DAG-level context
-    (``dag``, ``run_id``, ``reason``).
+    The default text, when ``body`` is not given, says what happened (failed with a one-line
+    cause, failed and will retry with the try count and next try time, succeeded, the run failed or
+    succeeded, the run missed its deadline), names the DAG, the task, the run and the try, never
+    a stack trace, and fits one GSM-7 SMS (160 characters) whenever the ids allow it (see
+    ``airflow_provider_octopods.api.alerts``). A ``body`` template gets ``{{ event }}``: one of
+    ``failed``, ``retry``, ``succeeded``, ``run_failed``, ``run_succeeded``, ``deadline_missed``.
 
     A notifier never turns one failure into two: if an alert cannot be sent (bad key, invalid
     number, network), the reason is logged as an error and nothing is raised. Invalid numbers are
-    reported one by one and the valid ones still get the alert.
+    reported one by one and the valid ones still get the alert. Literal configuration that can
+    never work (a number that cannot exist, an empty list, too many recipients, an unknown
+    region, a literal ``body`` longer than ``max_segments``) is refused when the DAG file is
+    parsed, naming the parameter.
 
-    :param phones: one number or a list (E.164, or national with ``default_region``). Templated.
+    :param phones: one number, ``"a, b"``, or a list (E.164, or national with ``default_region``). Templated.
     :param body: the text; rendered with Jinja against the callback's context. Templated.
     :param octopods_conn_id: the ``octopods`` connection to send with.
     :param default_region: region (e.g. ``"US"``) for numbers without a country code.
     :param dedup_window: seconds. When set, failures of several tasks of the same DAG run within
         this window send one alert per phone ("3 tasks failed in <dag> run <run>: a, b, c")
-        instead of one each: the first failure's callback waits ``min(5 s, window / 4)`` for
-        simultaneous failures and alerts once for all of them; later failures in the window are
-        recorded and named in the next alert (or the DAG-level one). The shared state lives in an
-        Airflow Variable, so it works across workers. Off (``None``) by default: every callback
-        alerts at once.
+        instead of one each (see ``notifications/dedup.py``). Off (``None``) by default.
+    :param max_recipients: the most phones one alert goes to (default 20); more is refused at
+        parse time for literals; a rendered list that is longer alerts the first ones and logs
+        the rest as not alerted.
+    :param max_segments: with a ``body``: the most SMS segments it may take; a literal body over it
+        is refused at parse time, a rendered one is shortened to fit (and logged).
+    :param include_cause: put the exception's first line in the default text (default True).
+        Airflow's masker hides known secrets there, but not other personal data such as e-mail
+        addresses; set False to leave the cause out.
     """
 
     template_fields: Sequence[str] = ("phones", "body")
@@ -59,31 +73,72 @@ class OctopodsNotifier(BaseNotifier):
         octopods_conn_id: str = OctopodsHook.default_conn_name,
         default_region: str | None = None,
         dedup_window: float | None = None,
+        max_recipients: int = DEFAULT_MAX_RECIPIENTS,
+        max_segments: int | None = None,
+        include_cause: bool = True,
+        context: Any = None,
     ) -> None:
-        super().__init__()
+        # ``context``: Airflow 3.1+ passes it when the notifier is an AsyncCallback of a deadline.
+        try:
+            super().__init__(**({} if context is None else {"context": context}))
+        except TypeError:  # Airflow 2.11's BaseNotifier takes no context (and none is ever passed)
+            super().__init__()
+            self.context = context
         with refused_at_parse(type(self).__name__):
             self.default_region = validate_region(default_region) if default_region else None
+            self.max_recipients = _positive_int(max_recipients, "max_recipients")
+            self.max_segments = None if max_segments is None else _positive_int(max_segments, "max_segments")
+            if not isinstance(include_cause, bool):
+                raise OctopodsValidationError("include_cause", f"must be True or False, got {include_cause!r}")
             check_literal(phones, self._check_phones)
-            check_literal(body, lambda v: _optional_str(v, "body"))
+            check_literal(body, self._check_body)
             self.dedup_window = positive_number(dedup_window, field="dedup_window") if dedup_window else None
         self.phones = phones
         self.body = body
         self.octopods_conn_id = octopods_conn_id
+        self.include_cause = include_cause
 
     def _check_phones(self, phones: object) -> None:
         """A literal ``phones``: a number, "a, b" or a list; each literal number must be possible."""
-        if not isinstance(phones, (str, list, tuple)) or not phones:
+        if not isinstance(phones, (str, list, tuple)) or not recipients(phones):
             raise OctopodsValidationError("phones", f"must be a number or a non-empty list, got {phones!r}")
+        if len(recipients(phones)) > self.max_recipients:
+            raise OctopodsValidationError(
+                "phones", f"has {len(recipients(phones))} numbers; at most max_recipients={self.max_recipients}"
+            )
         for phone in recipients(phones):
             if known_at_parse(phone):
                 normalize_phone(phone, default_region=self.default_region, field="phones")
 
+    def _check_body(self, body: object) -> None:
+        _optional_str(body, "body")
+        if isinstance(body, str) and body.strip():
+            validate_body(body)
+            segments = count_segments(body).segments
+            if self.max_segments is not None and segments > self.max_segments:
+                raise OctopodsValidationError(
+                    "body", f"takes {segments} SMS segments; at most max_segments={self.max_segments}"
+                )
+
     def __call__(self, *args: Any) -> None:
         # Rendering errors must not escape into Airflow's callback machinery either.
         try:
+            if args and hasattr(args[0], "get"):
+                self._add_event(args[0])
             super().__call__(*args)
         except Exception as err:
             self.log.error("Octopods alert was not sent: %s", err)
+
+    def __await__(self) -> Any:
+        self._add_event(self.context)
+        return super().__await__()
+
+    def _add_event(self, context: Any) -> None:
+        """Give ``body`` templates ``{{ event }}``."""
+        try:
+            context["event"] = event_from_context(context, include_cause=False).kind.value
+        except Exception as err:
+            self.log.warning("Could not tell which event this callback is for: %s", err)
 
     def render_template_fields(self, context: Any, jinja_env: Any = None) -> None:
         # DAG-level callbacks on Airflow 3 get a serialized DAG that cannot build a Jinja
@@ -101,32 +156,32 @@ class OctopodsNotifier(BaseNotifier):
 
     def notify(self, context: Any) -> None:
         try:
-            failure: Failure | None = failure_from_context(context)
-            if self.dedup_window and failure is not None:
-                failure = self._deduplicated(failure)
-            if failure is not None:
-                self._send_all(self._text(failure))
+            event: AlertEvent | None = event_from_context(context, include_cause=self.include_cause)
+            if self.dedup_window and event is not None and event.kind in DEDUPLICATED:
+                event = self._deduplicated(event)
+            if event is not None:
+                self._send_all(self._text(event))
         except Exception as err:
             self.log.error("Octopods alert was not sent: %s", err)
 
-    def _deduplicated(self, failure: Failure) -> Failure | None:
-        """The failure to alert for under deduplication, or None when another callback alerts."""
+    def _deduplicated(self, event: AlertEvent) -> AlertEvent | None:
+        """The event to alert for under deduplication, or None when another callback alerts."""
         from airflow_provider_octopods.notifications.dedup import RunLedger
 
         assert self.dedup_window is not None
         ledger = RunLedger(
-            failure.dag_id or "", failure.run_id or "", self.dedup_window, gather=min(5.0, self.dedup_window / 4)
+            event.dag_id or "", event.run_id or "", self.dedup_window, gather=min(5.0, self.dedup_window / 4)
         )
         try:
-            if failure.run_failed:  # DAG-level callback: alert, naming tasks not alerted yet
-                return replace(failure, task_ids=tuple(ledger.take_unreported(wait=False)))
-            if not ledger.claim(failure.task_ids[0]):
-                self.log.info("Octopods alert for run %s already sent; failure recorded", failure.run_id)
+            if event.kind is EventKind.RUN_FAILED:  # DAG-level: alert, naming tasks not alerted yet
+                return replace(event, task_ids=tuple(ledger.take_unreported(wait=False)))
+            if not ledger.claim(event.task_ids[0]):
+                self.log.info("Octopods alert for run %s already sent; failure recorded", event.run_id)
                 return None
-            return replace(failure, task_ids=tuple(ledger.take_unreported()) or failure.task_ids)
+            return replace(event, task_ids=tuple(ledger.take_unreported()) or event.task_ids)
         except Exception as err:  # the ledger is an optimisation; an alert must not be lost
             self.log.warning("Alert deduplication unavailable (%s); alerting without it", err)
-            return failure
+            return event
 
     async def async_notify(self, context: Any) -> None:
         """The same alert from the triggerer (Airflow 3 deadline alerts). Never raises.
@@ -137,7 +192,7 @@ class OctopodsNotifier(BaseNotifier):
         try:
             from airflow_provider_octopods.clients.aio import AsyncOctopodsClient
 
-            text = self._text(failure_from_context(context))
+            text = self._text(event_from_context(context, include_cause=self.include_cause))
             hook = OctopodsHook(self.octopods_conn_id, default_region=self.default_region)
             settings = await hook.aget_settings()
             hook.default_region = self.default_region or settings.default_region
@@ -153,15 +208,71 @@ class OctopodsNotifier(BaseNotifier):
         except Exception as err:
             self.log.error("Octopods alert was not sent: %s", err)
 
-    def _text(self, failure: Failure) -> str:
-        if self.body and self.body.strip():
-            return self.body
-        return failure_alert(failure)
+    def preview(self, context: Any = None, *, dag_id: str = "my_dag", task_id: str = "my_task") -> str:
+        """The exact text of each kind of alert, with segments and encoding; sends nothing.
+
+        :param context: a callback context to preview (one alert); by default one alert of each
+            kind is shown for ``dag_id``/``task_id`` with a sample run, try and cause.
+        """
+        if context is not None:
+            events = [event_from_context(context, include_cause=self.include_cause)]
+        else:
+            events = sample_events(dag_id, task_id, include_cause=self.include_cause)
+        lines = []
+        for event in events:
+            text = self._text(event, rendered=self._preview_body(event, dag_id, task_id))
+            info = count_segments(text)
+            lines.append(f"{event.kind.value}: {text}")
+            lines.append(f"    {len(text)} characters, {info.segments} segment(s), {info.encoding.value}")
+        recipients_line = ", ".join(mask_phone(p) for p in recipients(self.phones)) if self.phones else "nobody"
+        lines.append(f"to: {recipients_line} (nothing was sent)")
+        return "\n".join(lines)
+
+    def _preview_body(self, event: AlertEvent, dag_id: str, task_id: str) -> str | None:
+        if not isinstance(self.body, str) or not self.body.strip():
+            return None
+        from types import SimpleNamespace
+
+        context: Any = {
+            "event": event.kind.value,
+            "dag": SimpleNamespace(dag_id=event.dag_id or dag_id),
+            "ti": SimpleNamespace(
+                task_id=task_id, dag_id=event.dag_id, try_number=event.try_number, run_id=event.run_id
+            ),
+            "run_id": event.run_id,
+            "exception": event.cause,
+            "reason": event.cause,
+        }
+        return str(self.render_template(self.body, context, self.get_template_env()))
+
+    def _text(self, event: AlertEvent, rendered: str | None = None) -> str:
+        body = rendered if rendered is not None else self.body
+        if not (isinstance(body, str) and body.strip()):
+            return alert_text(event)
+        if self.max_segments is not None and count_segments(body).segments > self.max_segments:
+            shortened = fit_segments(body, self.max_segments)
+            self.log.error(
+                "Octopods alert body takes %d segments, more than max_segments=%d: sent shortened to %d characters",
+                count_segments(body).segments,
+                self.max_segments,
+                len(shortened),
+            )
+            return shortened
+        return body
 
     def _requests(self, text: str, region: str | None) -> list[SendRequest]:
         """One validated send per recipient; invalid numbers are logged one by one and skipped."""
         requests = []
-        for phone in recipients(self.phones):
+        phones = recipients(self.phones)
+        if len(phones) > self.max_recipients:
+            self.log.error(
+                "Octopods alert: phones has %d numbers, more than max_recipients=%d; not alerted: %s",
+                len(phones),
+                self.max_recipients,
+                ", ".join(mask_phone(p) for p in phones[self.max_recipients :][:10]),
+            )
+            phones = phones[: self.max_recipients]
+        for phone in phones:
             try:
                 requests.append(build_send_request(phone, text, default_region=region))
             except OctopodsValidationError as err:
@@ -197,56 +308,47 @@ def recipients(phones: object) -> list[str]:
     return [str(phones)]
 
 
-def failure_from_context(context: Any) -> Failure:
-    """What failed, from a task- or DAG-level callback context of Airflow 2.11 or 3.x.
-
-    Reads only ids, the try number and a one-line cause; degrades to whatever keys are present.
-    """
-    get = context.get if hasattr(context, "get") else (lambda _key, _default=None: None)
-    ti = get("task_instance") or get("ti")
-    dag = get("dag")
-    dag_run = get("dag_run")
-    reason = get("reason")
-    dag_id = _attr(ti, "dag_id") or _attr(dag, "dag_id") or get("dag_id")
-    run_id = get("run_id") or _attr(dag_run, "run_id") or _attr(ti, "run_id")
-    task_id = _attr(ti, "task_id")
-    cause = one_line_cause(get("exception"), reason=reason)
-    if cause:
-        cause = _redact(cause)
-    if reason and not get("exception"):
-        # A DAG-level callback: the run failed; on 2.x its context also carries the last task.
-        return Failure(dag_id=dag_id, run_id=run_id, cause=cause, run_failed=True)
-    try_number = _attr(ti, "try_number")
-    return Failure(
-        dag_id=dag_id,
-        run_id=run_id,
-        task_ids=(task_id,) if task_id else (),
-        try_number=try_number if isinstance(try_number, int) else None,
-        cause=cause,
-    )
-
-
 def _fate(err: BaseException) -> str:
     return "it may have been sent" if decide(Operation.SEND, err).maybe_sent else "not sent"
+
+
+def sample_events(dag_id: str, task_id: str, *, include_cause: bool = True) -> list[AlertEvent]:
+    """One made-up event of each kind, for :meth:`OctopodsNotifier.preview`."""
+    run = "scheduled__2026-11-25T06:00:00+00:00"
+    cause = "KeyError: 'customer_id'" if include_cause else None
+    task = (task_id,)
+    return [
+        AlertEvent(dag_id, run, task, 3, cause, EventKind.FAILED, max_tries=3),
+        AlertEvent(dag_id, run, task, 1, cause, EventKind.RETRY, max_tries=3, next_try="06:05 UTC"),
+        AlertEvent(dag_id, run, task, 2, None, EventKind.SUCCEEDED, max_tries=3),
+        AlertEvent(dag_id, run, (), None, "task_failure" if include_cause else None, EventKind.RUN_FAILED),
+        AlertEvent(dag_id, run, (), None, None, EventKind.RUN_SUCCEEDED),
+        AlertEvent(
+            dag_id, run, kind=EventKind.DEADLINE_MISSED, deadline=None, due="2026-11-25 07:00 UTC", late_by="12m"
+        ),
+    ]
+
+
+def fit_segments(text: str, segments: int) -> str:
+    """``text`` cut (with "...") to at most ``segments`` SMS segments."""
+    if count_segments(text).segments <= segments:
+        return text
+    low, high = 0, len(text)
+    while low < high:
+        middle = (low + high + 1) // 2
+        if count_segments(text[:middle].rstrip() + "...").segments <= segments:
+            low = middle
+        else:
+            high = middle - 1
+    return text[:low].rstrip() + "..."
+
+
+def _positive_int(value: object, field: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise OctopodsValidationError(field, f"must be a positive whole number, got {value!r}")
+    return value
 
 
 def _optional_str(value: object, field: str) -> None:
     if value is not None and not isinstance(value, str):
         raise OctopodsValidationError(field, f"must be a string, got {type(value).__name__}")
-
-
-def _attr(obj: object, name: str) -> Any:
-    try:
-        return getattr(obj, name, None)
-    except Exception:
-        return None
-
-
-def _redact(text: str) -> str:
-    """Mask anything Airflow knows to be secret (connection passwords, sensitive variables)."""
-    try:
-        from airflow.providers.common.compat.sdk import redact
-
-        return str(redact(text))
-    except Exception:
-        return text

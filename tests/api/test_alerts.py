@@ -2,7 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_provider_octopods.api.alerts import Failure, failure_alert, one_line_cause
+from airflow_provider_octopods.api.alerts import AlertEvent as Failure
+from airflow_provider_octopods.api.alerts import EventKind, one_line_cause
+from airflow_provider_octopods.api.alerts import alert_text as failure_alert
 from airflow_provider_octopods.api.segments import Encoding, count_segments
 
 
@@ -52,10 +54,10 @@ def test_several_tasks_and_dag_level_forms() -> None:
         failure_alert(Failure("d", "r", ("a", "b", "c"), None, "boom"))
         == "Airflow: 3 tasks failed in d run r: a, b, c: boom"
     )
-    assert failure_alert(Failure("d", "r", (), None, "task_failure", run_failed=True)) == (
+    assert failure_alert(Failure("d", "r", (), None, "task_failure", EventKind.RUN_FAILED)) == (
         "Airflow: DAG d failed run r: task_failure"
     )
-    assert failure_alert(Failure("d", "r", ("x",), None, "task_failure", run_failed=True)) == (
+    assert failure_alert(Failure("d", "r", ("x",), None, "task_failure", EventKind.RUN_FAILED)) == (
         "Airflow: DAG d failed run r: task_failure (also failed: x)"
     )
     assert failure_alert(Failure()) == "Airflow: unknown DAG failed"
@@ -67,3 +69,51 @@ def test_one_line_cause() -> None:
     assert one_line_cause("Task timed out\nmore") == "Task timed out"
     assert one_line_cause(None, reason="task_failure") == "task_failure"
     assert one_line_cause(None) is None
+
+
+@pytest.mark.parametrize(
+    ("event", "text"),
+    [
+        (
+            Failure("etl", "r1", ("load",), 2, "ValueError: bad row", EventKind.FAILED, max_tries=3),
+            "Airflow: etl.load failed (try 2 of 3) run r1: ValueError: bad row",
+        ),
+        (
+            Failure(
+                "etl", "r1", ("load",), 1, "ValueError: bad row", EventKind.RETRY, max_tries=3, next_try="10:42 UTC"
+            ),
+            "Airflow: etl.load failed, will retry (try 1 of 3, next 10:42 UTC) run r1: ValueError: bad row",
+        ),
+        (
+            Failure("etl", "r1", ("load",), 2, None, EventKind.SUCCEEDED, max_tries=3),
+            "Airflow: etl.load succeeded (try 2 of 3) run r1",
+        ),
+        (Failure("etl", "r1", (), None, None, EventKind.RUN_SUCCEEDED), "Airflow: DAG etl succeeded run r1"),
+        (
+            Failure(
+                "etl", "r1", kind=EventKind.DEADLINE_MISSED, deadline="sla", due="2026-11-25 07:00 UTC", late_by="12m"
+            ),
+            "Airflow: DAG etl run r1 missed its deadline sla (due 2026-11-25 07:00 UTC, 12m late)",
+        ),
+    ],
+)
+def test_each_event_kind_says_what_happened(event: Failure, text: str) -> None:
+    assert failure_alert(event) == text
+
+
+@pytest.mark.parametrize("kind", list(EventKind))
+def test_every_kind_fits_one_segment_with_long_ids(kind: EventKind) -> None:
+    event = Failure(
+        "d" * 200,
+        "manual__2026-11-24T10:41:30.886260+00:00",
+        ("t" * 200,),
+        3,
+        "E: " + "x" * 500,
+        kind,
+        max_tries=4,
+        next_try="10:42 UTC",
+        deadline="n" * 80,
+        due="2026-11-25 07:00 UTC",
+        late_by="3h05m",
+    )
+    assert fits_one_gsm7_sms(failure_alert(event))

@@ -20,7 +20,10 @@ def test_hook_identity() -> None:
 
 
 def test_missing_connection_is_a_clear_error_naming_it(requests_mock: requests_mock.Mocker) -> None:
-    with pytest.raises(errors.OctopodsConfigurationError, match="'octopods_nowhere' is not defined") as err:
+    with pytest.raises(
+        errors.OctopodsConfigurationError,
+        match="'octopods_nowhere' was not found in the environment variable AIRFLOW_CONN_OCTOPODS_NOWHERE",
+    ) as err:
         OctopodsHook("octopods_nowhere").send_sms("+15551234567", "Hi")
     assert "AIRFLOW_CONN_OCTOPODS_NOWHERE" in str(err.value)
     assert requests_mock.call_count == 0

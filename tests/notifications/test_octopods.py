@@ -11,9 +11,10 @@ import pytest
 import requests_mock
 from airflow.providers.common.compat.sdk import DAG
 
+from airflow_provider_octopods.api.alerts import EventKind
+from airflow_provider_octopods.notifications.events import event_from_context as failure_from_context
 from airflow_provider_octopods.notifications.octopods import (
     OctopodsNotifier,
-    failure_from_context,
     recipients,
     send_octopods_notification,
 )
@@ -55,24 +56,24 @@ def test_task_context() -> None:
     failure = failure_from_context(task_context(exception=ValueError("bad row\ntraceback...")))
     assert (failure.dag_id, failure.run_id, failure.task_ids, failure.try_number) == ("etl", "manual__1", ("load",), 2)
     assert failure.cause == "ValueError: bad row"
-    assert not failure.run_failed
+    assert failure.kind is EventKind.FAILED
 
 
 def test_minimal_dag_level_context_of_airflow_3_0() -> None:
     failure = failure_from_context(
         {"dag": SimpleNamespace(dag_id="etl"), "run_id": "scheduled__x", "reason": "task_failure"}
     )
-    assert (failure.dag_id, failure.run_id, failure.cause, failure.run_failed) == (
+    assert (failure.dag_id, failure.run_id, failure.cause, failure.kind) == (
         "etl",
         "scheduled__x",
         "task_failure",
-        True,
+        EventKind.RUN_FAILED,
     )
 
 
 def test_dag_level_context_of_airflow_2_carries_a_task_but_is_a_run_failure() -> None:
     failure = failure_from_context(task_context(reason="task_failure", dag_run=SimpleNamespace(run_id="manual__1")))
-    assert failure.run_failed
+    assert failure.kind is EventKind.RUN_FAILED
     assert failure.task_ids == ()
 
 
@@ -127,7 +128,7 @@ def test_never_raises_and_logs_the_reason(
 
 def test_missing_connection_never_raises(read_logs: Callable[[], str]) -> None:
     OctopodsNotifier(phones="+15005550100", octopods_conn_id="octopods_absent")(task_context())
-    assert "connection 'octopods_absent' is not defined" in read_logs()
+    assert "connection 'octopods_absent' was not found" in read_logs()
 
 
 def test_bad_template_never_raises(octopods_conn: str, read_logs: Callable[[], str]) -> None:
@@ -154,3 +155,150 @@ def test_async_notify_shares_the_payload(
     sync_text = notifier._text(failure_from_context(context))
     assert [m.body for m in server.messages()] == [sync_text, sync_text]
     assert [m.phone for m in server.messages()] == ["+15005550100", "+447700900123"]
+
+
+@pytest.mark.parametrize(
+    ("state", "kind", "text"),
+    [
+        ("failed", EventKind.FAILED, "Airflow: etl.load failed (try 2 of 3) run manual__1: ValueError: bad"),
+        ("up_for_retry", EventKind.RETRY, "Airflow: etl.load failed, will retry (try 2 of 3, next "),
+        ("success", EventKind.SUCCEEDED, "Airflow: etl.load succeeded (try 2 of 3) run manual__1"),
+    ],
+)
+def test_task_events_from_the_task_instance_state(state: str, kind: EventKind, text: str) -> None:
+    from datetime import timedelta
+
+    from airflow_provider_octopods.api.alerts import alert_text
+
+    ti = SimpleNamespace(
+        dag_id="etl",
+        task_id="load",
+        run_id="manual__1",
+        try_number=2,
+        max_tries=2,
+        state=state,
+        task=SimpleNamespace(retry_delay=timedelta(minutes=5)),
+    )
+    event = failure_from_context(task_context(ti=ti, task_instance=ti, exception=ValueError("bad")))
+    assert event.kind is kind
+    assert alert_text(event).startswith(text)
+
+
+def test_dag_level_success_and_deadline_contexts() -> None:
+    success = failure_from_context({"dag": SimpleNamespace(dag_id="etl"), "run_id": "r", "reason": "success"})
+    assert success.kind is EventKind.RUN_SUCCEEDED
+    deadline = failure_from_context(
+        {
+            "dag_run": {"dag_id": "etl", "run_id": "scheduled__1"},
+            "deadline": {"id": "x", "deadline_time": "2026-01-01T00:00:00+00:00"},
+        }
+    )
+    assert (deadline.kind, deadline.dag_id, deadline.run_id, deadline.due) == (
+        EventKind.DEADLINE_MISSED,
+        "etl",
+        "scheduled__1",
+        "2026-01-01 00:00 UTC",
+    )
+    assert deadline.late_by is not None and deadline.late_by.endswith("m")
+
+
+def test_body_templates_get_the_event_kind(octopods_conn: str, requests_mock: requests_mock.Mocker) -> None:
+    requests_mock.post(SEND_URL, **ACCEPTED)
+    ti = SimpleNamespace(
+        dag_id="etl", task_id="load", run_id="manual__1", try_number=1, max_tries=1, state="up_for_retry"
+    )
+    OctopodsNotifier(phones="+15005550100", body="{{ ti.task_id }}: {{ event }}")(task_context(ti=ti, task_instance=ti))
+    assert requests_mock.last_request.json()["body"] == "load: retry"
+
+
+@pytest.mark.parametrize(
+    ("kw", "text"),
+    [
+        ({"phones": [f"+1555000{n:04d}" for n in range(21)]}, "phones: has 21 numbers; at most max_recipients=20"),
+        (
+            {"phones": "+15005550100", "body": "x" * 161, "max_segments": 1},
+            "body: takes 2 SMS segments; at most max_segments=1",
+        ),
+        ({"phones": "  ,  "}, "phones: must be a number or a non-empty list"),
+        ({"phones": "+15005550100", "max_recipients": 0}, "max_recipients: must be a positive whole number"),
+        ({"phones": "+15005550100", "include_cause": "no"}, "include_cause: must be True or False"),
+    ],
+)
+def test_literal_configuration_that_cannot_work_is_refused_at_parse(kw: dict, text: str) -> None:
+    with pytest.raises(ValueError, match=text.replace("(", r"\(").replace(")", r"\)")):
+        OctopodsNotifier(**kw)
+
+
+def test_a_rendered_list_over_max_recipients_alerts_the_first_ones(
+    octopods_conn: str, requests_mock: requests_mock.Mocker, read_logs: Callable[[], str]
+) -> None:
+    requests_mock.post(SEND_URL, **ACCEPTED)
+    notifier = OctopodsNotifier(phones="{{ var.value.oncall }}", max_recipients=3)
+    notifier.phones = [f"+1555000{n:04d}" for n in range(5)]  # as rendered
+    notifier.notify(task_context(exception=ValueError("x")))
+    assert requests_mock.call_count == 3
+    assert "more than max_recipients=3; not alerted: +1*******003, +1*******004" in read_logs()
+
+
+def test_include_cause_false_leaves_the_exception_out(octopods_conn: str, requests_mock: requests_mock.Mocker) -> None:
+    requests_mock.post(SEND_URL, **ACCEPTED)
+    OctopodsNotifier(phones="+15005550100", include_cause=False).notify(
+        task_context(exception=ValueError("customer jane@example.com missing"))
+    )
+    body = requests_mock.last_request.json()["body"]
+    assert "jane@example.com" not in body
+    assert body.startswith("Airflow: etl.load failed")
+
+
+def test_a_rendered_body_over_max_segments_is_shortened(
+    octopods_conn: str, requests_mock: requests_mock.Mocker
+) -> None:
+    requests_mock.post(SEND_URL, **ACCEPTED)
+    notifier = OctopodsNotifier(phones="+15005550100", body="{{ params.long }}", max_segments=1)
+    notifier.body = "word " * 100  # as rendered
+    notifier.notify(task_context())
+    sent = requests_mock.last_request.json()["body"]
+    assert sent.endswith("...")
+    assert len(sent) <= 160
+
+
+def test_preview_shows_each_kind_and_sends_nothing(octopods_conn: str, requests_mock: requests_mock.Mocker) -> None:
+    text = OctopodsNotifier(phones=["+15005550100", "+447700900123"]).preview(dag_id="clinic_nightly", task_id="load")
+    lines = text.splitlines()
+    for kind in EventKind:
+        assert any(line.startswith(f"{kind.value}: Airflow: ") for line in lines), kind
+    assert "retry: Airflow: clinic_nightly.load failed, will retry (try 1 of 3, next 06:05 UTC)" in text
+    assert "1 segment(s), GSM-7" in text or "1 segment(s), gsm7" in text
+    assert "to: +1*******100, +44*******123 (nothing was sent)" in text
+    assert requests_mock.call_count == 0
+
+
+def test_preview_renders_a_body_template_per_kind() -> None:
+    text = OctopodsNotifier(phones="+15005550100", body="{{ dag.dag_id }} {{ event }}").preview(dag_id="etl")
+    assert "failed: etl failed" in text
+    assert "run_succeeded: etl run_succeeded" in text
+
+
+def test_deadline_alert_callback_accepts_the_context_airflow_passes() -> None:
+    notifier = OctopodsNotifier(phones="+15005550100", context={"deadline": {"id": "x"}})
+    assert notifier.context == {"deadline": {"id": "x"}}
+    try:  # Airflow 3.1+ hands the context only to callbacks that take one
+        from airflow._shared.module_loading import accepts_context
+    except ImportError:
+        return
+    assert accepts_context(OctopodsNotifier)
+
+
+def test_deadline_alert_through_async_notify_reaches_the_sandbox(
+    octopods_sandbox_factory: Callable[..., SandboxServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = octopods_sandbox_factory()
+    monkeypatch.setenv("AIRFLOW_CONN_OCTOPODS_DEFAULT", server.connection_json(TEST_KEY))
+    context = {
+        "dag_run": {"dag_id": "clinic_nightly", "run_id": "scheduled__2026-11-25T06:00:00+00:00"},
+        "deadline": {"id": "d1", "deadline_time": "2026-11-25T07:00:00+00:00"},
+    }
+    asyncio.run(OctopodsNotifier(phones="+15005550100", context=context).async_notify(context))
+    [message] = server.messages()
+    assert message.body.startswith("Airflow: DAG clinic_nightly run scheduled__2026-11-25T06:00:00+00:00 missed its")
+    assert "(due 2026-11-25 07:00 UTC" in message.body

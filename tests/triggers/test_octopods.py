@@ -123,7 +123,7 @@ def test_refused_key_ends_with_an_error_event(
 def test_missing_connection_is_an_error_event(monkeypatch: pytest.MonkeyPatch) -> None:
     [event] = collect(make(octopods_conn_id="octopods_missing"))
     assert event["outcome"] == "error"
-    assert "'octopods_missing' is not defined" in event["message"]
+    assert "'octopods_missing' was not found" in event["message"]
 
 
 class CountingTransport(httpx.AsyncBaseTransport):

@@ -1,0 +1,123 @@
+"""What happened, read from the context Airflow gives a callback (2.11 and 3.x, task or DAG level,
+failure, retry, success, deadline). Reads only ids, states, tries and a one-line cause."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from airflow_provider_octopods.api.alerts import AlertEvent, EventKind, one_line_cause
+
+
+def event_from_context(context: Any, *, include_cause: bool = True) -> AlertEvent:
+    """The :class:`AlertEvent` a callback context describes; degrades to whatever keys are present."""
+    get = context.get if hasattr(context, "get") else (lambda _key, _default=None: None)
+    deadline = get("deadline")
+    if isinstance(deadline, dict):
+        return _deadline_event(get("dag_run"), deadline)
+    ti = get("task_instance") or get("ti")
+    dag = get("dag")
+    dag_run = get("dag_run")
+    reason = get("reason")
+    dag_id = _attr(ti, "dag_id") or _attr(dag, "dag_id") or _attr(dag_run, "dag_id") or get("dag_id")
+    run_id = get("run_id") or _attr(dag_run, "run_id") or _attr(ti, "run_id")
+    cause = one_line_cause(get("exception"), reason=reason) if include_cause else None
+    if cause:
+        cause = _redact(cause)
+    if reason and not get("exception"):
+        # A DAG-level callback: Airflow passes the run's outcome as ``reason``.
+        succeeded = str(reason).lower() == "success" or _state(dag_run) == "success"
+        kind = EventKind.RUN_SUCCEEDED if succeeded else EventKind.RUN_FAILED
+        return AlertEvent(dag_id=dag_id, run_id=run_id, cause=None if succeeded else cause, kind=kind)
+    state = _state(ti)
+    kind = {"up_for_retry": EventKind.RETRY, "success": EventKind.SUCCEEDED}.get(state or "", EventKind.FAILED)
+    try_number = _attr(ti, "try_number")
+    max_tries = _attr(ti, "max_tries")
+    task_id = _attr(ti, "task_id")
+    return AlertEvent(
+        dag_id=dag_id,
+        run_id=run_id,
+        task_ids=(task_id,) if task_id else (),
+        try_number=try_number if isinstance(try_number, int) else None,
+        max_tries=max_tries + 1 if isinstance(max_tries, int) and max_tries >= 0 else None,
+        cause=None if kind is EventKind.SUCCEEDED else cause,
+        kind=kind,
+        next_try=_next_try(ti) if kind is EventKind.RETRY else None,
+    )
+
+
+def _deadline_event(dag_run: Any, deadline: dict[str, Any]) -> AlertEvent:
+    """Airflow 3.1+ deadline callbacks get ``{"dag_run": {...}, "deadline": {"id", "deadline_time"}}``."""
+    run = dag_run if isinstance(dag_run, dict) else {}
+    due = _when(deadline.get("deadline_time"))
+    late = None
+    if due is not None:
+        seconds = max(0, int((datetime.now(timezone.utc) - due).total_seconds()))
+        late = _duration(seconds)
+    return AlertEvent(
+        dag_id=run.get("dag_id") or _attr(dag_run, "dag_id"),
+        run_id=run.get("run_id") or _attr(dag_run, "run_id"),
+        kind=EventKind.DEADLINE_MISSED,
+        deadline=deadline.get("name") if isinstance(deadline.get("name"), str) else None,
+        due=due.strftime("%Y-%m-%d %H:%M UTC") if due else None,
+        late_by=late,
+    )
+
+
+def _next_try(ti: Any) -> str | None:
+    """When the next try starts, if the task instance can say (2.11), else from ``retry_delay``."""
+    when: Any = None
+    method = getattr(ti, "next_retry_datetime", None)
+    if callable(method):
+        try:
+            when = method()
+        except Exception:
+            when = None
+    if when is None:
+        delay = _attr(_attr(ti, "task"), "retry_delay")
+        if isinstance(delay, timedelta):
+            when = datetime.now(timezone.utc) + delay
+    return when.astimezone(timezone.utc).strftime("%H:%M UTC") if isinstance(when, datetime) else None
+
+
+def _when(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return None
+
+
+def _duration(seconds: int) -> str:
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m"
+    return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
+
+
+def _state(obj: Any) -> str | None:
+    state = _attr(obj, "state")
+    value = getattr(state, "value", state)
+    return str(value).lower() if value else None
+
+
+def _attr(obj: object, name: str) -> Any:
+    try:
+        return getattr(obj, name, None)
+    except Exception:
+        return None
+
+
+def _redact(text: str) -> str:
+    """Mask anything Airflow knows to be secret (connection passwords, sensitive variables)."""
+    try:
+        from airflow.providers.common.compat.sdk import redact
+
+        return str(redact(text))
+    except Exception:
+        return text
