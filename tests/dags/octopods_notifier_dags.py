@@ -52,3 +52,35 @@ with DAG(dag_id="octopods_alert_retry_and_success", **DEFAULTS):
             raise RuntimeError("transient")
 
     second_time_lucky()
+
+# --- Issue 10: every callback place, with the connection in the metadata DB or the environment ----
+
+for where in ("db", "env"):
+    conn_id = "octopods_in_db" if where == "db" else "octopods_default"
+    with DAG(
+        dag_id=f"octopods_alert_dag_level_{where}",
+        on_failure_callback=OctopodsNotifier(phones="+15005550100", octopods_conn_id=conn_id),
+        **DEFAULTS,
+    ):
+        broken("load", "disk full").override(
+            on_failure_callback=OctopodsNotifier(phones="+447700900123", octopods_conn_id=conn_id)
+        )()
+
+    with DAG(
+        dag_id=f"octopods_alert_kinds_{where}",
+        on_success_callback=OctopodsNotifier(phones="+15005550100", octopods_conn_id=conn_id),
+        **DEFAULTS,
+    ):
+        kinds = OctopodsNotifier(phones="+447700900123", octopods_conn_id=conn_id)
+
+        @task(
+            retries=1,
+            retry_delay=timedelta(seconds=0),
+            on_retry_callback=kinds,
+            on_success_callback=kinds,
+        )
+        def flaky(ti=None) -> None:  # type: ignore[no-untyped-def]
+            if ti.try_number < 2:
+                raise RuntimeError("transient glitch")
+
+        flaky()

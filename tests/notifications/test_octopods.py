@@ -199,7 +199,8 @@ def test_dag_level_success_and_deadline_contexts() -> None:
         "scheduled__1",
         "2026-01-01 00:00 UTC",
     )
-    assert deadline.late_by is not None and deadline.late_by.endswith("m")
+    assert deadline.late_by is not None
+    assert deadline.late_by.endswith("m")
 
 
 def test_body_templates_get_the_event_kind(octopods_conn: str, requests_mock: requests_mock.Mocker) -> None:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -26,7 +27,7 @@ def test_example_dag_alerts_at_task_and_dag_level(sandbox: Sandbox, run: Run, re
     assert outcome.state == "failed"
     assert outcome.task_states == {"flaky_step": "failed"}
     task_alert, dag_alert = bodies(server, "+15005550100")
-    assert task_alert.startswith("Airflow: example_octopods_failure_alerts.flaky_step failed (try 1) run manual__")
+    assert task_alert.startswith("Airflow: example_octopods_failure_alerts.flaky_step failed (try 1 of 1) run manual__")
     assert task_alert.endswith("ValueError: upstream file orders_2026-11-24.csv is empty")
     assert len(task_alert) <= 160
     assert dag_alert.startswith("Airflow: DAG example_octopods_failure_alerts failed run manual__")
@@ -94,3 +95,63 @@ def test_retry_and_success_callbacks(sandbox: Sandbox, run: Run) -> None:
     outcome = run("octopods_alert_retry_and_success")
     assert outcome.state == "success"
     assert bodies(server, "+15005550100") == ["retrying second_time_lucky", "second_time_lucky recovered"]
+
+
+@pytest.fixture
+def db_connection(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> Iterator[SandboxServer]:
+    """The connection stored in the metadata DB, as `airflow connections add` stores it."""
+    from airflow.models.connection import Connection
+    from airflow.utils.session import create_session
+
+    server = sandbox()
+    monkeypatch.delenv("AIRFLOW_CONN_OCTOPODS_IN_DB", raising=False)
+    with create_session() as session:
+        session.add(Connection(conn_id="octopods_in_db", conn_type="octopods", host=server.url, password=TEST_KEY))
+    yield server
+    with create_session() as session:
+        session.query(Connection).filter(Connection.conn_id == "octopods_in_db").delete()
+
+
+@pytest.mark.parametrize("where", ["db", "env"])
+def test_task_and_dag_level_failure_alerts_with_the_connection_anywhere(
+    request: pytest.FixtureRequest, sandbox: Sandbox, run: Run, where: str
+) -> None:
+    server = request.getfixturevalue("db_connection") if where == "db" else sandbox()
+    outcome = run(f"octopods_alert_dag_level_{where}")
+    assert outcome.state == "failed"
+    [task_alert] = bodies(server, "+447700900123")
+    assert task_alert.startswith(f"Airflow: octopods_alert_dag_level_{where}.load failed (try 1 of 1) run manual__")
+    assert task_alert.endswith("RuntimeError: disk full")
+    [dag_alert] = bodies(server, "+15005550100")
+    assert dag_alert.startswith(f"Airflow: DAG octopods_alert_dag_level_{where} failed run manual__")
+
+
+@pytest.mark.parametrize("where", ["db", "env"])
+def test_retry_success_and_run_success_alerts_say_what_happened(
+    request: pytest.FixtureRequest, sandbox: Sandbox, run: Run, where: str
+) -> None:
+    server = request.getfixturevalue("db_connection") if where == "db" else sandbox()
+    outcome = run(f"octopods_alert_kinds_{where}")
+    assert outcome.state == "success"
+    retry, success = bodies(server, "+447700900123")
+    assert retry.startswith(f"Airflow: octopods_alert_kinds_{where}.flaky failed, will retry (try 1 of 2")
+    assert retry.endswith("RuntimeError: transient glitch")
+    assert success.startswith(f"Airflow: octopods_alert_kinds_{where}.flaky succeeded (try 2 of 2) run manual__")
+    [run_success] = bodies(server, "+15005550100")
+    assert run_success.startswith(f"Airflow: DAG octopods_alert_kinds_{where} succeeded run manual__")
+    assert all(len(body) <= 160 for body in (retry, success, run_success))
+
+
+def test_a_literal_number_that_cannot_exist_is_an_import_error(tmp_path: Path, airflow_db: None) -> None:
+    from tools.dagrun import load_dag
+
+    (tmp_path / "bad_alerts.py").write_text(
+        "from datetime import datetime\n"
+        "from airflow.providers.common.compat.sdk import DAG\n"
+        "from airflow_provider_octopods.notifications.octopods import OctopodsNotifier\n"
+        "with DAG(dag_id='bad_alerts', start_date=datetime(2026, 1, 1), schedule=None,\n"
+        "         on_failure_callback=OctopodsNotifier(phones=['12345'])):\n"
+        "    pass\n"
+    )
+    with pytest.raises(RuntimeError, match=r"DAG import errors.*OctopodsNotifier phones: \*\*345 has no country code"):
+        load_dag(tmp_path, "bad_alerts")
