@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from airflow_provider_octopods.api.masking import mask_phone
 from airflow_provider_octopods.api.models import MessageId, SendRequest, SendResult
+from airflow_provider_octopods.runtime import variables
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -65,32 +66,26 @@ class RecordStore(Protocol):
 
 
 class VariableStore:
-    """Records as Airflow Variables (``octopods_send_record_<hash>``), reachable from every worker."""
+    """Records as Airflow Variables, reachable from every worker and callback on 2.11 and 3.x."""
 
     def load(self, key: str) -> dict[str, Any] | None:
-        from airflow.providers.common.compat.sdk import Variable
-
-        raw = Variable.get(key, None)
+        raw = variables().get(key, None)
         if not raw:
             return None
         try:
             value = json.loads(raw)
         except ValueError:
             value = None
-        if not isinstance(value, dict) or not isinstance(value.get("entries"), dict):
-            log.warning("Octopods send record %s is unreadable; every send it may hold counts as unknown", key)
-            return {UNREADABLE: True, "entries": {}}
+        if not isinstance(value, dict):
+            log.warning("Octopods state %s is unreadable; whatever it held counts as unknown", key)
+            return {UNREADABLE: True}
         return value
 
     def save(self, key: str, value: dict[str, Any], *, description: str) -> None:
-        from airflow.providers.common.compat.sdk import Variable
-
-        Variable.set(key, json.dumps(value, separators=(",", ":")), description=description)
+        variables().set(key, json.dumps(value, separators=(",", ":")), description=description)
 
     def delete(self, key: str) -> None:
-        from airflow.providers.common.compat.sdk import Variable
-
-        Variable.delete(key)
+        variables().delete(key)
 
 
 class MemoryStore:
@@ -194,7 +189,7 @@ class SendRecord:
             value = self.store.load(self.key.store_key) or {}
             entries = value.get("entries")
             self._entries = dict(entries) if isinstance(entries, Mapping) else {}
-            self._unreadable = bool(value.get(UNREADABLE))
+            self._unreadable = bool(value.get(UNREADABLE)) or (bool(value) and not isinstance(entries, Mapping))
             salt = value.get("salt")
             self._salt = salt if isinstance(salt, str) and salt else secrets.token_hex(16)
         return self._entries

@@ -91,8 +91,14 @@ def test_an_unreadable_record_makes_every_send_unknown() -> None:
 def test_variable_store_reports_garbage_as_unreadable(monkeypatch: pytest.MonkeyPatch) -> None:
     from airflow.providers.common.compat.sdk import Variable
 
+    monkeypatch.setattr(send_record, "variables", lambda: Variable)
     monkeypatch.setattr(Variable, "get", classmethod(lambda cls, key, default=None: "[1, 2]"))
-    assert send_record.VariableStore().load("k") == {send_record.UNREADABLE: True, "entries": {}}
+    assert send_record.VariableStore().load("k") == {send_record.UNREADABLE: True}
+    monkeypatch.setattr(Variable, "get", classmethod(lambda cls, key, default=None: '{"no": "entries"}'))
+    record = SendRecord(KEY, try_number=2, store=send_record.VariableStore())
+    prior = record.prior(record.next_slot(REQUEST))
+    assert prior is not None
+    assert not prior.accepted
 
 
 def test_keys_differ_by_task_instance() -> None:

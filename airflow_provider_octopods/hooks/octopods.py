@@ -25,6 +25,7 @@ from airflow_provider_octopods.api.settings import (
     settings_from_connection,
 )
 from airflow_provider_octopods.api.validation import validate_message_id, validate_region
+from airflow_provider_octopods.runtime import outside_task_supervisor
 from airflow_provider_octopods.task_outcomes import final, task_error
 
 if TYPE_CHECKING:
@@ -132,7 +133,7 @@ class OctopodsHook(BaseHook):
         try:
             return self.get_connection(self.octopods_conn_id)
         except AirflowNotFoundException:
-            if not _outside_task_supervisor():
+            if not outside_task_supervisor():
                 raise final(self._not_defined(through_api_server=True)) from None
         try:
             from airflow.models.connection import Connection as CoreConnection
@@ -414,15 +415,6 @@ class OctopodsHook(BaseHook):
             ),
             "ca_bundle": StringField(lazy_gettext("CA bundle (path)"), widget=BS3TextFieldWidget()),
         }
-
-
-def _outside_task_supervisor() -> bool:
-    """Airflow 3 code running where the Task SDK cannot ask the API server (2.11: never)."""
-    try:
-        task_runner = importlib.import_module("airflow.sdk.execution_time.task_runner")
-    except ImportError:
-        return False
-    return getattr(task_runner, "SUPERVISOR_COMMS", None) is None
 
 
 def _mask_secret(value: str) -> None:

@@ -2,7 +2,9 @@
 
 Why a Variable: failure callbacks of one run execute in different processes, often on different
 machines (Celery, Kubernetes) and, on Airflow 3, without direct database access; Airflow
-Variables are the one shared store every one of them can read and write on 2.11 and 3.x.
+Variables are the one shared store every one of them can read and write on 2.11 and 3.x. The
+ledger uses the send record's store (:class:`~airflow_provider_octopods.send_record.VariableStore`),
+which also reaches the metadata DB from DAG-level callbacks outside the Task SDK (``dag.test()``).
 Variables offer no atomic compare-and-set, so a new window's leader is elected by "write, wait a
 moment, read back": if two failures claim the run at the same instant, the later write wins and
 both read the same winner. Whatever goes wrong with the ledger, the caller alerts on its own
@@ -14,19 +16,22 @@ How a run's failures become alerts:
   at the same time (a burst), then alerts once for all of them ("3 tasks failed ...: a, b, c").
 * Failures later in the window are recorded and not alerted.
 * The first failure after the window opens a new one, and its alert also lists the failures
-  recorded but not yet alerted. A DAG-level callback lists them too.
+  recorded but not yet alerted. A DAG-level callback lists them too, and deletes the ledger: the
+  run is over.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import random
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from airflow_provider_octopods.send_record import RecordStore
 
 SETTLE_SECONDS = 0.5
 RECORD_ATTEMPTS = 6
@@ -49,6 +54,7 @@ class RunLedger:
     clock: Callable[[], float] = time.time
     sleep: Callable[[float], None] = time.sleep
     token: str = field(default_factory=lambda: uuid.uuid4().hex)
+    store: RecordStore = field(default_factory=lambda: _variable_store())
 
     @property
     def key(self) -> str:
@@ -91,21 +97,28 @@ class RunLedger:
             self._write(state | {"failed": [*state["failed"], task]})
             self.sleep(random.uniform(0.02, 0.1))
 
-    def _read(self) -> dict[str, Any]:
-        from airflow.providers.common.compat.sdk import Variable
+    def close(self) -> None:
+        """Delete the ledger: the run has ended (a DAG-level callback took what was left)."""
+        self.store.delete(self.key)
 
-        raw = Variable.get(self.key, None)
-        try:
-            value = json.loads(raw) if raw else {}
-        except ValueError:
-            value = {}
-        value = value if isinstance(value, dict) else {}
-        return {"since": None, "leader": None, "failed": [], "reported": []} | value
+    def _read(self) -> dict[str, Any]:
+        value = self.store.load(self.key) or {}
+        clean = {k: v for k, v in value.items() if k in ("since", "leader", "failed", "reported")}
+        return {"since": None, "leader": None, "failed": [], "reported": []} | clean
 
     def _write(self, state: dict[str, Any]) -> None:
-        from airflow.providers.common.compat.sdk import Variable
+        self.store.save(
+            self.key,
+            state,
+            description=f"airflow-provider-octopods alert ledger of {self.dag_id} run {self.run_id}; "
+            "deleted by the DAG-level alert at the end of the run",
+        )
 
-        Variable.set(self.key, json.dumps(state), description="airflow-provider-octopods alert ledger")
+
+def _variable_store() -> RecordStore:
+    from airflow_provider_octopods.send_record import VariableStore
+
+    return VariableStore()
 
 
 def _added(items: list[str], item: str) -> list[str]:

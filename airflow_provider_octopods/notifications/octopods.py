@@ -174,7 +174,9 @@ class OctopodsNotifier(BaseNotifier):
         )
         try:
             if event.kind is EventKind.RUN_FAILED:  # DAG-level: alert, naming tasks not alerted yet
-                return replace(event, task_ids=tuple(ledger.take_unreported(wait=False)))
+                unreported = ledger.take_unreported(wait=False)
+                ledger.close()
+                return replace(event, task_ids=tuple(unreported))
             if not ledger.claim(event.task_ids[0]):
                 self.log.info("Octopods alert for run %s already sent; failure recorded", event.run_id)
                 return None

@@ -21,7 +21,11 @@ def broken(name: str, message: str):  # type: ignore[no-untyped-def]
 
 
 for dedup in (True, False):
-    with DAG(dag_id=f"octopods_alert_burst_{'dedup' if dedup else 'plain'}", **DEFAULTS):
+    with DAG(
+        dag_id=f"octopods_alert_burst_{'dedup' if dedup else 'plain'}",
+        on_failure_callback=OctopodsNotifier(phones=ON_CALL, dedup_window=8) if dedup else None,
+        **DEFAULTS,
+    ):
         notifier = OctopodsNotifier(phones=ON_CALL, dedup_window=8 if dedup else None)
         for n in range(5):
             broken(f"step_{n}", f"database unreachable ({n})").override(on_failure_callback=notifier)()

@@ -26,11 +26,15 @@ class Store:
         with self.lock:
             self.values[key] = value
 
+    def delete(self, key: str) -> None:
+        with self.lock:
+            self.values.pop(key, None)
+
 
 @pytest.fixture
 def store(monkeypatch: pytest.MonkeyPatch) -> Store:
     fake = Store()
-    monkeypatch.setattr("airflow.providers.common.compat.sdk.Variable", fake, raising=False)
+    monkeypatch.setattr("airflow_provider_octopods.send_record.variables", lambda: fake)
     monkeypatch.setattr(dedup, "SETTLE_SECONDS", 0.2)
     return fake
 

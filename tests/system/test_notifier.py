@@ -37,17 +37,72 @@ def test_example_dag_alerts_at_task_and_dag_level(sandbox: Sandbox, run: Run, re
     assert TEST_KEY not in logs
 
 
-@pytest.mark.parametrize(
-    ("dag_id", "per_phone"), [("octopods_alert_burst_dedup", 1), ("octopods_alert_burst_plain", 5)]
-)
-def test_burst_of_failures(sandbox: Sandbox, run: Run, dag_id: str, per_phone: int) -> None:
+def octopods_variables() -> list[str]:
+    from airflow.models import Variable
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        return [key for (key,) in session.query(Variable.key) if key.startswith("octopods_")]
+
+
+def test_burst_without_dedup_alerts_each_failure(sandbox: Sandbox, run: Run) -> None:
     server = sandbox()
-    outcome = run(dag_id)
-    assert outcome.state == "failed"
+    outcome = run("octopods_alert_burst_plain")
     assert set(outcome.task_states.values()) == {"failed"}
     for phone in ON_CALL:
-        assert len(bodies(server, phone)) == per_phone
-    assert all("RuntimeError: database unreachable (" in body for body in bodies(server, ON_CALL[0]))
+        assert len(bodies(server, phone)) == 5
+
+
+def test_dedup_names_every_failure_and_leaves_nothing_behind(sandbox: Sandbox, run: Run) -> None:
+    # dag.test runs tasks one after the other: step_0's alert comes first, the other four fail
+    # inside its window and are named by the DAG-level alert, which also deletes the ledger.
+    server = sandbox()
+    outcome = run("octopods_alert_burst_dedup")
+    assert set(outcome.task_states.values()) == {"failed"}
+    for phone in ON_CALL:
+        first, last = bodies(server, phone)
+        assert first.startswith("Airflow: octopods_alert_burst_dedup.step_")
+        leader = first.split(".")[1].split()[0]
+        assert last.startswith("Airflow: DAG octopods_alert_burst_dedup failed run manual__")
+        named = last.split("(also failed: ")[1].rstrip(")").split(", ")
+        assert sorted([leader, *named]) == [f"step_{n}" for n in range(5)]
+    assert octopods_variables() == []
+
+
+def test_simultaneous_failures_get_one_alert_naming_all_and_a_late_one_is_named_at_run_end(
+    sandbox: Sandbox, airflow_db: None
+) -> None:
+    import threading
+    from types import SimpleNamespace
+
+    from airflow.providers.common.compat.sdk import DAG
+
+    from airflow_provider_octopods.notifications.octopods import OctopodsNotifier
+
+    server = sandbox()
+    notifier = OctopodsNotifier(phones=ON_CALL, dedup_window=20)
+    dag = DAG(dag_id="clinic", schedule=None)
+    run_id = f"manual__simultaneous_{threading.get_ident()}"
+
+    def fail(task_id: str) -> None:
+        ti = SimpleNamespace(dag_id="clinic", task_id=task_id, run_id=run_id, try_number=1, max_tries=0, state="failed")
+        notifier({"ti": ti, "task_instance": ti, "dag": dag, "run_id": run_id, "exception": RuntimeError("db down")})
+
+    threads = [threading.Thread(target=fail, args=(f"load_{n}",)) for n in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for phone in ON_CALL:
+        [alert] = bodies(server, phone)
+        assert alert.startswith(f"Airflow: 3 tasks failed in clinic run {run_id}: ")
+        assert sorted(alert.split(": ")[2].split(", ")) == ["load_0", "load_1", "load_2"]
+    fail("late_step")  # inside the window: recorded, not alerted
+    assert all(len(bodies(server, phone)) == 1 for phone in ON_CALL)
+    notifier({"dag": dag, "run_id": run_id, "reason": "task_failure"})
+    for phone in ON_CALL:
+        assert bodies(server, phone)[-1].endswith("(also failed: late_step)")
+    assert octopods_variables() == []
 
 
 def test_template_fields_render_against_the_failing_context(sandbox: Sandbox, run: Run) -> None:
