@@ -108,6 +108,8 @@ def _compose(f: AlertEvent) -> str:
         tries = f"try {f.try_number} of {f.max_tries}" if f.max_tries else f"try {f.try_number}"
     if f.kind is EventKind.DEADLINE_MISSED:
         name = f" {f.deadline}" if f.deadline else ""
+        if f.task_ids:
+            name += f" of {', '.join(f.task_ids)}"
         when = ", ".join(
             part for part in (f"due {f.due}" if f.due else "", f"{f.late_by} late" if f.late_by else "") if part
         )

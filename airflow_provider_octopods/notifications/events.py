@@ -15,6 +15,8 @@ def event_from_context(context: Any, *, include_cause: bool = True) -> AlertEven
     deadline = get("deadline")
     if isinstance(deadline, dict):
         return _deadline_event(get("dag_run"), deadline)
+    if get("slas") is not None or get("task_list") is not None:  # sla_miss_callback(dag, task_list, ...)
+        return _sla_event(get("dag"), get("slas"), get("task_list"))
     ti = get("task_instance") or get("ti")
     dag = get("dag")
     dag_run = get("dag_run")
@@ -61,6 +63,19 @@ def _deadline_event(dag_run: Any, deadline: dict[str, Any]) -> AlertEvent:
         deadline=deadline.get("name") if isinstance(deadline.get("name"), str) else None,
         due=due.strftime("%Y-%m-%d %H:%M UTC") if due else None,
         late_by=late,
+    )
+
+
+def _sla_event(dag: Any, slas: Any, task_list: Any) -> AlertEvent:
+    """Airflow 2.11's ``sla_miss_callback``: the SLA misses name the tasks (else ``task_list``)."""
+    tasks = [str(_attr(sla, "task_id")) for sla in slas or () if _attr(sla, "task_id")]
+    if not tasks and isinstance(task_list, str):
+        tasks = [line.strip() for line in task_list.splitlines() if line.strip()]
+    return AlertEvent(
+        dag_id=_attr(dag, "dag_id"),
+        kind=EventKind.DEADLINE_MISSED,
+        deadline="SLA",
+        task_ids=tuple(dict.fromkeys(tasks)),
     )
 
 

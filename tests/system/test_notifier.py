@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
 import socket
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -210,3 +214,57 @@ def test_a_literal_number_that_cannot_exist_is_an_import_error(tmp_path: Path, a
     )
     with pytest.raises(RuntimeError, match=r"DAG import errors.*OctopodsNotifier phones: \*\*345 has no country code"):
         load_dag(tmp_path, "bad_alerts")
+
+
+def airflow_dags_test(dag_id: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``airflow dags test DAG_ID`` in a child process, as a user would run it."""
+    return subprocess.run(
+        [sys.executable, "-m", "airflow", "dags", "test", dag_id],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=dict(os.environ, **(env or {})),
+        timeout=300,
+    )
+
+
+def test_airflow_dags_test_with_the_connection_in_the_metadata_db(db_connection: SandboxServer) -> None:
+    result = airflow_dags_test("octopods_alert_dag_level_db")
+    assert "octopods_alert_dag_level_db" in result.stdout + result.stderr
+    assert sorted(m.phone for m in db_connection.messages()) == ["+15005550100", "+447700900123"]
+    [dag_alert] = bodies(db_connection, "+15005550100")
+    assert dag_alert.startswith("Airflow: DAG octopods_alert_dag_level_db failed run manual__")
+
+
+def test_connection_from_a_secrets_backend(sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    server = sandbox()
+    monkeypatch.delenv("AIRFLOW_CONN_OCTOPODS_DEFAULT")
+    connections = tmp_path / "connections.json"
+    connections.write_text(
+        json.dumps({"octopods_default": {"conn_type": "octopods", "host": server.url, "password": TEST_KEY}})
+    )
+    result = airflow_dags_test(
+        "octopods_alert_dag_level_env",
+        {
+            "AIRFLOW__SECRETS__BACKEND": "airflow.secrets.local_filesystem.LocalFilesystemBackend",
+            "AIRFLOW__SECRETS__BACKEND_KWARGS": json.dumps({"connections_file_path": str(connections)}),
+        },
+    )
+    assert sorted(m.phone for m in server.messages()) == ["+15005550100", "+447700900123"], result.stdout[-3000:]
+    assert TEST_KEY not in result.stdout + result.stderr
+
+
+def test_sla_miss_callback_of_airflow_2(sandbox: Sandbox) -> None:
+    from types import SimpleNamespace
+
+    from airflow.providers.common.compat.sdk import DAG
+
+    from airflow_provider_octopods.notifications.octopods import OctopodsNotifier
+
+    server = sandbox()
+    dag = DAG(dag_id="nightly_report", schedule=None)
+    slas = [SimpleNamespace(task_id="build_report", execution_date=None)]
+    # Airflow 2.11 calls sla_miss_callback(dag, task_list, blocking_task_list, slas, blocking_tis)
+    OctopodsNotifier(phones="+15005550100")(dag, "build_report", "", slas, [])
+    [alert] = bodies(server, "+15005550100")
+    assert alert == "Airflow: DAG nightly_report missed its deadline SLA of build_report"
