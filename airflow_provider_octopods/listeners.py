@@ -1,7 +1,12 @@
-"""Airflow listener: when a task instance succeeds, delete the send record it used.
+"""Airflow listeners that tidy the provider's state in the metadata DB.
 
-Registered through :mod:`airflow_provider_octopods.plugins`. It does nothing (no I/O) for tasks
-that did not send through this provider in the same process.
+* When a task instance succeeds, the send record it used is deleted (no I/O for tasks that did
+  not send through this provider in the same process).
+* When a DAG run ends, its alert ledger is deleted if every failure in it was named in an alert
+  (one Variable read per finished run); a ledger with names still to report is left for the
+  DAG-level alert, which deletes it after naming them.
+
+Registered through :mod:`airflow_provider_octopods.plugins`.
 """
 
 from __future__ import annotations
@@ -16,3 +21,19 @@ def on_task_instance_success(previous_state: Any, task_instance: Any) -> None:
     from airflow_provider_octopods.send_record import task_succeeded
 
     task_succeeded(task_instance)
+
+
+@hookimpl
+def on_dag_run_success(dag_run: Any, msg: str) -> None:
+    _run_ended(dag_run)
+
+
+@hookimpl
+def on_dag_run_failed(dag_run: Any, msg: str) -> None:
+    _run_ended(dag_run)
+
+
+def _run_ended(dag_run: Any) -> None:
+    from airflow_provider_octopods.notifications.dedup import run_ended
+
+    run_ended(str(dag_run.dag_id), str(dag_run.run_id))

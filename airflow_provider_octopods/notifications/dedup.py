@@ -23,6 +23,7 @@ How a run's failures become alerts:
 from __future__ import annotations
 
 import hashlib
+import logging
 import random
 import time
 import uuid
@@ -97,6 +98,11 @@ class RunLedger:
             self._write(state | {"failed": [*state["failed"], task]})
             self.sleep(random.uniform(0.02, 0.1))
 
+    def settled(self) -> bool:
+        """Whether every failure recorded in this run was named in an alert (or nothing is recorded)."""
+        state = self._read()
+        return set(state["failed"]) <= set(state["reported"])
+
     def close(self) -> None:
         """Delete the ledger: the run has ended (a DAG-level callback took what was left)."""
         self.store.delete(self.key)
@@ -113,6 +119,16 @@ class RunLedger:
             description=f"airflow-provider-octopods alert ledger of {self.dag_id} run {self.run_id}; "
             "deleted by the DAG-level alert at the end of the run",
         )
+
+
+def run_ended(dag_id: str, run_id: str) -> None:
+    """At the end of a run: delete its ledger if nothing in it waits to be named. Never raises."""
+    try:
+        ledger = RunLedger(dag_id, run_id, window=0.0, gather=0.0)
+        if ledger.store.load(ledger.key) is not None and ledger.settled():
+            ledger.close()
+    except Exception:
+        logging.getLogger(__name__).exception("Could not tidy the Octopods alert ledger of run %s", run_id)
 
 
 def _variable_store() -> RecordStore:

@@ -88,3 +88,6 @@ for where in ("db", "env"):
                 raise RuntimeError("transient glitch")
 
         flaky()
+
+with DAG(dag_id="octopods_alert_single_dedup", **DEFAULTS):
+    broken("load", "disk full").override(on_failure_callback=OctopodsNotifier(phones=ON_CALL, dedup_window=4))()

@@ -73,6 +73,14 @@ def test_dedup_names_every_failure_and_leaves_nothing_behind(sandbox: Sandbox, r
     assert octopods_variables() == []
 
 
+def test_ledger_is_deleted_at_run_end_when_every_failure_was_named(sandbox: Sandbox, run: Run) -> None:
+    server = sandbox()
+    outcome = run("octopods_alert_single_dedup")  # no DAG-level notifier: the listener tidies up
+    assert outcome.state == "failed"
+    assert [len(bodies(server, phone)) for phone in ON_CALL] == [1, 1]
+    assert octopods_variables() == []
+
+
 def test_simultaneous_failures_get_one_alert_naming_all_and_a_late_one_is_named_at_run_end(
     sandbox: Sandbox, airflow_db: None
 ) -> None:
