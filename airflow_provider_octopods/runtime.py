@@ -13,6 +13,15 @@ import importlib
 from typing import Any
 
 
+def task_sdk_present() -> bool:
+    """Whether this is Airflow 3 (connections and Variables go through the Task SDK)."""
+    try:
+        importlib.import_module("airflow.sdk.execution_time.task_runner")
+    except ImportError:
+        return False
+    return True
+
+
 def outside_task_supervisor() -> bool:
     """Airflow 3 code running where the Task SDK cannot ask the API server (2.11: never)."""
     try:

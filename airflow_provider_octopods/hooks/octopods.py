@@ -25,7 +25,7 @@ from airflow_provider_octopods.api.settings import (
     settings_from_connection,
 )
 from airflow_provider_octopods.api.validation import validate_message_id, validate_region
-from airflow_provider_octopods.runtime import outside_task_supervisor
+from airflow_provider_octopods.runtime import outside_task_supervisor, task_sdk_present
 from airflow_provider_octopods.task_outcomes import final, task_error
 
 if TYPE_CHECKING:
@@ -134,7 +134,7 @@ class OctopodsHook(BaseHook):
             return self.get_connection(self.octopods_conn_id)
         except AirflowNotFoundException:
             if not outside_task_supervisor():
-                raise final(self._not_defined(through_api_server=True)) from None
+                raise final(self._not_defined(through_api_server=task_sdk_present())) from None
         try:
             from airflow.models.connection import Connection as CoreConnection
         except ImportError:  # a Task-SDK-only installation has no metadata DB access
@@ -143,9 +143,8 @@ class OctopodsHook(BaseHook):
             return CoreConnection.get_connection_from_secrets(self.octopods_conn_id)
         except AirflowNotFoundException:
             raise final(self._not_defined(through_api_server=False)) from None
-        except Exception as err:  # e.g. a metadata DB that cannot be read from here
-            problem = f"{type(err).__name__}: {str(err).splitlines()[0][:120] if str(err) else ''}"
-            raise final(self._not_defined(through_api_server=False, unreadable=problem)) from None
+        except Exception as err:  # e.g. a metadata DB that cannot be read from here (its text may name the DB)
+            raise final(self._not_defined(through_api_server=False, unreadable=type(err).__name__)) from None
 
     def _not_defined(
         self, *, through_api_server: bool, metadata_db: bool = True, unreadable: str | None = None

@@ -33,6 +33,8 @@ def event_from_context(context: Any, *, include_cause: bool = True) -> AlertEven
         return AlertEvent(dag_id=dag_id, run_id=run_id, cause=None if succeeded else cause, kind=kind)
     state = _state(ti)
     kind = {"up_for_retry": EventKind.RETRY, "success": EventKind.SUCCEEDED}.get(state or "", EventKind.FAILED)
+    if get("octopods_event") in {k.value for k in (EventKind.FAILED, EventKind.RETRY, EventKind.SUCCEEDED)}:
+        kind = EventKind(get("octopods_event"))
     try_number = _attr(ti, "try_number")
     max_tries = _attr(ti, "max_tries")
     task_id = _attr(ti, "task_id")
@@ -58,7 +60,7 @@ def _deadline_event(dag_run: Any, deadline: dict[str, Any]) -> AlertEvent:
         late = _duration(seconds)
     return AlertEvent(
         dag_id=run.get("dag_id") or _attr(dag_run, "dag_id"),
-        run_id=run.get("run_id") or _attr(dag_run, "run_id"),
+        run_id=run.get("run_id") or run.get("dag_run_id") or _attr(dag_run, "run_id"),
         kind=EventKind.DEADLINE_MISSED,
         deadline=deadline.get("name") if isinstance(deadline.get("name"), str) else None,
         due=due.strftime("%Y-%m-%d %H:%M UTC") if due else None,
@@ -88,8 +90,9 @@ def _next_try(ti: Any) -> str | None:
             when = method()
         except Exception:
             when = None
-    if when is None:
-        delay = _attr(_attr(ti, "task"), "retry_delay")
+    task = _attr(ti, "task")
+    if when is None and not _attr(task, "retry_exponential_backoff"):
+        delay = _attr(task, "retry_delay")
         if isinstance(delay, timedelta):
             when = datetime.now(timezone.utc) + delay
     return when.astimezone(timezone.utc).strftime("%H:%M UTC") if isinstance(when, datetime) else None

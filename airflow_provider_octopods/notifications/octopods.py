@@ -131,11 +131,20 @@ class OctopodsNotifier(BaseNotifier):
 
     def __await__(self) -> Any:
         self._add_event(self.context)
-        return super().__await__()
+        try:
+            return super().__await__()
+        except Exception as err:  # e.g. a template the deadline context cannot render
+            self.log.error("Octopods alert was not sent: %s", err)
+            return _nothing().__await__()
 
     def _add_event(self, context: Any) -> None:
-        """Give ``body`` templates ``{{ event }}``."""
+        """Give ``body`` templates ``{{ event }}``, and note which callback slot this is, if Airflow's
+        task shows it unambiguously (the task instance's state does not, when the DAG processor runs
+        a retry callback after a heartbeat timeout)."""
         try:
+            slot = _callback_slot(self, context.get("task"))
+            if slot is not None:
+                context["octopods_event"] = slot.value
             context["event"] = event_from_context(context, include_cause=False).kind.value
         except Exception as err:
             self.log.warning("Could not tell which event this callback is for: %s", err)
@@ -160,7 +169,7 @@ class OctopodsNotifier(BaseNotifier):
             if self.dedup_window and event is not None and event.kind in DEDUPLICATED:
                 event = self._deduplicated(event)
             if event is not None:
-                self._send_all(self._text(event))
+                self._send_all(self._text(event, also=self._also_failed(event)))
         except Exception as err:
             self.log.error("Octopods alert was not sent: %s", err)
 
@@ -169,8 +178,13 @@ class OctopodsNotifier(BaseNotifier):
         from airflow_provider_octopods.notifications.dedup import RunLedger
 
         assert self.dedup_window is not None
+        audience = ",".join(sorted(recipients(self.phones)))
         ledger = RunLedger(
-            event.dag_id or "", event.run_id or "", self.dedup_window, gather=min(5.0, self.dedup_window / 4)
+            event.dag_id or "",
+            event.run_id or "",
+            self.dedup_window,
+            gather=min(5.0, self.dedup_window / 4),
+            audience=audience,
         )
         try:
             if event.kind is EventKind.RUN_FAILED:  # DAG-level: alert, naming tasks not alerted yet
@@ -247,10 +261,18 @@ class OctopodsNotifier(BaseNotifier):
         }
         return str(self.render_template(self.body, context, self.get_template_env()))
 
-    def _text(self, event: AlertEvent, rendered: str | None = None) -> str:
+    def _also_failed(self, event: AlertEvent) -> str:
+        """With a custom ``body`` under dedup: the other tasks this alert must name."""
+        if not self.dedup_window or event.kind not in DEDUPLICATED:
+            return ""
+        others = event.task_ids if event.kind is EventKind.RUN_FAILED else event.task_ids[1:]
+        return f" (also failed: {', '.join(others)})" if others else ""
+
+    def _text(self, event: AlertEvent, rendered: str | None = None, also: str = "") -> str:
         body = rendered if rendered is not None else self.body
         if not (isinstance(body, str) and body.strip()):
             return alert_text(event)
+        body = body.rstrip() + also
         if self.max_segments is not None and count_segments(body).segments > self.max_segments:
             shortened = fit_segments(body, self.max_segments)
             self.log.error(
@@ -266,6 +288,8 @@ class OctopodsNotifier(BaseNotifier):
         """One validated send per recipient; invalid numbers are logged one by one and skipped."""
         requests = []
         phones = recipients(self.phones)
+        if not phones:
+            self.log.error("Octopods alert not sent: phones rendered to no number at all (%r)", self.phones)
         if len(phones) > self.max_recipients:
             self.log.error(
                 "Octopods alert: phones has %d numbers, more than max_recipients=%d; not alerted: %s",
@@ -308,6 +332,26 @@ def recipients(phones: object) -> list[str]:
     if isinstance(phones, (list, tuple)):
         return [str(p).strip() for p in phones if str(p).strip()]
     return [str(phones)]
+
+
+def _callback_slot(notifier: object, task: Any) -> EventKind | None:
+    """The kind of the one task callback slot holding ``notifier``, or None if several or none do."""
+    slots = {
+        EventKind.FAILED: "on_failure_callback",
+        EventKind.RETRY: "on_retry_callback",
+        EventKind.SUCCEEDED: "on_success_callback",
+    }
+    found = []
+    for kind, name in slots.items():
+        callbacks = getattr(task, name, None) if task is not None else None
+        listed = callbacks if isinstance(callbacks, (list, tuple)) else [callbacks]
+        if any(callback is notifier for callback in listed):
+            found.append(kind)
+    return found[0] if len(found) == 1 else None
+
+
+async def _nothing() -> None:
+    return None
 
 
 def _fate(err: BaseException) -> str:

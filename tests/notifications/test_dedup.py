@@ -83,3 +83,14 @@ def test_runs_do_not_share_a_ledger(store: Store) -> None:
     assert RunLedger("etl", "run-a", 60, 0, sleep=lambda _: None).claim("x")
     assert RunLedger("etl", "run-b", 60, 0, sleep=lambda _: None).claim("x")
     assert RunLedger("etl", "run-a", 60, 0).key != RunLedger("etl", "run-b", 60, 0).key
+
+
+def test_each_audience_keeps_its_own_ledger_and_the_run_prefix_finds_them() -> None:
+    from airflow_provider_octopods.notifications.dedup import run_prefix
+
+    team_a = RunLedger("etl", "run-a", 60, 0, audience="+15005550100")
+    team_b = RunLedger("etl", "run-a", 60, 0, audience="+447700900123")
+    assert team_a.key != team_b.key
+    assert team_a.key.startswith(run_prefix("etl", "run-a"))
+    assert team_b.key.startswith(run_prefix("etl", "run-a"))
+    assert not RunLedger("etl", "run-b", 60, 0, audience="+15005550100").key.startswith(run_prefix("etl", "run-a"))

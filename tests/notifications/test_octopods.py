@@ -305,3 +305,48 @@ def test_deadline_alert_through_async_notify_reaches_the_sandbox(
     [message] = server.messages()
     assert message.body.startswith("Airflow: DAG clinic_nightly run scheduled__2026-11-25T06:00:00+00:00 missed its")
     assert "(due 2026-11-25 07:00 UTC" in message.body
+
+
+def test_real_deadline_context_names_the_run() -> None:
+    # Deadline.handle_miss passes DAGRunResponse.model_dump(), whose run id key is "dag_run_id".
+    event = failure_from_context(
+        {
+            "dag_run": {"dag_run_id": "scheduled__2026-11-25", "dag_id": "etl", "state": "running"},
+            "deadline": {"id": "x", "deadline_time": "2026-11-25T07:00:00+00:00"},
+        }
+    )
+    assert (event.dag_id, event.run_id) == ("etl", "scheduled__2026-11-25")
+
+
+def test_the_callback_slot_decides_when_the_state_cannot(
+    octopods_conn: str, requests_mock: requests_mock.Mocker
+) -> None:
+    # The DAG processor runs a retry callback after a heartbeat timeout with a "running" snapshot.
+    requests_mock.post(SEND_URL, **ACCEPTED)
+    notifier = OctopodsNotifier(phones="+15005550100")
+    ti = SimpleNamespace(dag_id="etl", task_id="load", run_id="manual__1", try_number=1, max_tries=1, state="running")
+    task = SimpleNamespace(on_retry_callback=[notifier], on_failure_callback=None, on_success_callback=None)
+    notifier(task_context(ti=ti, task_instance=ti, task=task, exception=RuntimeError("heartbeat")))
+    assert requests_mock.last_request.json()["body"].startswith("Airflow: etl.load failed, will retry (try 1 of 2")
+
+
+def test_custom_body_under_dedup_still_names_the_gathered_tasks(
+    octopods_conn: str, requests_mock: requests_mock.Mocker
+) -> None:
+    from airflow_provider_octopods.api.alerts import AlertEvent
+
+    notifier = OctopodsNotifier(phones="+15005550100", body="ETL broke", dedup_window=60)
+    event = AlertEvent("etl", "r", ("load", "clean", "index"), 1, "x", EventKind.FAILED)
+    assert notifier._text(event, also=notifier._also_failed(event)) == "ETL broke (also failed: clean, index)"
+    run = AlertEvent("etl", "r", ("late",), None, "task_failure", EventKind.RUN_FAILED)
+    assert notifier._text(run, also=notifier._also_failed(run)) == "ETL broke (also failed: late)"
+
+
+def test_phones_rendering_to_nothing_is_logged(
+    octopods_conn: str, requests_mock: requests_mock.Mocker, read_logs: Callable[[], str]
+) -> None:
+    notifier = OctopodsNotifier(phones="{{ var.value.oncall }}")
+    notifier.phones = ""  # as rendered from an empty Variable
+    notifier.notify(task_context(exception=ValueError("x")))
+    assert requests_mock.call_count == 0
+    assert "phones rendered to no number at all" in read_logs()
