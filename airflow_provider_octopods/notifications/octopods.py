@@ -91,6 +91,8 @@ class OctopodsNotifier(BaseNotifier):
             if not isinstance(include_cause, bool):
                 raise OctopodsValidationError("include_cause", f"must be True or False, got {include_cause!r}")
             check_literal(phones, self._check_phones)
+            if isinstance(phones, (list, tuple)) and not known_at_parse(phones):
+                self._check_literal_items(phones)
             check_literal(body, self._check_body)
             self.dedup_window = positive_number(dedup_window, field="dedup_window") if dedup_window else None
         self.phones = phones
@@ -108,6 +110,16 @@ class OctopodsNotifier(BaseNotifier):
             )
         for phone in recipients(phones):
             if known_at_parse(phone):
+                normalize_phone(phone, default_region=self.default_region, field="phones")
+
+    def _check_literal_items(self, phones: list[Any] | tuple[Any, ...]) -> None:
+        """A list mixing templates and literals: the cap and the literal numbers are known already."""
+        if len(phones) > self.max_recipients:
+            raise OctopodsValidationError(
+                "phones", f"has {len(phones)} entries; at most max_recipients={self.max_recipients}"
+            )
+        for phone in phones:
+            if isinstance(phone, str) and known_at_parse(phone):
                 normalize_phone(phone, default_region=self.default_region, field="phones")
 
     def _check_body(self, body: object) -> None:

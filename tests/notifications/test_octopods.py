@@ -350,3 +350,11 @@ def test_phones_rendering_to_nothing_is_logged(
     notifier.notify(task_context(exception=ValueError("x")))
     assert requests_mock.call_count == 0
     assert "phones rendered to no number at all" in read_logs()
+
+
+def test_literal_items_of_a_list_with_templates_are_checked_at_parse() -> None:
+    with pytest.raises(ValueError, match=r"phones: \*\*345 has no country code"):
+        OctopodsNotifier(phones=["{{ var.value.oncall }}", "12345"])
+    with pytest.raises(ValueError, match="phones: has 21 entries; at most max_recipients=20"):
+        OctopodsNotifier(phones=["{{ var.value.oncall }}", *[f"+1555000{n:04d}" for n in range(20)]])
+    OctopodsNotifier(phones=["{{ var.value.oncall }}", "+15005550100"])  # fine until rendered
