@@ -44,7 +44,7 @@ from airflow_provider_octopods.api.models import MessageId, SendRequest, SendRes
 from airflow_provider_octopods.runtime import variables
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    pass
 
 log = logging.getLogger(__name__)
 
@@ -282,12 +282,6 @@ class SendRecord:
                 self.store.delete(self.key.store_key)
             self._entries = {}
             self._unreadable = False
-
-    def __iter__(self) -> Iterator[tuple[str, Prior]]:
-        for slot in list(self._loaded()):
-            prior = self.prior(slot)
-            if prior is not None:
-                yield slot, prior
 
     def _save(self) -> None:
         entries = self._loaded()
