@@ -3,8 +3,8 @@
 * When a task instance succeeds, the send record it used is deleted (no I/O for tasks that did
   not send through this provider in the same process).
 * When a DAG run ends, its alert ledger is deleted if every failure in it was named in an alert
-  (one Variable read per finished run); a ledger with names still to report is left for the
-  DAG-level alert, which deletes it after naming them.
+  (one Variable query per finished run, inside the scheduler's own transaction); a ledger with
+  names still to report is left for the DAG-level alert, which deletes it after naming them.
 
 Registered through :mod:`airflow_provider_octopods.plugins`.
 """
@@ -34,6 +34,12 @@ def on_dag_run_failed(dag_run: Any, msg: str) -> None:
 
 
 def _run_ended(dag_run: Any) -> None:
+    from sqlalchemy.orm import object_session
+
     from airflow_provider_octopods.notifications.dedup import run_ended
 
-    run_ended(str(dag_run.dag_id), str(dag_run.run_id))
+    try:
+        session = object_session(dag_run)
+    except Exception:  # not a mapped object
+        session = None
+    run_ended(str(dag_run.dag_id), str(dag_run.run_id), session)

@@ -41,3 +41,21 @@ def variables() -> Any:
     from airflow.providers.common.compat.sdk import Variable
 
     return Variable
+
+
+def dag_run_ended(context: Any) -> bool:
+    """Whether the callback's DAG run has already finished (success or failed), asked of Airflow
+    now, not read from the context's snapshot. False when it cannot be told."""
+    try:
+        dag_run = context.get("dag_run")
+        dag_id, run_id = str(dag_run.dag_id), str(dag_run.run_id)
+        ti = context.get("ti")
+        if callable(getattr(type(ti), "get_dagrun_state", None)):  # Airflow 3: through the Task SDK
+            state = ti.get_dagrun_state(dag_id=dag_id, run_id=run_id)
+        else:
+            dag_run_model = importlib.import_module("airflow.models.dagrun").DagRun
+            found = dag_run_model.find(dag_id=dag_id, run_id=run_id)
+            state = found[0].state if found else None
+    except Exception:
+        return False
+    return str(getattr(state, "value", state)) in ("success", "failed")

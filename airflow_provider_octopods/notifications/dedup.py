@@ -14,7 +14,10 @@ How a run's failures become alerts:
 
 * The first failure opens a window. Its callback waits ``gather`` seconds for failures that come
   at the same time (a burst), then alerts once for all of them ("3 tasks failed ...: a, b, c").
-* Failures later in the window are recorded and not alerted.
+* Failures later in the window are recorded and not alerted when something is sure to name them:
+  the leader still gathering, or a DAG-level alert of the same recipients still to come. Otherwise
+  (no DAG-level notifier, or the run has already ended) the late failure alerts at once, naming
+  every failure not alerted yet: one more SMS rather than a name nobody reads.
 * The first failure after the window opens a new one, and its alert also lists the failures
   recorded but not yet alerted. A DAG-level callback lists them too, and deletes the ledger: the
   run is over.
@@ -81,14 +84,21 @@ class RunLedger:
         return False
 
     def take_unreported(self, *, wait: bool = True) -> list[str]:
-        """After the gather time (if ``wait``), the failures not alerted yet, now marked alerted."""
+        """After the gather time (if ``wait``: the window's leader), the failures not alerted yet,
+        now marked alerted."""
         if wait:
             self.sleep(max(0.0, self.gather - SETTLE_SECONDS))
         state = self._read()
         unreported = [t for t in state["failed"] if t not in state["reported"]]
-        if unreported:
-            self._write(state | {"reported": state["reported"] + unreported})
+        if unreported or wait:
+            gathered = {"gathered": self.token} if wait else {}
+            self._write(state | {"reported": state["reported"] + unreported} | gathered)
         return unreported
+
+    def leader_gathering(self) -> bool:
+        """Whether this window's leader has not yet taken the failures to name (so it names ours)."""
+        state = self._read()
+        return state["leader"] is not None and state["gathered"] != state["leader"]
 
     def _record(self, task: str) -> None:
         """Add ``task`` to the run's failures, checking it stuck: a concurrent write may undo ours."""
@@ -112,15 +122,15 @@ class RunLedger:
 
     def _read(self) -> dict[str, Any]:
         value = self.store.load(self.key) or {}
-        clean = {k: v for k, v in value.items() if k in ("since", "leader", "failed", "reported")}
-        return {"since": None, "leader": None, "failed": [], "reported": []} | clean
+        clean = {k: v for k, v in value.items() if k in ("since", "leader", "gathered", "failed", "reported")}
+        return {"since": None, "leader": None, "gathered": None, "failed": [], "reported": []} | clean
 
     def _write(self, state: dict[str, Any]) -> None:
         self.store.save(
             self.key,
             state,
             description=f"airflow-provider-octopods alert ledger of {self.dag_id} run {self.run_id}; "
-            "deleted by the DAG-level alert at the end of the run",
+            "deleted when the run ends and every failure in it was named in an alert",
         )
 
 
@@ -130,27 +140,37 @@ def run_prefix(dag_id: str, run_id: str) -> str:
     return f"octopods_alert_ledger_{digest}_"
 
 
-def run_ended(dag_id: str, run_id: str) -> None:
+def run_ended(dag_id: str, run_id: str, session: Any = None) -> None:
     """At the end of a run: delete its ledgers in which nothing waits to be named. Never raises.
 
     Runs in the scheduler (and in ``dag.test()``), which has the metadata DB: one indexed query on
-    the Variable table, straight to the DB (no secrets backend round trips).
+    the Variable table. ``session`` is the caller's: the deletes join its transaction and are
+    committed with the run's new state. The scheduler forbids any other commit while it holds its
+    locks, and closing its thread's session would detach the objects it is working on, so a
+    session of our own is used only when the caller has none.
     """
     try:
-        from airflow.models.variable import Variable
+        if session is not None:
+            _delete_settled(session, run_prefix(dag_id, run_id))
+            return
         from airflow.utils.session import create_session
 
-        with create_session() as session:
-            rows = session.query(Variable).filter(Variable.key.like(f"{run_prefix(dag_id, run_id)}%")).all()
-            for row in rows:
-                try:
-                    state = json.loads(row.val or "{}")
-                except ValueError:
-                    continue
-                if isinstance(state, dict) and set(state.get("failed", [])) <= set(state.get("reported", [])):
-                    session.delete(row)
+        with create_session() as own:
+            _delete_settled(own, run_prefix(dag_id, run_id))
     except Exception:
         logging.getLogger(__name__).exception("Could not tidy the Octopods alert ledgers of run %s", run_id)
+
+
+def _delete_settled(session: Any, prefix: str) -> None:
+    from airflow.models.variable import Variable
+
+    for row in session.query(Variable).filter(Variable.key.like(f"{prefix}%")).all():
+        try:
+            state = json.loads(row.val or "{}")
+        except ValueError:
+            continue
+        if isinstance(state, dict) and set(state.get("failed", [])) <= set(state.get("reported", [])):
+            session.delete(row)
 
 
 def _variable_store() -> RecordStore:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import importlib
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -96,6 +97,7 @@ class OctopodsNotifier(BaseNotifier):
             check_literal(body, self._check_body)
             self.dedup_window = positive_number(dedup_window, field="dedup_window") if dedup_window else None
         self.phones = phones
+        self._phones_as_written = phones
         self.body = body
         self.octopods_conn_id = octopods_conn_id
         self.include_cause = include_cause
@@ -179,15 +181,16 @@ class OctopodsNotifier(BaseNotifier):
         try:
             event: AlertEvent | None = event_from_context(context, include_cause=self.include_cause)
             if self.dedup_window and event is not None and event.kind in DEDUPLICATED:
-                event = self._deduplicated(event)
+                event = self._deduplicated(event, context)
             if event is not None:
                 self._send_all(self._text(event, also=self._also_failed(event)))
         except Exception as err:
             self.log.error("Octopods alert was not sent: %s", err)
 
-    def _deduplicated(self, event: AlertEvent) -> AlertEvent | None:
+    def _deduplicated(self, event: AlertEvent, context: Any) -> AlertEvent | None:
         """The event to alert for under deduplication, or None when another callback alerts."""
         from airflow_provider_octopods.notifications.dedup import RunLedger
+        from airflow_provider_octopods.runtime import dag_run_ended
 
         assert self.dedup_window is not None
         audience = ",".join(sorted(recipients(self.phones)))
@@ -203,13 +206,38 @@ class OctopodsNotifier(BaseNotifier):
                 unreported = ledger.take_unreported(wait=False)
                 ledger.close()
                 return replace(event, task_ids=tuple(unreported))
-            if not ledger.claim(event.task_ids[0]):
-                self.log.info("Octopods alert for run %s already sent; failure recorded", event.run_id)
+            if ledger.claim(event.task_ids[0]):
+                names = ledger.take_unreported()
+            elif ledger.leader_gathering():
+                self.log.info("Octopods alert for run %s is being sent; failure recorded", event.run_id)
                 return None
-            return replace(event, task_ids=tuple(ledger.take_unreported()) or event.task_ids)
+            elif self._dag_level_alert_follows(context) and not dag_run_ended(context):
+                self.log.info("Failure recorded; the DAG-level Octopods alert of run %s names it", event.run_id)
+                return None
+            else:
+                names = ledger.take_unreported(wait=False)
+                if not names:
+                    return None
+                self.log.info("No later Octopods alert is sure to name %s: alerting now", ", ".join(names))
+            if dag_run_ended(context) and ledger.settled():
+                ledger.close()
+            return replace(event, task_ids=tuple(names) or event.task_ids)
         except Exception as err:  # the ledger is an optimisation; an alert must not be lost
             self.log.warning("Alert deduplication unavailable (%s); alerting without it", err)
             return event
+
+    def _dag_level_alert_follows(self, context: Any) -> bool:
+        """Whether the DAG's ``on_failure_callback`` holds a deduplicating notifier for the same
+        phones, which will name the failures recorded in this run's ledger when the run fails."""
+        dag = context.get("dag") if hasattr(context, "get") else None
+        callbacks = getattr(dag, "on_failure_callback", None)
+        listed = callbacks if isinstance(callbacks, (list, tuple)) else [callbacks]
+        return any(
+            isinstance(other, OctopodsNotifier)
+            and other.dedup_window is not None
+            and other._phones_as_written == self._phones_as_written
+            for other in listed
+        )
 
     async def async_notify(self, context: Any) -> None:
         """The same alert from the triggerer (Airflow 3 deadline alerts). Never raises.
@@ -328,6 +356,23 @@ class OctopodsNotifier(BaseNotifier):
 
 
 send_octopods_notification = OctopodsNotifier
+
+
+def octopods_deadline_callback(**kwargs: Any) -> Any:
+    """An Airflow 3.1+ ``AsyncCallback`` for ``DeadlineAlert(callback=...)`` that sends this alert.
+
+    Takes the notifier's parameters and checks them now, when the DAG file is parsed, as the
+    notifier does; ``AsyncCallback(OctopodsNotifier, kwargs=...)`` would only build the notifier
+    in the triggerer, when the deadline is missed.
+    """
+    OctopodsNotifier(**kwargs)
+    try:
+        async_callback = importlib.import_module("airflow.sdk").AsyncCallback
+    except (ImportError, AttributeError):
+        raise OctopodsValidationError(
+            "octopods_deadline_callback", "needs Airflow 3.1+ deadline alerts; use sla_miss_callback on Airflow 2"
+        ) from None
+    return async_callback(OctopodsNotifier, kwargs=kwargs)
 
 
 def recipients(phones: object) -> list[str]:

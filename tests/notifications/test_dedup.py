@@ -94,3 +94,38 @@ def test_each_audience_keeps_its_own_ledger_and_the_run_prefix_finds_them() -> N
     assert team_a.key.startswith(run_prefix("etl", "run-a"))
     assert team_b.key.startswith(run_prefix("etl", "run-a"))
     assert not RunLedger("etl", "run-b", 60, 0, audience="+15005550100").key.startswith(run_prefix("etl", "run-a"))
+
+
+def late_failure_context(dag: Any, run_state: str, task_id: str = "late") -> dict[str, Any]:
+    from types import SimpleNamespace
+
+    class TaskInstance(SimpleNamespace):
+        def get_dagrun_state(self, dag_id: str, run_id: str) -> str:  # as Airflow 3's RuntimeTaskInstance
+            return run_state
+
+    ti = TaskInstance(dag_id="etl", task_id=task_id, run_id="r1", try_number=1, max_tries=0, state="failed")
+    dag_run = SimpleNamespace(dag_id="etl", run_id="r1")
+    return {"ti": ti, "task_instance": ti, "dag": dag, "dag_run": dag_run, "run_id": "r1", "exception": KeyError("x")}
+
+
+@pytest.mark.parametrize("run_state", ["running", "failed"])
+def test_a_late_failure_is_left_to_the_dag_level_alert_only_while_the_run_goes_on(
+    store: Store, octopods_conn: str, requests_mock: Any, run_state: str
+) -> None:
+    from types import SimpleNamespace
+
+    from airflow_provider_octopods.notifications.octopods import OctopodsNotifier
+
+    requests_mock.post("https://app.octopods.io/api/v1/sms/messages", status_code=201, json={"message_id": 1})
+    notifier = OctopodsNotifier(phones="+15005550100", dedup_window=8)
+    dag = SimpleNamespace(dag_id="etl", on_failure_callback=[OctopodsNotifier(phones="+15005550100", dedup_window=8)])
+    notifier(late_failure_context(dag, run_state, "first"))
+    assert requests_mock.call_count == 1
+    notifier(late_failure_context(dag, run_state, "late"))
+    if run_state == "running":  # the DAG-level alert, still to come, names it
+        assert requests_mock.call_count == 1
+        assert len(store.values) == 1
+    else:  # the run ended (its DAG-level alert may be gone): alert now and leave no ledger behind
+        assert requests_mock.call_count == 2
+        assert requests_mock.last_request.json()["body"].startswith("Airflow: etl.late failed (try 1 of 1) run r1")
+        assert store.values == {}

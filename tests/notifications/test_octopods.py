@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
@@ -358,3 +359,20 @@ def test_literal_items_of_a_list_with_templates_are_checked_at_parse() -> None:
     with pytest.raises(ValueError, match="phones: has 21 entries; at most max_recipients=20"):
         OctopodsNotifier(phones=["{{ var.value.oncall }}", *[f"+1555000{n:04d}" for n in range(20)]])
     OctopodsNotifier(phones=["{{ var.value.oncall }}", "+15005550100"])  # fine until rendered
+
+
+def test_deadline_callback_checks_the_notifier_when_the_dag_is_parsed() -> None:
+    from airflow_provider_octopods.notifications.octopods import octopods_deadline_callback
+
+    with pytest.raises(ValueError, match=r"phones: \*\*345 has no country code"):
+        octopods_deadline_callback(phones=["12345"])
+    try:
+        async_callback = importlib.import_module("airflow.sdk").AsyncCallback
+    except ImportError:  # Airflow 2.11: no deadline alerts, and the error says what to use
+        with pytest.raises(ValueError, match=r"needs Airflow 3\.1\+ deadline alerts; use sla_miss_callback"):
+            octopods_deadline_callback(phones=["+15005550100"])
+        return
+    callback = octopods_deadline_callback(phones=["+15005550100"], dedup_window=None)
+    assert isinstance(callback, async_callback)
+    assert callback.path == "airflow_provider_octopods.notifications.octopods.OctopodsNotifier"
+    assert callback.kwargs == {"phones": ["+15005550100"], "dedup_window": None}

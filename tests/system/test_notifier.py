@@ -81,9 +81,8 @@ def test_ledger_is_deleted_at_run_end_when_every_failure_was_named(sandbox: Sand
     assert octopods_variables() == []
 
 
-def test_simultaneous_failures_get_one_alert_naming_all_and_a_late_one_is_named_at_run_end(
-    sandbox: Sandbox, airflow_db: None
-) -> None:
+def simultaneous_failures(server: SandboxServer, *, dag_level: bool) -> Callable[[str], None]:
+    """Three failure callbacks of one run at the same instant, in threads; returns a way to fail more."""
     import threading
     from types import SimpleNamespace
 
@@ -91,10 +90,10 @@ def test_simultaneous_failures_get_one_alert_naming_all_and_a_late_one_is_named_
 
     from airflow_provider_octopods.notifications.octopods import OctopodsNotifier
 
-    server = sandbox()
     notifier = OctopodsNotifier(phones=ON_CALL, dedup_window=20)
-    dag = DAG(dag_id="clinic", schedule=None)
-    run_id = f"manual__simultaneous_{threading.get_ident()}"
+    closing = OctopodsNotifier(phones=ON_CALL, dedup_window=20) if dag_level else None
+    dag = DAG(dag_id="clinic", schedule=None, on_failure_callback=closing)
+    run_id = f"manual__simultaneous_{threading.get_ident()}_{dag_level}"
 
     def fail(task_id: str) -> None:
         ti = SimpleNamespace(dag_id="clinic", task_id=task_id, run_id=run_id, try_number=1, max_tries=0, state="failed")
@@ -109,11 +108,41 @@ def test_simultaneous_failures_get_one_alert_naming_all_and_a_late_one_is_named_
         [alert] = bodies(server, phone)
         assert alert.startswith(f"Airflow: 3 tasks failed in clinic run {run_id}: ")
         assert sorted(alert.split(": ")[2].split(", ")) == ["load_0", "load_1", "load_2"]
-    fail("late_step")  # inside the window: recorded, not alerted
+
+    def more(task_id: str) -> None:
+        if task_id == "DAG":
+            assert closing is not None
+            closing({"dag": dag, "run_id": run_id, "reason": "task_failure"})
+        else:
+            fail(task_id)
+
+    more.run_id = run_id  # type: ignore[attr-defined]
+    return more
+
+
+def test_simultaneous_failures_get_one_alert_naming_all_and_a_late_one_is_named_at_run_end(
+    sandbox: Sandbox, airflow_db: None
+) -> None:
+    server = sandbox()
+    fail = simultaneous_failures(server, dag_level=True)
+    fail("late_step")  # inside the window, a DAG-level alert to come: recorded, not alerted
     assert all(len(bodies(server, phone)) == 1 for phone in ON_CALL)
-    notifier({"dag": dag, "run_id": run_id, "reason": "task_failure"})
+    fail("DAG")
     for phone in ON_CALL:
         assert bodies(server, phone)[-1].endswith("(also failed: late_step)")
+    assert octopods_variables() == []
+
+
+def test_a_late_failure_with_no_dag_level_alert_to_name_it_alerts_at_once(sandbox: Sandbox, airflow_db: None) -> None:
+    from airflow_provider_octopods.notifications.dedup import run_ended
+
+    server = sandbox()
+    fail = simultaneous_failures(server, dag_level=False)
+    fail("late_step")  # inside the window, but nothing later is sure to name it
+    for phone in ON_CALL:
+        _, late = bodies(server, phone)
+        assert late.startswith("Airflow: clinic.late_step failed (try 1 of 1) run manual__simultaneous_")
+    run_ended("clinic", fail.run_id)  # type: ignore[attr-defined]
     assert octopods_variables() == []
 
 
