@@ -61,7 +61,10 @@ def get_provider_info() -> dict[str, Any]:
         "operators": [
             {
                 "integration-name": "Octopods",
-                "python-modules": ["airflow_provider_octopods.operators.octopods"],
+                "python-modules": [
+                    "airflow_provider_octopods.operators.octopods",
+                    "airflow_provider_octopods.operators.batch",
+                ],
             }
         ],
         "sensors": [

@@ -23,7 +23,9 @@ clearing it later does not send twice; the record goes when a later try succeeds
 The store is pluggable (:class:`RecordStore`); the default is an Airflow Variable per task
 instance (:class:`VariableStore`), the one store every worker can write on Airflow 2.11 and 3.x.
 ``begin``/``accept``/``forget`` take many slots at once, so a batch records a chunk of sends
-with one write.
+with one write. A record of more than ``SHARD_SIZE`` sends is split over several Variables
+(shards), and a write rewrites only the shards it changed: a batch of 100,000 rows costs
+about two writes per chunk of sends, each of one shard, never the whole record.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ INTENT = "intent"
 ACCEPTED = "accepted"
 OPERATOR_SLOT = "operator"
 UNREADABLE = "unreadable"
+SHARD_SIZE = 1000
 
 
 class RecordStore(Protocol):
@@ -178,6 +181,9 @@ class SendRecord:
         self.try_number = try_number
         self.store: RecordStore = store or VariableStore()
         self._entries: dict[str, dict[str, Any]] | None = None
+        self._shard_of: dict[str, int] = {}
+        self._shard_sizes: list[int] = [0]
+        self._dirty: set[int] = set()
         self._salt = ""
         self._unreadable = False
         self._occurrences: dict[str, int] = {}
@@ -187,12 +193,40 @@ class SendRecord:
     def _loaded(self) -> dict[str, dict[str, Any]]:
         if self._entries is None:
             value = self.store.load(self.key.store_key) or {}
-            entries = value.get("entries")
-            self._entries = dict(entries) if isinstance(entries, Mapping) else {}
-            self._unreadable = bool(value.get(UNREADABLE)) or (bool(value) and not isinstance(entries, Mapping))
+            self._entries = {}
+            self._unreadable = bool(value.get(UNREADABLE))
             salt = value.get("salt")
             self._salt = salt if isinstance(salt, str) and salt else secrets.token_hex(16)
+            shards = value.get("shards", 1)
+            self._shard_sizes = []
+            for index in range(shards if isinstance(shards, int) and shards > 0 else 1):
+                part = value if index == 0 else (self.store.load(self._shard_key(index)) or {"entries": {}})
+                entries = part.get("entries", {} if index else None)
+                if part.get(UNREADABLE) or (bool(part) and not isinstance(entries, Mapping)):
+                    self._unreadable = True
+                    entries = {}
+                self._shard_sizes.append(len(entries or {}))
+                for slot, entry in dict(entries or {}).items():
+                    self._entries[slot] = entry
+                    self._shard_of[slot] = index
         return self._entries
+
+    def _shard_key(self, index: int) -> str:
+        return self.key.store_key if index == 0 else f"{self.key.store_key}_{index}"
+
+    def _put(self, slot: str, entry: dict[str, Any]) -> None:
+        """Set ``slot``'s entry, in its shard or, for a new slot, in the last shard with room."""
+        entries = self._loaded()
+        index = self._shard_of.get(slot)
+        if index is None:
+            if self._shard_sizes[-1] >= SHARD_SIZE:
+                self._shard_sizes.append(0)
+                self._dirty.add(0)  # the first shard counts the shards
+            index = len(self._shard_sizes) - 1
+            self._shard_of[slot] = index
+            self._shard_sizes[index] += 1
+        entries[slot] = entry
+        self._dirty.add(index)
 
     def content(self, request: SendRequest) -> str:
         """The keyed hash naming ``request``'s recipient and text in this record."""
@@ -238,73 +272,91 @@ class SendRecord:
     def begin(self, slots: Iterable[tuple[str, SendRequest]]) -> None:
         """Record the intent to send each ``(slot, request)``; one write for all of them."""
         with self._lock:
-            entries = self._loaded()
             now = time.time()
             for slot, request in slots:
-                entries[slot] = {
-                    "state": INTENT,
-                    "try": self.try_number,
-                    "phone": mask_phone(request.phone),
-                    "content": self.content(request),
-                    "at": now,
-                }
+                self._put(
+                    slot,
+                    {
+                        "state": INTENT,
+                        "try": self.try_number,
+                        "phone": mask_phone(request.phone),
+                        "content": self.content(request),
+                        "at": now,
+                    },
+                )
             self._save()
 
     def accept(self, results: Iterable[tuple[str, SendResult]]) -> None:
         """Record each ``(slot, result)`` the API accepted; one write for all of them."""
-        with self._lock:
-            entries = self._loaded()
-            now = time.time()
-            for slot, result in results:
-                entries[slot] = dict(entries.get(slot, {})) | {
-                    "state": ACCEPTED,
-                    "try": self.try_number,
-                    "phone": mask_phone(result.phone),
-                    "message_id": result.message_id,
-                    "request_id": result.request_id,
-                    "channel_message_id": result.channel_message_id,
-                    "at": now,
-                }
-            self._save()
+        self.settle(results, ())
 
     def forget(self, slots: Iterable[str]) -> None:
         """Drop the intents of sends that provably did not go out; one write."""
+        self.settle((), slots)
+
+    def settle(self, accepted: Iterable[tuple[str, SendResult]], not_sent: Iterable[str]) -> None:
+        """Record the accepted sends and drop the intents of those that did not go out; one write."""
         with self._lock:
             entries = self._loaded()
-            for slot in slots:
-                entries.pop(slot, None)
+            now = time.time()
+            for slot, result in accepted:
+                entry = {"state": ACCEPTED, "try": self.try_number, "phone": mask_phone(result.phone), "at": now}
+                entry |= {"message_id": result.message_id}
+                entry |= {"request_id": result.request_id} if result.request_id else {}
+                entry |= {"channel_message_id": result.channel_message_id} if result.channel_message_id else {}
+                self._put(slot, dict(entries.get(slot, {})) | entry)
+            for slot in not_sent:
+                if entries.pop(slot, None) is not None:
+                    index = self._shard_of.pop(slot)
+                    self._shard_sizes[index] -= 1
+                    self._dirty.add(index)
             self._save()
 
     def clear(self) -> None:
         """Delete the whole record: the task instance succeeded, nothing in it matters any more."""
         with self._lock:
             if self._entries is None or self._entries or self.writes:
-                self.store.delete(self.key.store_key)
+                self._loaded()
+                for index in range(len(self._shard_sizes) - 1, -1, -1):
+                    self.store.delete(self._shard_key(index))
             self._entries = {}
+            self._shard_of = {}
+            self._shard_sizes = [0]
+            self._dirty = set()
             self._unreadable = False
 
     def _save(self) -> None:
+        """Write the shards changed since the last write; the first shard first when it counts a
+        new shard, so that no shard is ever written that a later try would not look for."""
         entries = self._loaded()
         self.writes += 1
         if not entries and not self._unreadable:
-            self.store.delete(self.key.store_key)
+            for index in range(len(self._shard_sizes) - 1, -1, -1):
+                self.store.delete(self._shard_key(index))
+            self._dirty = set()
             return
-        self.store.save(
-            self.key.store_key,
-            {
-                "dag_id": self.key.dag_id,
-                "run_id": self.key.run_id,
-                "task_id": self.key.task_id,
-                "map_index": self.key.map_index,
-                "updated": time.time(),
-                "salt": self._salt,
-                "entries": entries,
-            },
-            description=(
-                f"airflow-provider-octopods: SMS sent by {self.key.dag_id}.{self.key.task_id} in run "
-                f"{self.key.run_id}; deleted when that task instance succeeds"
-            ),
+        by_shard: dict[int, dict[str, Any]] = {index: {} for index in self._dirty}
+        for slot, index in self._shard_of.items():
+            if index in by_shard:
+                by_shard[index][slot] = entries[slot]
+        description = (
+            f"airflow-provider-octopods: SMS sent by {self.key.dag_id}.{self.key.task_id} in run "
+            f"{self.key.run_id}; deleted when that task instance succeeds"
         )
+        for index in sorted(by_shard):
+            value: dict[str, Any] = {"entries": by_shard[index]}
+            if index == 0:
+                value = {
+                    "dag_id": self.key.dag_id,
+                    "run_id": self.key.run_id,
+                    "task_id": self.key.task_id,
+                    "map_index": self.key.map_index,
+                    "updated": time.time(),
+                    "salt": self._salt,
+                    "shards": len(self._shard_sizes),
+                } | value
+            self.store.save(self._shard_key(index), value, description=description)
+        self._dirty = set()
 
 
 # The records used in this process, so that every hook of one try shares one record (and its

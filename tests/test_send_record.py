@@ -260,3 +260,55 @@ def test_fail_for_good_errors_survive_pickling() -> None:
     assert isinstance(again, AirflowFailException)
     assert isinstance(again, errors.OctopodsValidationError)
     assert (again.field, str(again)) == ("phone", "phone: +1***123 is too short")
+
+
+class CountingStore(MemoryStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.saved: list[tuple[str, int]] = []
+
+    def save(self, key: str, value: dict, *, description: str) -> None:  # type: ignore[type-arg]
+        self.saved.append((key, len(value["entries"])))
+        super().save(key, value, description=description)
+
+
+def test_a_large_record_is_sharded_and_a_write_touches_only_the_shards_it_changed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(send_record, "SHARD_SIZE", 100)
+    store = CountingStore()
+    record = SendRecord(KEY, try_number=1, store=store)
+    requests = [build_send_request(f"+1500555{n:04d}", "Your appointment is tomorrow") for n in range(250)]
+    slots = [(f"{record.content(r)}#1", r) for r in requests]
+    for start in range(0, 250, 50):  # chunks of 50: intents, then results, as a batch does
+        chunk = slots[start : start + 50]
+        store.saved.clear()
+        record.begin(chunk)
+        record.accept(
+            [(slot, SendResult(None, 1000 + start + i, r.phone, 1, Encoding.GSM7)) for i, (slot, r) in enumerate(chunk)]
+        )
+        assert all(size <= 100 for _, size in store.saved)
+        assert len({key for key, _ in store.saved}) <= 2  # the chunk's shard (and the first one, to count a new shard)
+    assert sorted(store.values) == sorted([KEY.store_key, f"{KEY.store_key}_1", f"{KEY.store_key}_2"])
+    assert store.values[KEY.store_key]["shards"] == 3
+    again = SendRecord(KEY, try_number=2, store=store)  # a later try sees every shard
+    assert [again.prior(slot).message_id for slot, _ in slots] == list(range(1000, 1250))  # type: ignore[union-attr]
+    again.forget([slots[0][0]])
+    assert SendRecord(KEY, store=store).prior(slots[0][0]) is None
+    again.clear()
+    assert store.values == {}
+
+
+def test_a_missing_shard_counts_as_empty_and_an_unreadable_one_makes_every_unknown_slot_unknown(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(send_record, "SHARD_SIZE", 1)
+    store = MemoryStore()
+    record = SendRecord(KEY, try_number=1, store=store)
+    first, second = (build_send_request(p, "hi") for p in ("+15005550100", "+15005550101"))
+    record.begin([("a", first), ("b", second)])
+    store.values.pop(f"{KEY.store_key}_1")  # the crash came between counting the shard and writing it
+    assert SendRecord(KEY, store=store).prior("b") is None
+    assert SendRecord(KEY, store=store).prior("a").state == send_record.INTENT  # type: ignore[union-attr]
+    store.values[f"{KEY.store_key}_1"] = {send_record.UNREADABLE: True}
+    assert SendRecord(KEY, store=store).prior("never-seen").state == send_record.UNREADABLE  # type: ignore[union-attr]

@@ -31,6 +31,9 @@ class RateLimiter:
     :param burst: how many requests may start at once after an idle period; default
         ``min(5, floor(per_second))``, at most ``floor(per_second)`` (at least 1).
     :param clock: a monotonic clock in seconds; tests pass a fake one.
+    :param adaptive: each :meth:`slow_down` also lowers the steady rate by a quarter (to at most
+        a fiftieth of the first one), so that a caller whose rate is above the server's limit
+        settles below it instead of meeting 429s again after every pause.
     :raises OctopodsValidationError: naming ``per_second`` or ``burst``.
     """
 
@@ -40,10 +43,13 @@ class RateLimiter:
         *,
         burst: int | None = None,
         clock: Callable[[], float] = time.monotonic,
+        adaptive: bool = False,
     ) -> None:
         self.per_second = positive_number(per_second, field="per_second")
         self.max_per_window = max(1, math.floor(self.per_second))
         self.burst = self._burst(burst)
+        self.adaptive = adaptive
+        self._lowest = self.per_second / 50
         self._clock = clock
         self._interval = 1.0 / self.per_second
         # Token bucket as virtual scheduling (GCRA): a request may start once the clock reaches
@@ -97,6 +103,16 @@ class RateLimiter:
             return
         pause = positive_number(seconds, field="seconds")
         with self._lock:
+            if self.adaptive:
+                self._lower_rate(max(self._lowest, self.per_second * 0.75))
             until = self._clock() + pause
             self._not_before = max(self._not_before, until)
             self._theoretical = max(self._theoretical, until + self._tolerance)
+
+    def _lower_rate(self, per_second: float) -> None:
+        self.per_second = per_second
+        self.max_per_window = max(1, math.floor(per_second))
+        self.burst = min(self.burst, self.max_per_window)
+        self._interval = 1.0 / per_second
+        self._tolerance = (self.burst - 1) * self._interval
+        self._recent = deque(self._recent, maxlen=self.max_per_window)

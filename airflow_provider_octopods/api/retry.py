@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from airflow_provider_octopods.api.decision import Operation, decide, unreadable_answer
-from airflow_provider_octopods.api.errors import OctopodsError
+from airflow_provider_octopods.api.errors import OctopodsError, OctopodsRateLimitError
 from airflow_provider_octopods.api.protocol import ApiCall, RawResponse
 
 T = TypeVar("T")
@@ -28,11 +28,15 @@ class RetryPolicy:
     :param max_attempts: total tries of one call, the first included.
     :param backoff: the first wait in seconds; each later wait doubles, up to ``max_backoff``.
     :param max_backoff: the longest wait between tries, also the cap on a server's Retry-After.
+    :param max_rate_limited: when set, 429 answers (too many requests) are counted apart: up to
+        this many of them, plus ``max_attempts`` tries for everything else. A batch that paces
+        itself sets it high, so that a storm of 429s slows the batch down rather than failing rows.
     """
 
     max_attempts: int = 4
     backoff: float = 0.5
     max_backoff: float = 30.0
+    max_rate_limited: int | None = None
 
     def delay(self, attempt: int, error: OctopodsError, rng: random.Random | None = None) -> float:
         """Seconds to wait after failed try number ``attempt`` (1-based)."""
@@ -63,6 +67,7 @@ class RetryingCall(Generic[T]):
         self.policy = policy
         self.call = call
         self.attempt = 0
+        self.rate_limited = 0
 
     def settle(self, response: RawResponse | None, failure: OctopodsError | None) -> T | Wait:
         self.attempt += 1
@@ -72,7 +77,14 @@ class RetryingCall(Generic[T]):
             if not isinstance(outcome, OctopodsError):
                 return outcome
             failure = outcome
-        if self.attempt < self.policy.max_attempts and decide(self.call.operation, failure).retry_call:
+        if self.policy.max_rate_limited is None:
+            within = self.attempt < self.policy.max_attempts
+        elif isinstance(failure, OctopodsRateLimitError):
+            self.rate_limited += 1
+            within = self.rate_limited < self.policy.max_rate_limited
+        else:
+            within = self.attempt - self.rate_limited < self.policy.max_attempts
+        if within and decide(self.call.operation, failure).retry_call:
             return Wait(self.policy.delay(self.attempt, failure), failure)
         raise failure
 

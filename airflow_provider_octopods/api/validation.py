@@ -86,7 +86,14 @@ def validate_region(value: object, *, field: str = "default_region") -> str:
     """Return an upper-case two-letter region code, or raise naming ``field``."""
     if not isinstance(value, str) or not _REGION.match(value.strip()):
         raise OctopodsValidationError(field, f"must be a two-letter region code such as 'US', got {value!r}")
-    return value.strip().upper()
+    import phonenumbers
+
+    region = value.strip().upper()
+    if region not in phonenumbers.SUPPORTED_REGIONS:
+        raise OctopodsValidationError(
+            field, f"{region!r} is not a known region code (ISO 3166-1 alpha-2, such as 'US' or 'GB')"
+        )
+    return region
 
 
 def validate_body(value: object, *, field: str = "body") -> str:

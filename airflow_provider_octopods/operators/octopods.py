@@ -204,3 +204,8 @@ class OctopodsSendSmsOperator(BaseOperator):
         summary = delivery_result(batch.summary(), sensor=False)
         self.log.info("Delivery confirmed: %s", summary["message"])
         return batch.details(message_id)
+
+
+from airflow_provider_octopods.operators.batch import OctopodsSendBatchOperator  # noqa: E402
+
+__all__ = ["OctopodsSendBatchOperator", "OctopodsSendSmsOperator"]

@@ -157,3 +157,19 @@ def test_bad_burst(per_second: float, burst: object, problem: str) -> None:
     with pytest.raises(OctopodsValidationError, match=problem) as err:
         RateLimiter(per_second, burst=burst)  # type: ignore[arg-type]
     assert err.value.field == "burst"
+
+
+def test_an_adaptive_limiter_settles_below_the_servers_limit_after_429s() -> None:
+    from airflow_provider_octopods.api.pacing import RateLimiter
+
+    now = [0.0]
+    limiter = RateLimiter(100, clock=lambda: now[0], adaptive=True)
+    limiter.slow_down(1.0)
+    assert limiter.per_second == 75
+    assert limiter.reserve() == pytest.approx(1.0)  # the pause first, then the lower rate
+    for _ in range(30):
+        limiter.slow_down(0.5)
+    assert limiter.per_second == 2  # never below a fiftieth of the first rate
+    fixed = RateLimiter(100, clock=lambda: now[0])
+    fixed.slow_down(1.0)
+    assert fixed.per_second == 100

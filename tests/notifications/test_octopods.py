@@ -43,6 +43,7 @@ def test_alias_and_template_fields() -> None:
         ({"phones": 5}, "phones"),
         ({"phones": "+15005550100", "body": 3}, "body"),
         ({"phones": "+15005550100", "dedup_window": -1}, "dedup_window"),
+        ({"phones": "+15005550100", "default_region": "XX"}, "default_region: .XX. is not a known region code"),
         ({"phones": "+15005550100", "default_region": "XYZ"}, "default_region"),
         ({"phones": ["+15005550100", "12345"]}, "phones: .* has no country code"),
         ({"phones": "+1555CALLNOW"}, "phones: .* contains letters"),

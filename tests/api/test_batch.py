@@ -1,0 +1,101 @@
+"""Planning a batch and summarising its report, without Airflow or I/O."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from airflow_provider_octopods.api.batch import BatchReport, RowOutcome, failure_kind, opt_out_list, plan_batch
+from airflow_provider_octopods.api.errors import OctopodsInvalidPhoneError, OctopodsServerError
+from airflow_provider_octopods.api.models import SendResult
+from airflow_provider_octopods.api.segments import Encoding
+
+
+def render(row: Any) -> str:
+    return f"Hi {row['name']}"
+
+
+def test_rows_are_sorted_out_with_row_numbers_and_masked_phones() -> None:
+    rows: list[Any] = [
+        {"phone": "+447700900001", "name": "A"},
+        {"phone": "12345", "name": "B"},
+        {"name": "C"},
+        "not a row",
+        {"phone": "+447700900001", "name": "A"},  # same phone, same text
+        {"phone": "+447700900001", "name": "A2"},  # same phone, other text: sent
+        {"phone": "07700 900002", "name": "D"},  # national, region from default_region
+        {"phone": "+447700900003", "name": "E"},
+        {"phone": "+447700900004"},  # render fails
+        {"phone": "+447700900005", "name": ""},  # renders to "Hi " : fine
+    ]
+    plan = plan_batch(
+        rows, render=render, default_region="GB", opted_out=opt_out_list(["07700900003"], default_region="GB")
+    )
+    assert plan.total == 10
+    assert [(s.row, s.request.phone) for s in plan.sends] == [
+        (1, "+447700900001"),
+        (6, "+447700900001"),
+        (7, "+447700900002"),
+        (10, "+447700900005"),
+    ]
+    aside = {r.row: r for r in plan.set_aside}
+    assert aside[2].outcome is RowOutcome.INVALID
+    assert aside[2].error.startswith("phone: ")
+    assert "12345" not in str(aside[2].error)
+    assert aside[3].error == "phone: is missing"
+    assert aside[4].error == "recipients: row is a str, not a mapping"
+    assert aside[5].outcome is RowOutcome.DUPLICATE
+    assert aside[8].outcome is RowOutcome.OPTED_OUT
+    assert aside[8].phone == "+44*******003"
+    assert aside[9].error == "body: does not render: KeyError: 'name'"
+    assert plan.segments == 4
+
+
+def test_duplicates_can_be_allowed_and_then_count_their_occurrence() -> None:
+    rows = [{"phone": "+447700900001", "name": "A"}] * 3
+    plan = plan_batch(rows, render=render, allow_duplicates=True)
+    assert [s.occurrence for s in plan.sends] == [1, 2, 3]
+
+
+def test_a_per_row_region_field_and_an_empty_or_oversize_body() -> None:
+    rows = [
+        {"phone": "020 7946 0958", "region": "GB", "name": "x"},
+        {"phone": "(201) 555-0123", "region": "US", "name": "y" * 1600},
+        {"phone": "+447700900001", "name": None},
+    ]
+    plan = plan_batch(rows, render=lambda r: "" if r["name"] is None else f"Hi {r['name']}", region_field="region")
+    assert [s.request.phone for s in plan.sends] == ["+442079460958"]
+    errors = {r.row: r.error for r in plan.set_aside}
+    assert errors[2].startswith("body: ")
+    assert errors[3].startswith("body: ")
+
+
+def test_report_summary_counts_failures_by_code_and_caps_ids() -> None:
+    rows = [{"phone": f"+44770090000{n}", "name": str(n)} for n in range(5)]
+    plan = plan_batch(rows, render=render)
+    report = BatchReport(plan)
+    one, two, three, four, five = plan.sends
+    report.record(one, RowOutcome.ACCEPTED, SendResult("r", 11, one.request.phone, 1, Encoding.GSM7))
+    report.record(two, RowOutcome.ACCEPTED_EARLIER, SendResult("r", 12, two.request.phone, 1, Encoding.GSM7))
+    report.record(three, RowOutcome.FAILED, error=OctopodsInvalidPhoneError("bad number", error_code=2))
+    report.record(four, RowOutcome.FAILED, error=OctopodsServerError("down", http_status=503))
+    report.record(five, RowOutcome.UNKNOWN, error=TimeoutError("read timed out"))
+    summary = report.summary(max_ids=10, max_rows=10)
+    assert (summary["accepted"], summary["accepted_earlier"], summary["failed"], summary["unknown"]) == (2, 1, 2, 1)
+    assert summary["failed_by_code"] == {"error_2": 1, "http_503": 1}
+    assert summary["message_ids"] == [11, 12]
+    assert summary["unknown_rows"] == [5]
+    assert report.failure_ratio() == pytest.approx(3 / 4)  # the earlier try's send is not counted again
+    capped = report.summary(max_ids=1, max_rows=10)
+    assert capped["message_ids"] is None
+    assert capped["message_ids_omitted"] == 2
+    csv_text = report.csv_text()
+    assert csv_text.splitlines()[0] == "row,phone,outcome,message_id,error_code,error"
+    assert "+44*******000,accepted,11" in csv_text
+    assert "+447700900000" not in csv_text
+
+
+def test_failure_kind() -> None:
+    assert failure_kind(OctopodsInvalidPhoneError("x", error_code=2)) == "error_2"
+    assert failure_kind(ConnectionResetError()) == "ConnectionResetError"

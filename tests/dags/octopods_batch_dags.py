@@ -1,0 +1,73 @@
+"""DAGs for the batch operator's system tests."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from airflow.providers.common.compat.sdk import DAG, task
+
+from airflow_provider_octopods.operators.octopods import OctopodsSendBatchOperator
+
+DEFAULTS = {"start_date": datetime(2026, 1, 1), "schedule": None, "catchup": False}
+BODY = "Hi {{ recipient.name }}, your appointment is on {{ recipient.time }}. Reply STOP to opt out."
+OPTED_OUT = [f"07700 900{n:03d}" for n in range(200, 210)]  # national form, as a CRM keeps them
+
+
+def reminder_rows() -> list[dict[str, str]]:
+    """1,000 rows: 30 invalid (3 %), 20 duplicates (2 %), 10 opted out (1 %), 940 to send."""
+    rows = [{"phone": f"+447700900{n:03d}", "name": f"Patient {n}", "time": "Tue 10:00"} for n in range(980)]
+    for n in range(10):
+        rows[n]["phone"] = "12345"  # no country code, no region: invalid
+        rows[10 + n]["phone"] = ""  # missing
+        del rows[20 + n]["time"]  # the template fails for this row only
+    return rows + [dict(rows[100 + n]) for n in range(20)]
+
+
+with DAG(dag_id="octopods_batch_counts", **DEFAULTS):
+
+    @task
+    def recipients() -> list[dict[str, str]]:
+        return reminder_rows()
+
+    OctopodsSendBatchOperator(
+        task_id="remind",
+        recipients=recipients(),
+        body=BODY,
+        opt_out=OPTED_OUT,
+        default_region="GB",
+        rate_limit=400,
+        max_failure_ratio=0.0,
+    )
+
+with DAG(dag_id="octopods_batch_dry_run", **DEFAULTS):
+    OctopodsSendBatchOperator(
+        task_id="remind",
+        recipients=reminder_rows(),
+        body=BODY,
+        opt_out=OPTED_OUT,
+        default_region="GB",
+        dry_run="{{ params.get('dry_run', True) }}",
+    )
+
+with DAG(dag_id="octopods_batch_resume", **DEFAULTS):
+    # 300 rows at 60/s take 5 s; each try is cut after 2 s: Airflow retries until all are sent.
+    OctopodsSendBatchOperator(
+        task_id="remind",
+        recipients=[{"phone": f"+447700900{n:03d}", "name": f"P{n}"} for n in range(300)],
+        body="Hi {{ recipient.name }}, see you tomorrow",
+        rate_limit=60,
+        execution_timeout=timedelta(seconds=2),
+        retries=5,
+        retry_delay=timedelta(seconds=0),
+    )
+
+with DAG(dag_id="octopods_batch_faults", **DEFAULTS):
+    OctopodsSendBatchOperator(
+        task_id="remind",
+        recipients=[{"phone": f"+447700900{n:03d}", "name": f"P{n}"} for n in range(200)],
+        body="Hi {{ recipient.name }}, your parcel arrives today",
+        rate_limit=100,
+        max_in_flight=8,
+        max_failure_ratio=0.5,
+        retries=0,
+    )
