@@ -3,10 +3,11 @@
     .venv/bin/python benchmarks/sandbox_throughput.py [--sends 20000] [--concurrency 64]
 
 The sandbox runs in its own process pinned to core 0 (no faults, request log off); the load
-client runs here, pinned to core 1, first with aiohttp (a fast client, to find the server's
-ceiling), then with httpx (the provider's async client library) at 8 and 64 in flight. Each line
-prints sends/s, the server's CPU per send and share of its core, and its capacity on one full
-core (sends/s divided by that share), next to the 3,000 sends/s target.
+client runs here, pinned to core 1, first with bare aiohttp (a fast client, to find the server's
+ceiling), then with the provider's ``AsyncOctopodsClient`` (aiohttp, plus request building,
+answer parsing and the retry loop) and with bare httpx (the async client's former library), at 8
+and 64 in flight. Each line prints sends/s, the server's CPU per send and share of its core, and
+its capacity on one full core (sends/s divided by that share), next to the 3,000 sends/s target.
 """
 
 from __future__ import annotations
@@ -59,6 +60,25 @@ async def with_httpx(url: str, sends: int, concurrency: int) -> None:
         await asyncio.gather(*(worker() for _ in range(concurrency)))
 
 
+async def with_provider_client(url: str, sends: int, concurrency: int) -> None:
+    from airflow_provider_octopods.api import build_send_request
+    from airflow_provider_octopods.api.retry import RetryPolicy
+    from airflow_provider_octopods.api.settings import ClientSettings
+    from airflow_provider_octopods.clients.aio import AsyncOctopodsClient
+
+    settings = ClientSettings(base_url=url, api_key=HEADERS["X-Octopods-Auth"])
+    request = build_send_request(PAYLOAD["destination_phone"], PAYLOAD["body"])
+    policy = RetryPolicy(max_attempts=1)  # a failed send stops the measurement
+    async with AsyncOctopodsClient(settings, retry_policy=policy, max_connections=concurrency) as client:
+        remaining = iter(range(sends))
+
+        async def worker() -> None:
+            for _ in remaining:
+                await client.send(request)
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+
+
 def measure(name: str, url: str, pid: int, run: object, sends: int, concurrency: int) -> None:
     server = psutil.Process(pid)
     cpu_before = sum(server.cpu_times()[:2])
@@ -92,8 +112,10 @@ def main() -> None:
             f"{'server capacity':>16}"
         )
         measure("aiohttp", url, pid, with_aiohttp, args.sends, 64)
-        measure("httpx (provider's client)", url, pid, with_httpx, args.sends // 2, 8)
-        measure("httpx (provider's client)", url, pid, with_httpx, args.sends // 2, 64)
+        measure("AsyncOctopodsClient", url, pid, with_provider_client, args.sends, 8)
+        measure("AsyncOctopodsClient", url, pid, with_provider_client, args.sends, 64)
+        measure("httpx (former client)", url, pid, with_httpx, args.sends // 2, 8)
+        measure("httpx (former client)", url, pid, with_httpx, args.sends // 2, 64)
 
 
 def _sandbox_pid(url: str) -> int:

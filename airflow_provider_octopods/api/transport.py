@@ -1,6 +1,6 @@
 """Reading a transport's exception: how far the request got, and a short reason.
 
-Both clients (requests, httpx) hand their exceptions here, so a TLS failure, a refused
+Both clients (requests, aiohttp) hand their exceptions here, so a TLS failure, a refused
 connection or a reset after sending means the same thing whichever client saw it. Only the
 question "did the library fail while connecting?" is answered by each client, from its own
 exception types.
@@ -8,6 +8,7 @@ exception types.
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from collections.abc import Iterator
 
@@ -45,7 +46,7 @@ def failure_from_exception(
             + (hint or "fix the host's certificate, or trust its CA with the connection's ca_bundle extra")
         )
     stage = Stage.NOT_SENT if connecting else Stage.NO_ANSWER
-    detail = describe(exc)
+    detail = describe(exc, connecting=connecting)
     if hint and stage is Stage.NOT_SENT:
         detail = f"{detail}; {hint}"
     return transport_error(operation, stage, detail)
@@ -54,21 +55,26 @@ def failure_from_exception(
 def tls_handshake_failure(exc: BaseException) -> str | None:
     """Why the TLS handshake failed, if ``exc`` is (or wraps) such a failure; else None."""
     for inner in _chain(exc):
+        if not isinstance(inner, ssl.SSLError) or not hasattr(inner, "reason"):
+            # Only the ssl module sets ``reason``. aiohttp's ClientConnectorSSLError and
+            # ClientConnectorCertificateError subclass ssl's errors without it, and wrap the
+            # error ssl raised, which comes later in the chain.
+            continue
         if isinstance(inner, ssl.SSLCertVerificationError):
             return inner.verify_message or inner.reason or "certificate verify failed"
-        if isinstance(inner, ssl.SSLError):
-            reason = str(inner.reason or inner)
-            if any(marker in reason.upper() for marker in _HANDSHAKE_MARKERS):
-                return reason
+        reason = str(inner.reason or inner)
+        if any(marker in reason.upper() for marker in _HANDSHAKE_MARKERS):
+            return reason
     return None
 
 
-def describe(exc: BaseException) -> str:
-    """``Outer: Inner: first line`` without URLs or headers (so never a key); at most 160 chars."""
-    if isinstance(exc, TimeoutError) or "ReadTimeout" in type(exc).__name__:
-        return "read timeout"
-    if "ConnectTimeout" in type(exc).__name__:
-        return "connect timeout"
+def describe(exc: BaseException, *, connecting: bool = False) -> str:
+    """``Outer: Inner: first line`` without URLs or headers (so never a key); at most 160 chars.
+
+    :param connecting: as for :func:`failure_from_exception`; names which timeout expired.
+    """
+    if isinstance(exc, (TimeoutError, asyncio.TimeoutError)) or "Timeout" in type(exc).__name__:
+        return "connect timeout" if connecting else "read timeout"
     innermost = exc
     for inner in _chain(exc):
         innermost = inner

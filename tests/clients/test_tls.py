@@ -94,6 +94,7 @@ def api(tmp_path: Path) -> Iterator[TlsApi]:
     server = TlsApi(tmp_path)
     yield server
     server.server.shutdown()
+    server.server.server_close()
 
 
 def send_sync(settings: ClientSettings) -> object:

@@ -9,7 +9,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import httpx
 import pytest
 
 from airflow_provider_octopods.clients.aio import AsyncOctopodsClient
@@ -126,41 +125,43 @@ def test_missing_connection_is_an_error_event(monkeypatch: pytest.MonkeyPatch) -
     assert "'octopods_missing' was not found" in event["message"]
 
 
-class CountingTransport(httpx.AsyncBaseTransport):
-    """Adds latency and records how many requests were in flight at once, and when each started."""
+class CountingClient(AsyncOctopodsClient):
+    """Adds latency to each request and records how many were in flight at once, and when each started."""
 
-    def __init__(self, latency: float) -> None:
-        self.inner = httpx.AsyncHTTPTransport()
+    def __init__(self, settings: Any, *, latency: float, **kwargs: Any) -> None:
+        super().__init__(settings, **kwargs)
         self.latency = latency
         self.in_flight = 0
         self.peak = 0
         self.starts: list[float] = []
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+    async def _once(self, call: Any) -> Any:
         self.in_flight += 1
         self.peak = max(self.peak, self.in_flight)
         self.starts.append(time.monotonic())
         try:
             await asyncio.sleep(self.latency)
-            return await self.inner.handle_async_request(request)
+            return await super()._once(call)
         finally:
             self.in_flight -= 1
 
 
 def test_polling_is_spread_and_bounded(server: SandboxServer, monkeypatch: pytest.MonkeyPatch) -> None:
     ids = send(server, ["+15005550103"] * 40)  # never delivered: every id is read each round
-    transport = CountingTransport(latency=0.05)
+    made: list[CountingClient] = []
 
     def client(self: OctopodsDeliveryTrigger, settings: Any) -> AsyncOctopodsClient:
-        return AsyncOctopodsClient(settings, max_connections=self.max_in_flight, transport=transport)
+        made.append(CountingClient(settings, latency=0.05, max_connections=self.max_in_flight))
+        return made[-1]
 
     monkeypatch.setattr(OctopodsDeliveryTrigger, "_client", client)
     [event] = collect(make(message_ids=ids, poll_interval=0.4, deadline=time.time() + 0.75, max_in_flight=3))
+    [counting] = made
     assert event["outcome"] == "timeout"
-    assert transport.peak <= 3
-    first_round = transport.starts[:40]
+    assert counting.peak <= 3
+    first_round = counting.starts[:40]
     assert first_round[-1] - first_round[0] >= 0.3  # spread over the interval, not one burst
-    assert 40 <= len(transport.starts) <= 80  # about one read per id per interval
+    assert 40 <= len(counting.starts) <= 80  # about one read per id per interval
 
 
 def test_an_unexpected_error_in_one_read_does_not_stop_that_message(
