@@ -55,7 +55,7 @@ INTENT = "intent"
 ACCEPTED = "accepted"
 OPERATOR_SLOT = "operator"
 UNREADABLE = "unreadable"
-SHARD_SIZE = 1000
+SHARD_SIZE = 500
 
 
 class RecordStore(Protocol):
@@ -266,7 +266,7 @@ class SendRecord:
             message_id=message_id if isinstance(message_id, (int, str)) else None,
             request_id=entry.get("request_id"),
             channel_message_id=entry.get("channel_message_id"),
-            content=entry.get("content"),
+            content=entry.get("content") or (slot.split("#")[0] if "#" in slot else None),
         )
 
     def begin(self, slots: Iterable[tuple[str, SendRequest]]) -> None:
@@ -274,16 +274,11 @@ class SendRecord:
         with self._lock:
             now = time.time()
             for slot, request in slots:
-                self._put(
-                    slot,
-                    {
-                        "state": INTENT,
-                        "try": self.try_number,
-                        "phone": mask_phone(request.phone),
-                        "content": self.content(request),
-                        "at": now,
-                    },
-                )
+                content = self.content(request)
+                entry = {"state": INTENT, "try": self.try_number, "phone": mask_phone(request.phone), "at": now}
+                if not slot.startswith(f"{content}#"):  # a slot named by its content needs no copy of it
+                    entry["content"] = content
+                self._put(slot, entry)
             self._save()
 
     def accept(self, results: Iterable[tuple[str, SendResult]]) -> None:

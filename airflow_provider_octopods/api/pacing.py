@@ -90,6 +90,10 @@ class RateLimiter:
             self._recent.append(start)
             return start - now
 
+    def now(self) -> float:
+        """The limiter's clock, to tell whether a caller started at the time it booked."""
+        return self._clock()
+
     def slow_down(self, seconds: float) -> None:
         """Make every later reservation wait until at least ``seconds`` from now.
 

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from airflow_provider_octopods.api.pacing import RateLimiter
 
 T = TypeVar("T")
+LATE_START_SECONDS = 0.003
 
 # The most of an answer that is read (after decompression). The API's answers are a few hundred
 # bytes; anything larger is not the API, and reading it all could exhaust the triggerer's memory.
@@ -108,9 +109,7 @@ class AsyncOctopodsClient:
         retrying = RetryingCall(self.retry_policy, call)
         while True:
             if self.rate_limiter is not None:
-                pause = self.rate_limiter.reserve()
-                if pause > 0:
-                    await self._sleep(pause)
+                await self._paced(self.rate_limiter)
             try:
                 response, failure = await self._once(call), None
             except OctopodsError as err:
@@ -122,6 +121,18 @@ class AsyncOctopodsClient:
                 self.rate_limiter.slow_down(outcome.delay)
             log_retry(call.what, retrying.attempt, self.retry_policy.max_attempts, outcome.error, outcome.delay)
             await self._sleep(outcome.delay)
+
+    async def _paced(self, limiter: RateLimiter) -> None:
+        """Wait for a start slot; a slot woken up late (the event loop was busy) is given up and
+        another booked, because late starts bunch up with on-time ones as the server counts them."""
+        while True:
+            pause = limiter.reserve()
+            if pause <= 0:
+                return
+            booked = limiter.now() + pause
+            await self._sleep(pause)
+            if limiter.now() - booked <= LATE_START_SECONDS:
+                return
 
     def _session(self) -> aiohttp.ClientSession:
         """The session, opened on first use (aiohttp needs the running event loop)."""

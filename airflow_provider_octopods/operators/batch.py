@@ -30,7 +30,7 @@ PROGRESS_SECONDS = 10.0
 STOP_GRACE_SECONDS = 30.0
 ROWS_IN_XCOM = 1000
 SAMPLES = 3
-PACING_MARGIN = 0.985
+PACING_MARGIN = 0.99
 
 
 class OctopodsSendBatchOperator(BaseOperator):
@@ -64,7 +64,7 @@ class OctopodsSendBatchOperator(BaseOperator):
     :param dry_run: check and render everything, send nothing; the report holds the segment
         total (the cost estimate) and a few rendered samples. Templated.
     :param rate_limit: the most requests per second, as the API counts them in any one-second
-        window (the batch paces at 98.5 % of it, token bucket with a burst of up to 5); None for
+        window (the batch paces at 99 % of it, token bucket with a burst of up to 5); None for
         no limit. A 429 from the API pauses the whole batch for its ``Retry-After`` and lowers the
         rate.
     :param max_in_flight: the most requests waiting for an answer at once.

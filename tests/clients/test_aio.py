@@ -525,3 +525,18 @@ def test_session_opens_on_first_use_without_async_with() -> None:
                 await client.aclose()
 
     assert asyncio.run(main()).status.value == "delivered"
+
+
+def test_a_slot_woken_up_late_is_given_up_and_another_booked() -> None:
+    clock = Clock()
+    limiter = RateLimiter(2, burst=1, clock=clock)
+    limiter.reserve()  # someone took the slot at 0: the next one is at 0.5
+
+    async def busy_loop(api: ScriptedApi, client: AsyncOctopodsClient) -> None:
+        clock.now += 0.2  # the event loop was busy: the sleep ends 0.2 s after its slot
+
+    _, seen, sleeps = run(lambda c: c.get_status(42), DELIVERED, limiter=limiter, clock=clock, between=busy_loop)
+    assert len(seen) == 1
+    # The late start would have bunched up with on-time ones: a new slot, at 1.0, is booked.
+    assert sleeps == pytest.approx([0.5, 0.3])
+    assert clock.now == pytest.approx(1.0)

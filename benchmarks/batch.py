@@ -1,0 +1,241 @@
+"""Reminder batches: the batch operator against the ways users send without it, on one sandbox.
+
+    .venv/bin/python benchmarks/batch.py                    # everything below
+    .venv/bin/python benchmarks/batch.py --only throughput  # or: paced, scale, record-size
+
+* ``throughput``: no rate limit, no latency, printed side by side: (a) a loop over
+  ``OctopodsHook.send_sms``, (b) the same loop over Airflow's ``HttpHook``, (c) the batch operator
+  end to end (validation, per-row Jinja, the send record in a real Airflow metadata DB, the
+  report), (d) the local limit: bare aiohttp posting the same payloads at 64 in flight.
+* ``paced``: 100 ms server latency and ``rate_limit=100`` over ``--paced`` messages (10,000):
+  sustained msg/s and the sandbox's peak requests in any one-second window.
+* ``scale``: 100,000 rows: a dry run's wall time, and the process's memory growth over a dry run
+  and over a real send of all of them.
+* ``record-size``: the send record of 10,000 and 100,000 rows: Variables, size, writes, bytes.
+
+The sandbox runs in its own process (``benchmarks/_sandbox.py``); Airflow gets a throwaway home.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks._sandbox import airflow_home, sandbox_process
+
+KEY = "bench-key-Pq7Wx2"
+BODY = "Hi {{ recipient.name }}, your appointment is tomorrow at {{ recipient.time }}."
+
+
+def rows(n: int) -> list[dict[str, str]]:
+    return [{"phone": f"+4477009{i % 100_000:05d}", "name": f"Patient {i}", "time": "10:00"} for i in range(n)]
+
+
+def texts(n: int) -> list[tuple[str, str]]:
+    return [(r["phone"], f"Hi {r['name']}, your appointment is tomorrow at {r['time']}.") for r in rows(n)]
+
+
+def use_sandbox(url: str) -> None:
+    os.environ["AIRFLOW_CONN_OCTOPODS_DEFAULT"] = json.dumps({"conn_type": "octopods", "host": url, "password": KEY})
+    os.environ["AIRFLOW_CONN_OCTOPODS_HTTP"] = json.dumps({"conn_type": "http", "host": url})
+
+
+def context(run: str) -> dict[str, Any]:
+    ti = SimpleNamespace(dag_id="bench", run_id=run, task_id="remind", map_index=-1, try_number=1)
+    ti.xcom_push = lambda key, value: None  # type: ignore[attr-defined]
+    return {"ti": ti, "task_instance": ti, "ds": "2026-11-25"}
+
+
+def hook_loop(n: int) -> float:
+    from airflow_provider_octopods.hooks.octopods import OctopodsHook
+
+    hook = OctopodsHook()
+    started = time.perf_counter()
+    for phone, body in texts(n):
+        hook.send_sms(phone, body)
+    return n / (time.perf_counter() - started)
+
+
+def http_hook_loop(n: int) -> float:
+    from airflow.providers.http.hooks.http import HttpHook
+
+    hook = HttpHook(method="POST", http_conn_id="octopods_http")
+    started = time.perf_counter()
+    for phone, body in texts(n):
+        hook.run(
+            "/api/v1/sms/messages",
+            json={"destination_phone": phone, "body": body},
+            headers={"X-Octopods-Auth": KEY},
+        )
+    return n / (time.perf_counter() - started)
+
+
+def operator(n: int | list[dict[str, str]], run: str, **kwargs: Any) -> tuple[float, dict[str, Any]]:
+    from airflow_provider_octopods.operators.octopods import OctopodsSendBatchOperator
+
+    recipients = rows(n) if isinstance(n, int) else n
+    op = OctopodsSendBatchOperator(
+        task_id="remind", recipients=recipients, body=BODY, max_in_flight=64, chunk_size=500, **kwargs
+    )
+    n = len(recipients)
+    started = time.perf_counter()
+    report = op.execute(context(run))  # type: ignore[arg-type]
+    return n / (time.perf_counter() - started), report
+
+
+async def bare_aiohttp(url: str, n: int, in_flight: int = 64) -> float:
+    import aiohttp
+
+    payloads = [json.dumps({"destination_phone": p, "body": b}).encode() for p, b in texts(n)]
+    headers = {"X-Octopods-Auth": KEY, "Content-Type": "application/json"}
+    started = time.perf_counter()
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=in_flight)) as session:
+        work = iter(payloads)
+
+        async def worker() -> None:
+            for payload in work:
+                async with session.post(f"{url}/api/v1/sms/messages", data=payload, headers=headers) as answer:
+                    await answer.read()
+
+        await asyncio.gather(*(worker() for _ in range(in_flight)))
+    return n / (time.perf_counter() - started)
+
+
+def sandbox_stats(url: str) -> dict[str, Any]:
+    import urllib.request
+
+    with urllib.request.urlopen(f"{url}/_sandbox/stats") as answer:  # noqa: S310
+        stats: dict[str, Any] = json.loads(answer.read())
+    return stats
+
+
+def reset(url: str) -> None:
+    import urllib.request
+
+    urllib.request.urlopen(urllib.request.Request(f"{url}/_sandbox/reset", method="POST")).read()  # noqa: S310
+
+
+def throughput(n: int) -> None:
+    print(f"\n== throughput: {n:,} messages, no rate limit, no latency ==")
+    with sandbox_process("--sent-after", "0", "--final-after", "0") as url:
+        use_sandbox(url)
+        small = min(n, 2000)
+        results = {
+            "(a) loop over OctopodsHook.send_sms": hook_loop(small),
+            "(b) loop over Airflow's HttpHook": http_hook_loop(small),
+        }
+        rate, report = operator(n, "throughput")
+        assert report["accepted"] == n, report
+        results["(c) OctopodsSendBatchOperator end to end"] = rate
+        results["(d) bare aiohttp, 64 in flight"] = asyncio.run(bare_aiohttp(url, n))
+        for name, value in results.items():
+            print(f"  {name:<44} {value:>8,.0f} msg/s")
+        c = results["(c) OctopodsSendBatchOperator end to end"]
+        d = results["(d) bare aiohttp, 64 in flight"]
+        b = results["(b) loop over Airflow's HttpHook"]
+        print(f"  (c)/(d) = {c / d:.0%} (goal >= 60%)")
+        print(f"  (c)/(b) = {c / b:.1f}x (goal >= 4x)")
+        print(f"  loops (a), (b) over {small:,} messages; (c), (d) over {n:,}")
+
+
+def paced(n: int) -> None:
+    print(f"\n== paced: {n:,} messages, 100 ms server latency, rate_limit=100 ==")
+    with sandbox_process("--sent-after", "0", "--final-after", "0", "--fault", "latency:0.1") as url:
+        use_sandbox(url)
+        rate, report = operator(n, "paced", rate_limit=100)
+        stats = sandbox_stats(url)
+        print(f"  sustained {rate:.1f} msg/s (goal >= 98); accepted {report['accepted']:,}")
+        print(f"  peak requests in any one-second window at the API: {stats['peak_requests_per_second']} (limit 100)")
+
+
+def scale(n: int) -> None:
+    print(f"\n== scale: {n:,} rows ==")
+    process = psutil.Process()
+    baseline = process.memory_info().rss
+    with sandbox_process("--sent-after", "0", "--final-after", "0") as url:
+        use_sandbox(url)
+        recipients = rows(n)  # the upstream task's data, in memory before the batch starts
+        before = process.memory_info().rss
+        started = time.perf_counter()
+        _, report = operator(recipients, "scale-dry", dry_run=True)
+        dry = time.perf_counter() - started
+        after_dry = process.memory_info().rss
+        print(f"  dry run: {dry:.1f} s (goal < 10 s), {report['planned']:,} planned, {report['segments']:,} segments")
+        print(f"  memory growth over the dry run: {(after_dry - before) / 2**20:.0f} MB")
+        rate, report = operator(recipients, "scale-send", max_xcom_ids=0)
+        peak = process.memory_info().rss
+        print(f"  real send: {rate:,.0f} msg/s, {report['accepted']:,} accepted")
+        print(
+            f"  memory growth from the start to after the send: {(peak - before) / 2**20:.0f} MB (goal <= 100 MB;"
+            f" the {n:,} input rows, {(before - baseline) / 2**20:.0f} MB, are the upstream task's and not counted)"
+        )
+
+
+def record_size() -> None:
+    from airflow_provider_octopods.api.models import SendRequest, SendResult
+    from airflow_provider_octopods.api.segments import Encoding
+    from airflow_provider_octopods.send_record import MemoryStore, SendRecord, TaskKey
+
+    class Sizing(MemoryStore):
+        written = 0
+
+        def save(self, key: str, value: dict[str, Any], *, description: str) -> None:
+            self.written += len(json.dumps(value, separators=(",", ":")))
+            super().save(key, value, description=description)
+
+    print("\n== the send record of a batch (chunks of 200) ==")
+    for n in (10_000, 100_000):
+        store = Sizing()
+        record = SendRecord(TaskKey("d", "r", "t"), try_number=1, store=store)
+        requests = [SendRequest(phone, body) for phone, body in texts(n)]
+        started = time.process_time()
+        for start in range(0, n, 200):
+            chunk = [(f"{record.content(r)}#1", r) for r in requests[start : start + 200]]
+            record.begin(chunk)
+            accepted = [
+                (slot, SendResult("3f2b8c1e-7d4a-4b7e", 4_829_174 + start + i, r.phone, 1, Encoding.GSM7))
+                for i, (slot, r) in enumerate(chunk)
+            ]
+            record.settle(accepted, ())
+        cpu = time.process_time() - started
+        size = sum(len(json.dumps(v, separators=(",", ":"))) for v in store.values.values())
+        print(
+            f"  {n:>7,} rows: {len(store.values)} Variables, {size / 1e6:.1f} MB ({size / n:.0f} B a row), "
+            f"{store.writes:,} writes, {store.written / 1e6:.0f} MB written, {cpu:.1f} s CPU"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", choices=["throughput", "paced", "scale", "record-size"])
+    parser.add_argument("--messages", type=int, default=10_000, help="throughput run size")
+    parser.add_argument("--paced", type=int, default=10_000, help="paced run size")
+    parser.add_argument("--rows", type=int, default=100_000, help="scale run size")
+    args = parser.parse_args()
+    airflow_home()
+    from tools.dagrun import migrate_db
+
+    os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{os.environ['AIRFLOW_HOME']}/airflow.db"
+    migrate_db()
+    if args.only in (None, "record-size"):
+        record_size()
+    if args.only in (None, "throughput"):
+        throughput(args.messages)
+    if args.only in (None, "paced"):
+        paced(args.paced)
+    if args.only in (None, "scale"):
+        scale(args.rows)
+
+
+if __name__ == "__main__":
+    main()
