@@ -25,15 +25,15 @@ def on_task_instance_success(previous_state: Any, task_instance: Any) -> None:
 
 @hookimpl
 def on_dag_run_success(dag_run: Any, msg: str) -> None:
-    _run_ended(dag_run)
+    _run_ended(dag_run, succeeded=True)
 
 
 @hookimpl
 def on_dag_run_failed(dag_run: Any, msg: str) -> None:
-    _run_ended(dag_run)
+    _run_ended(dag_run, succeeded=False)
 
 
-def _run_ended(dag_run: Any) -> None:
+def _run_ended(dag_run: Any, *, succeeded: bool) -> None:
     from sqlalchemy.orm import object_session
 
     from airflow_provider_octopods.notifications.dedup import run_ended
@@ -42,4 +42,4 @@ def _run_ended(dag_run: Any) -> None:
         session = object_session(dag_run)
     except Exception:  # not a mapped object
         session = None
-    run_ended(str(dag_run.dag_id), str(dag_run.run_id), session)
+    run_ended(str(dag_run.dag_id), str(dag_run.run_id), session, succeeded=succeeded)

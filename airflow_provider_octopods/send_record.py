@@ -182,7 +182,7 @@ class SendRecord:
         self.store: RecordStore = store or VariableStore()
         self._entries: dict[str, dict[str, Any]] | None = None
         self._shard_of: dict[str, int] = {}
-        self._shard_sizes: list[int] = [0]
+        self._shards: list[dict[str, dict[str, Any]]] = [{}]
         self._dirty: set[int] = set()
         self._salt = ""
         self._unreadable = False
@@ -198,14 +198,14 @@ class SendRecord:
             salt = value.get("salt")
             self._salt = salt if isinstance(salt, str) and salt else secrets.token_hex(16)
             shards = value.get("shards", 1)
-            self._shard_sizes = []
+            self._shards = []
             for index in range(shards if isinstance(shards, int) and shards > 0 else 1):
                 part = value if index == 0 else (self.store.load(self._shard_key(index)) or {"entries": {}})
                 entries = part.get("entries", {} if index else None)
                 if part.get(UNREADABLE) or (bool(part) and not isinstance(entries, Mapping)):
                     self._unreadable = True
                     entries = {}
-                self._shard_sizes.append(len(entries or {}))
+                self._shards.append(dict(entries or {}))
                 for slot, entry in dict(entries or {}).items():
                     self._entries[slot] = entry
                     self._shard_of[slot] = index
@@ -219,13 +219,13 @@ class SendRecord:
         entries = self._loaded()
         index = self._shard_of.get(slot)
         if index is None:
-            if self._shard_sizes[-1] >= SHARD_SIZE:
-                self._shard_sizes.append(0)
+            if len(self._shards[-1]) >= SHARD_SIZE:
+                self._shards.append({})
                 self._dirty.add(0)  # the first shard counts the shards
-            index = len(self._shard_sizes) - 1
+            index = len(self._shards) - 1
             self._shard_of[slot] = index
-            self._shard_sizes[index] += 1
         entries[slot] = entry
+        self._shards[index][slot] = entry
         self._dirty.add(index)
 
     def content(self, request: SendRequest) -> str:
@@ -303,7 +303,7 @@ class SendRecord:
             for slot in not_sent:
                 if entries.pop(slot, None) is not None:
                     index = self._shard_of.pop(slot)
-                    self._shard_sizes[index] -= 1
+                    self._shards[index].pop(slot, None)
                     self._dirty.add(index)
             self._save()
 
@@ -312,11 +312,11 @@ class SendRecord:
         with self._lock:
             if self._entries is None or self._entries or self.writes:
                 self._loaded()
-                for index in range(len(self._shard_sizes) - 1, -1, -1):
+                for index in range(len(self._shards) - 1, -1, -1):
                     self.store.delete(self._shard_key(index))
             self._entries = {}
             self._shard_of = {}
-            self._shard_sizes = [0]
+            self._shards = [{}]
             self._dirty = set()
             self._unreadable = False
 
@@ -326,14 +326,13 @@ class SendRecord:
         entries = self._loaded()
         self.writes += 1
         if not entries and not self._unreadable:
-            for index in range(len(self._shard_sizes) - 1, -1, -1):
+            for index in range(len(self._shards) - 1, -1, -1):
                 self.store.delete(self._shard_key(index))
+            self._shard_of = {}
+            self._shards = [{}]
             self._dirty = set()
             return
-        by_shard: dict[int, dict[str, Any]] = {index: {} for index in self._dirty}
-        for slot, index in self._shard_of.items():
-            if index in by_shard:
-                by_shard[index][slot] = entries[slot]
+        by_shard = {index: self._shards[index] for index in self._dirty}
         description = (
             f"airflow-provider-octopods: SMS sent by {self.key.dag_id}.{self.key.task_id} in run "
             f"{self.key.run_id}; deleted when that task instance succeeds"
@@ -348,7 +347,7 @@ class SendRecord:
                     "map_index": self.key.map_index,
                     "updated": time.time(),
                     "salt": self._salt,
-                    "shards": len(self._shard_sizes),
+                    "shards": len(self._shards),
                 } | value
             self.store.save(self._shard_key(index), value, description=description)
         self._dirty = set()

@@ -312,3 +312,17 @@ def test_a_missing_shard_counts_as_empty_and_an_unreadable_one_makes_every_unkno
     assert SendRecord(KEY, store=store).prior("a").state == send_record.INTENT  # type: ignore[union-attr]
     store.values[f"{KEY.store_key}_1"] = {send_record.UNREADABLE: True}
     assert SendRecord(KEY, store=store).prior("never-seen").state == send_record.UNREADABLE  # type: ignore[union-attr]
+
+
+def test_a_record_emptied_and_filled_again_writes_its_first_shard_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(send_record, "SHARD_SIZE", 1)
+    store = CountingStore()
+    record = SendRecord(KEY, try_number=1, store=store)
+    first, second = (build_send_request(p, "hi") for p in ("+15005550100", "+15005550101"))
+    record.begin([("a", first), ("b", second)])
+    record.forget(["a", "b"])  # nothing went out: the record is empty and deleted
+    assert store.values == {}
+    store.saved.clear()
+    record.begin([("c", first), ("d", second)])
+    assert [key for key, _ in store.saved] == [KEY.store_key, f"{KEY.store_key}_1"]
+    assert SendRecord(KEY, store=store).prior("d") is not None

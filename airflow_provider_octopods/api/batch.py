@@ -37,7 +37,7 @@ class RowOutcome(str, Enum):
     PLANNED = "planned"  # dry run: would be sent
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PlannedSend:
     """A row that will be sent. ``occurrence`` counts rows with the same phone and text (1 = first)."""
 
@@ -46,7 +46,7 @@ class PlannedSend:
     occurrence: int = 1
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RowResult:
     """The outcome of one row, for the report. ``phone`` is masked."""
 
@@ -177,9 +177,10 @@ class BatchReport:
         return [r.message_id for r in self.rows() if r.outcome in sent and r.message_id is not None]
 
     def failure_ratio(self) -> float:
-        """Failed and unknown rows over the rows there was an attempt to send."""
+        """Failed and unknown rows over the rows there was an attempt to send, in any try."""
         counts = self.counts()
-        attempted = sum(counts[o] for o in (RowOutcome.ACCEPTED, RowOutcome.FAILED, RowOutcome.UNKNOWN))
+        tried = (RowOutcome.ACCEPTED, RowOutcome.ACCEPTED_EARLIER, RowOutcome.FAILED, RowOutcome.UNKNOWN)
+        attempted = sum(counts[o] for o in tried)
         return (counts[RowOutcome.FAILED] + counts[RowOutcome.UNKNOWN]) / attempted if attempted else 0.0
 
     def summary(self, *, max_ids: int, max_rows: int) -> dict[str, Any]:

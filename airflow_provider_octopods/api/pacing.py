@@ -31,9 +31,10 @@ class RateLimiter:
     :param burst: how many requests may start at once after an idle period; default
         ``min(5, floor(per_second))``, at most ``floor(per_second)`` (at least 1).
     :param clock: a monotonic clock in seconds; tests pass a fake one.
-    :param adaptive: each :meth:`slow_down` also lowers the steady rate by a quarter (to at most
-        a fiftieth of the first one), so that a caller whose rate is above the server's limit
-        settles below it instead of meeting 429s again after every pause.
+    :param adaptive: a :meth:`slow_down` that starts a pause also lowers the steady rate by a
+        quarter (to at most a fiftieth of the first one), so that a caller whose rate is above the
+        server's limit settles below it instead of meeting 429s again after every pause; the 429s
+        of requests already in flight during that pause do not lower it again.
     :raises OctopodsValidationError: naming ``per_second`` or ``burst``.
     """
 
@@ -107,9 +108,9 @@ class RateLimiter:
             return
         pause = positive_number(seconds, field="seconds")
         with self._lock:
-            if self.adaptive:
-                self._lower_rate(max(self._lowest, self.per_second * 0.75))
             until = self._clock() + pause
+            if self.adaptive and self._clock() >= self._not_before:  # once per pause, not per 429 in it
+                self._lower_rate(max(self._lowest, self.per_second * 0.75))
             self._not_before = max(self._not_before, until)
             self._theoretical = max(self._theoretical, until + self._tolerance)
 

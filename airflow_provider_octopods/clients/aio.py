@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 from airflow_provider_octopods.api import protocol
-from airflow_provider_octopods.api.decision import unreadable_answer
+from airflow_provider_octopods.api.decision import Stage, transport_error, unreadable_answer
 from airflow_provider_octopods.api.errors import OctopodsError, OctopodsRateLimitError
 from airflow_provider_octopods.api.models import MessageId, MessageStatus, SendRequest, SendResult
 from airflow_provider_octopods.api.retry import RetryingCall, RetryPolicy, Wait
@@ -64,6 +64,8 @@ class AsyncOctopodsClient:
     :param sleep: the waiting coroutine (tests pass a recorder).
     :param rate_limiter: paces every try (first ones and retries) of every call sharing it; a 429
         that is retried pauses them all for its wait (``Retry-After``), not only this call.
+    :param stop: when it returns True, a try that has not started yet (waiting for its pacing slot
+        or a retry) is given up as not sent; tries already sent finish.
     """
 
     def __init__(
@@ -74,8 +76,10 @@ class AsyncOctopodsClient:
         max_connections: int = 10,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         rate_limiter: RateLimiter | None = None,
+        stop: Callable[[], bool] | None = None,
     ) -> None:
         self.settings = settings
+        self.stop = stop
         self.retry_policy = retry_policy or RetryPolicy()
         self.rate_limiter = rate_limiter
         self.max_connections = max_connections
@@ -110,6 +114,8 @@ class AsyncOctopodsClient:
         while True:
             if self.rate_limiter is not None:
                 await self._paced(self.rate_limiter)
+            if self.stop is not None and self.stop():
+                raise transport_error(call.operation, Stage.NOT_SENT, "stopped before this request was sent")
             try:
                 response, failure = await self._once(call), None
             except OctopodsError as err:

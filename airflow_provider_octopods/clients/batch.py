@@ -1,15 +1,16 @@
 """Sending a planned batch over the async client: bounded concurrency, pacing (the client's rate
 limiter), and the send record written in chunks.
 
-For each chunk of sends, the intents are recorded with one write before the first request of the
-chunk starts; results are recorded in one write per chunk's worth of answers (or every second).
+Intents are recorded with one write for a group of sends (twice ``max_in_flight``) before the
+first of them starts; results in one write per ``chunk_size`` answers (or every second).
 A send that provably did not go out has its intent dropped, so a later try sends it; a send that
 may have gone out keeps its intent and is reported as unknown.
 
 :meth:`BatchSender.stop` (from any thread) ends the batch cleanly: no new request starts, the
-requests in flight finish, and what they did is recorded. A process killed outright leaves the
-intents of at most the sends in flight and the answers not yet recorded (at most one chunk plus
-one second of answers): a later try reports those as unknown and does not send them.
+requests in flight finish, and what they did is recorded (the client, given the same stop flag,
+gives up requests still waiting for their pacing slot or a retry). A process killed outright
+leaves in doubt at most one group of intents and the answers of the last second: a later try
+reports those as unknown and does not send them.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_octopods.api.batch import PlannedSend
 from airflow_provider_octopods.api.decision import Operation, decide
-from airflow_provider_octopods.api.errors import OctopodsError
+from airflow_provider_octopods.api.errors import OctopodsError, OctopodsUnknownOutcomeError
 from airflow_provider_octopods.api.models import SendResult
 
 if TYPE_CHECKING:
@@ -62,13 +63,14 @@ class BatchSender:
         max_in_flight: int,
         chunk_size: int,
         to_thread: Callable[..., Any] = asyncio.to_thread,
+        stop: threading.Event | None = None,
     ) -> None:
         self.client = client
         self.record = record
         self.max_in_flight = max_in_flight
         self.chunk_size = chunk_size
         self._to_thread = to_thread
-        self._stopping = threading.Event()
+        self._stopping = stop or threading.Event()
         self.done = 0
         self._accepted: list[tuple[str, SendResult]] = []
         self._not_sent: list[str] = []
@@ -83,31 +85,38 @@ class BatchSender:
         return self._stopping.is_set()
 
     async def run(self, todo: list[tuple[str, PlannedSend]]) -> list[Sent]:
-        """Send everything in ``todo`` (unless stopped); the outcome of each send started."""
+        """Send everything in ``todo`` (unless stopped); the outcome of each send started.
+
+        Intents are recorded a few sends ahead (twice ``max_in_flight``, at most ``chunk_size``),
+        so that a worker killed outright leaves few sends in doubt.
+        """
         outcomes: list[Sent] = []
         in_flight: set[asyncio.Task[None]] = set()
         slots = asyncio.Semaphore(self.max_in_flight)
+        group = max(1, min(self.chunk_size, 2 * self.max_in_flight))
+        scheduled = intended = 0
         try:
-            for start in range(0, len(todo), self.chunk_size):
+            while scheduled < len(todo) and not self.stopping:
+                if scheduled == intended:
+                    ahead = todo[intended : intended + group]
+                    if self.record is not None:
+                        await self._to_thread(self.record.begin, [(slot, send.request) for slot, send in ahead])
+                    intended += len(ahead)
+                await slots.acquire()
                 if self.stopping:
+                    slots.release()
                     break
-                chunk = todo[start : start + self.chunk_size]
-                if self.record is not None:
-                    await self._to_thread(self.record.begin, [(slot, send.request) for slot, send in chunk])
-                for index, (slot, send) in enumerate(chunk):
-                    await slots.acquire()
-                    if self.stopping:
-                        slots.release()
-                        self._not_sent.extend(s for s, _ in chunk[index:])  # intents of sends never started
-                        break
-                    task = asyncio.ensure_future(self._one(slot, send, outcomes, slots))
-                    in_flight.add(task)
-                    task.add_done_callback(in_flight.discard)
-                    if self._due():
-                        await self._flush()
+                slot, send = todo[scheduled]
+                task = asyncio.ensure_future(self._one(slot, send, outcomes, slots))
+                scheduled += 1
+                in_flight.add(task)
+                task.add_done_callback(in_flight.discard)
+                if self._due():
+                    await self._flush()
             if in_flight:
                 await asyncio.gather(*in_flight)
         finally:
+            self._not_sent.extend(slot for slot, _ in todo[scheduled:intended])  # intents never started
             await self._flush()
         return outcomes
 
@@ -118,6 +127,10 @@ class BatchSender:
             sent = Sent(send, slot, error=err)
             if not sent.maybe_sent:
                 self._not_sent.append(slot)
+        except Exception as exc:  # not the client's own error: the request may have gone out
+            sent = Sent(
+                send, slot, error=OctopodsUnknownOutcomeError(f"the send failed in this process: {exc!r}"[:200])
+            )
         else:
             sent = Sent(send, slot, result=result)
             self._accepted.append((slot, result))

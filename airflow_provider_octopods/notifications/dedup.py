@@ -140,8 +140,12 @@ def run_prefix(dag_id: str, run_id: str) -> str:
     return f"octopods_alert_ledger_{digest}_"
 
 
-def run_ended(dag_id: str, run_id: str, session: Any = None) -> None:
+def run_ended(dag_id: str, run_id: str, session: Any = None, *, succeeded: bool = False) -> None:
     """At the end of a run: delete its ledgers in which nothing waits to be named. Never raises.
+
+    A run that succeeded gets no DAG-level failure alert (a downstream ``all_done`` task can make a
+    run succeed after failures), so its ledgers are deleted whatever they hold, and the names no
+    alert carried are logged as an error by the scheduler.
 
     Runs in the scheduler (and in ``dag.test()``), which has the metadata DB: one indexed query on
     the Variable table. ``session`` is the caller's: the deletes join its transaction and are
@@ -151,25 +155,35 @@ def run_ended(dag_id: str, run_id: str, session: Any = None) -> None:
     """
     try:
         if session is not None:
-            _delete_settled(session, run_prefix(dag_id, run_id))
+            _delete_settled(session, run_prefix(dag_id, run_id), succeeded)
             return
         from airflow.utils.session import create_session
 
         with create_session() as own:
-            _delete_settled(own, run_prefix(dag_id, run_id))
+            _delete_settled(own, run_prefix(dag_id, run_id), succeeded)
     except Exception:
         logging.getLogger(__name__).exception("Could not tidy the Octopods alert ledgers of run %s", run_id)
 
 
-def _delete_settled(session: Any, prefix: str) -> None:
+def _delete_settled(session: Any, prefix: str, succeeded: bool) -> None:
     from airflow.models.variable import Variable
 
     for row in session.query(Variable).filter(Variable.key.like(f"{prefix}%")).all():
         try:
             state = json.loads(row.val or "{}")
         except ValueError:
+            state = None
+        if not isinstance(state, dict):
+            if succeeded:
+                session.delete(row)
             continue
-        if isinstance(state, dict) and set(state.get("failed", [])) <= set(state.get("reported", [])):
+        unnamed = [t for t in state.get("failed", []) if t not in set(state.get("reported", []))]
+        if unnamed and succeeded:
+            logging.getLogger(__name__).error(
+                "Failed tasks named in no Octopods alert (the run succeeded, so no DAG-level failure alert came): %s",
+                ", ".join(map(str, unnamed)),
+            )
+        if not unnamed or succeeded:
             session.delete(row)
 
 

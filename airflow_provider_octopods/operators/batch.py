@@ -156,17 +156,26 @@ class OctopodsSendBatchOperator(BaseOperator):
         self.octopods_conn_id = octopods_conn_id
         self.record_store = record_store
         self._rows: list[Any] | None = None
+        self._opt_out_numbers: list[Any] | None = None
+        self._stop: threading.Event | None = None
 
     # -- rendering: the rows never reach the rendered-fields table ---------------------------------
 
-    def render_template_fields(self, context: Context, jinja_env: Any = None) -> None:
+    def _do_render_template_fields(
+        self, parent: Any, template_fields: Iterable[str], context: Any, jinja_env: Any, seen_oids: set[int]
+    ) -> None:
+        # Both the plain and the mapped (partial/expand) rendering paths come through here.
         shown = self.recipients if self._rows is not None else None
-        super().render_template_fields(context, jinja_env)
-        if shown is not None and self.recipients == shown:  # rendered before: the rows are loaded
+        super()._do_render_template_fields(parent, template_fields, context, jinja_env, seen_oids)
+        if parent is not self:
             return
-        source = self.recipients
-        self._rows = load_rows(source)
-        self.recipients = f"{len(self._rows)} recipients ({_describe_source(source)})"
+        if shown is None or self.recipients != shown:  # not rendered before (the rows are loaded once)
+            source = self.recipients
+            self._rows = load_rows(source)
+            self.recipients = f"{len(self._rows)} recipients ({_describe_source(source)})"
+        if isinstance(self.opt_out, (list, tuple, set)):
+            self._opt_out_numbers = list(self.opt_out)
+            self.opt_out = f"{len(self._opt_out_numbers)} numbers (list)"
 
     # -- execute ------------------------------------------------------------------------------------
 
@@ -212,9 +221,22 @@ class OctopodsSendBatchOperator(BaseOperator):
                 report.record(outcome.send, RowOutcome.UNKNOWN, error=outcome.error)
             else:
                 report.record(outcome.send, RowOutcome.FAILED, error=outcome.error)
+        stopped = self._stop is not None and self._stop.is_set()
+        if stopped:  # on_kill: the rows never started are not lost, the next try sends them
+            started = {id(outcome.send) for outcome in sent}
+            for _, send in todo:
+                if id(send) not in started:
+                    report.record(send, RowOutcome.FAILED, error=_Stopped())
         summary = self._summary(report) | {"dry_run": False}
         self._write_report(report, summary)
-        self.log.info("Batch done: %s", _counts_line(summary))
+        self.log.info("Batch %s: %s", "stopped" if stopped else "done", _counts_line(summary))
+        if stopped:
+            context["ti"].xcom_push(key="report", value=summary)
+            from airflow.providers.common.compat.sdk import AirflowException
+
+            raise AirflowException(
+                f"Batch stopped by Airflow before its end; a retry sends the rest. {_counts_line(summary)}"
+            )
         if summary["message_ids"] is not None:
             context["ti"].xcom_push(key="message_ids", value=summary["message_ids"])
         self._apply_policy(report, summary, sent, context)
@@ -235,11 +257,12 @@ class OctopodsSendBatchOperator(BaseOperator):
         return render, samples
 
     def _opt_out(self, region: str | None) -> Callable[[str], bool] | None:
-        value = self.opt_out
+        value: Any = self._opt_out_numbers if self._opt_out_numbers is not None else self.opt_out
         if value is None:
             return None
         if callable(value):
-            return lambda phone: bool(value(phone))
+            check = value
+            return lambda phone: bool(check(phone))
         if isinstance(value, str):
             value = _variable_list(value)
         if not isinstance(value, Iterable):
@@ -297,11 +320,11 @@ class OctopodsSendBatchOperator(BaseOperator):
         # loop is busy, which bunches them up as the server sees them.
         limiter = RateLimiter(self.rate_limit * PACING_MARGIN, adaptive=True) if self.rate_limit else None
         outcome: dict[str, Any] = {}
-        ready = threading.Event()
         # Waiting on an Event, not Thread.join: a join interrupted by a signal handler's exception
-        # (execution_timeout, SIGTERM) marks the thread finished while it still runs (CPython 3.11).
+        # (execution_timeout, SIGTERM on 2.11) marks the thread finished while it still runs (CPython 3.11).
         finished = threading.Event()
-        holder: dict[str, BatchSender] = {}
+        stop = self._stop = threading.Event()
+        counter: dict[str, BatchSender] = {}
 
         async def run() -> list[Sent]:
             async with AsyncOctopodsClient(
@@ -309,10 +332,12 @@ class OctopodsSendBatchOperator(BaseOperator):
                 retry_policy=RetryPolicy(max_attempts=4, max_rate_limited=50),
                 max_connections=self.max_in_flight,
                 rate_limiter=limiter,
+                stop=stop.is_set,
             ) as client:
-                sender = BatchSender(client, record, max_in_flight=self.max_in_flight, chunk_size=self.chunk_size)
-                holder["sender"] = sender
-                ready.set()
+                sender = BatchSender(
+                    client, record, max_in_flight=self.max_in_flight, chunk_size=self.chunk_size, stop=stop
+                )
+                counter["sender"] = sender
                 return await sender.run(todo)
 
         def work() -> None:
@@ -321,7 +346,6 @@ class OctopodsSendBatchOperator(BaseOperator):
             except BaseException as err:
                 outcome["error"] = err
             finally:
-                ready.set()
                 finished.set()
 
         worker = threading.Thread(target=work, name="octopods-batch", daemon=True)
@@ -330,19 +354,26 @@ class OctopodsSendBatchOperator(BaseOperator):
         progress = _Progress(self.log, total, len(todo), started)
         try:
             while not finished.wait(0.2):
-                if ready.is_set() and "sender" in holder:
-                    progress.maybe_log(holder["sender"].done)
+                if "sender" in counter:
+                    progress.maybe_log(counter["sender"].done)
         except BaseException:
-            if "sender" in holder:
-                self.log.warning("Batch interrupted: no new sends; recording what was sent")
-                holder["sender"].stop()
+            self.log.warning("Batch interrupted: no new sends; recording what was sent")
+            stop.set()
             finished.wait(STOP_GRACE_SECONDS)
             raise
         if "error" in outcome:
             raise outcome["error"]
-        progress.log(holder["sender"].done if "sender" in holder else 0)
+        progress.log(counter["sender"].done if "sender" in counter else 0)
         sent: list[Sent] = outcome["sent"]
         return sent
+
+    def on_kill(self) -> None:
+        """Airflow 3 calls this on SIGTERM (task cleared, marked failed, heartbeat lost) and kills the
+        process a few seconds later: stop starting requests so that the sends in flight get recorded."""
+        stop = getattr(self, "_stop", None)
+        if stop is not None:
+            self.log.warning("Batch killed: no new sends; recording what was sent")
+            stop.set()
 
     def _summary(self, report: BatchReport) -> dict[str, Any]:
         summary = report.summary(max_ids=self.max_xcom_ids, max_rows=ROWS_IN_XCOM)
@@ -371,6 +402,8 @@ class OctopodsSendBatchOperator(BaseOperator):
                 )
             return
         path = self.report_path
+        if isinstance(path, str) and "://" in path:
+            path = _object_storage_path(path)
         opener = getattr(path, "open", None)
         if callable(opener) and not isinstance(path, str):
             with opener("w") as out:
@@ -405,6 +438,11 @@ class OctopodsSendBatchOperator(BaseOperator):
         if retry_helps and ratio > self.max_failure_ratio:
             raise AirflowException(message + " A retry sends only the rows not accepted yet.")
         raise AirflowFailException(message)
+
+
+class _Stopped(Exception):
+    def __init__(self) -> None:
+        super().__init__("not sent: the task was stopped before this row's turn")
 
 
 class _EarlierUnknown(Exception):
@@ -483,6 +521,16 @@ def _describe_source(source: Any) -> str:
     if hasattr(source, "suffix") and hasattr(source, "open"):
         return f"CSV {source}"
     return "list"
+
+
+def _object_storage_path(url: str) -> Any:
+    """``s3://...``, ``gs://...``: Airflow's ObjectStoragePath (3.x: airflow.sdk; 2.11: airflow.io)."""
+    import importlib
+
+    try:
+        return importlib.import_module("airflow.sdk").ObjectStoragePath(url)
+    except (ImportError, AttributeError):
+        return importlib.import_module("airflow.io.path").ObjectStoragePath(url)
 
 
 def _check_recipients(value: object) -> None:

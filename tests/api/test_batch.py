@@ -86,7 +86,7 @@ def test_report_summary_counts_failures_by_code_and_caps_ids() -> None:
     assert summary["failed_by_code"] == {"error_2": 1, "http_503": 1}
     assert summary["message_ids"] == [11, 12]
     assert summary["unknown_rows"] == [5]
-    assert report.failure_ratio() == pytest.approx(3 / 4)  # the earlier try's send is not counted again
+    assert report.failure_ratio() == pytest.approx(3 / 5)  # the earlier try's send counts as tried
     capped = report.summary(max_ids=1, max_rows=10)
     assert capped["message_ids"] is None
     assert capped["message_ids_omitted"] == 2
@@ -99,3 +99,13 @@ def test_report_summary_counts_failures_by_code_and_caps_ids() -> None:
 def test_failure_kind() -> None:
     assert failure_kind(OctopodsInvalidPhoneError("x", error_code=2)) == "error_2"
     assert failure_kind(ConnectionResetError()) == "ConnectionResetError"
+
+
+def test_the_failure_ratio_counts_the_rows_an_earlier_try_sent() -> None:
+    rows = [{"phone": f"+44770090000{n}", "name": str(n)} for n in range(4)]
+    plan = plan_batch(rows, render=render)
+    report = BatchReport(plan)
+    for send in plan.sends[:3]:
+        report.record(send, RowOutcome.ACCEPTED_EARLIER, SendResult("r", 1, send.request.phone, 1, Encoding.GSM7))
+    report.record(plan.sends[3], RowOutcome.UNKNOWN, error=TimeoutError("killed"))
+    assert report.failure_ratio() == pytest.approx(1 / 4)

@@ -166,8 +166,12 @@ def test_an_adaptive_limiter_settles_below_the_servers_limit_after_429s() -> Non
     limiter = RateLimiter(100, clock=lambda: now[0], adaptive=True)
     limiter.slow_down(1.0)
     assert limiter.per_second == 75
+    for _ in range(15):  # the 429s of the other requests in flight during that pause
+        limiter.slow_down(1.0)
+    assert limiter.per_second == 75  # one cut per pause, not per 429
     assert limiter.reserve() == pytest.approx(1.0)  # the pause first, then the lower rate
     for _ in range(30):
+        now[0] += 2.0  # each 429 after the previous pause has ended
         limiter.slow_down(0.5)
     assert limiter.per_second == 2  # never below a fiftieth of the first rate
     fixed = RateLimiter(100, clock=lambda: now[0])

@@ -129,3 +129,31 @@ def test_a_late_failure_is_left_to_the_dag_level_alert_only_while_the_run_goes_o
         assert requests_mock.call_count == 2
         assert requests_mock.last_request.json()["body"].startswith("Airflow: etl.late failed (try 1 of 1) run r1")
         assert store.values == {}
+
+
+def test_a_run_that_succeeds_after_a_failure_drops_its_ledger_and_logs_the_names(
+    store: Store, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+    from types import SimpleNamespace
+
+    ledger = RunLedger("etl", "r9", window=60, gather=0.1)
+    ledger._write({"since": 1.0, "leader": "x", "gathered": "x", "failed": ["a", "late"], "reported": ["a"]})
+    rows = [SimpleNamespace(key=ledger.key, val=json.dumps(store_value)) for store_value in [ledger._read()]]
+    deleted: list[Any] = []
+
+    class Query:
+        def filter(self, *args: Any) -> Query:
+            return self
+
+        def all(self) -> list[Any]:
+            return rows
+
+    session = SimpleNamespace(query=lambda model: Query(), delete=deleted.append)
+    dedup.run_ended("etl", "r9", session, succeeded=False)
+    assert deleted == []  # a failed run: the DAG-level alert still names "late"
+    with caplog.at_level("ERROR"):
+        dedup.run_ended("etl", "r9", session, succeeded=True)
+    assert deleted == rows
+    assert "Failed tasks named in no Octopods alert" in caplog.text
+    assert "late" in caplog.text

@@ -75,12 +75,32 @@ def test_templates_and_xcom_args_are_left_for_execute() -> None:
     assert set(OctopodsSendBatchOperator.template_fields) >= {"recipients", "default_region", "opt_out", "dry_run_only"}
 
 
-def test_rendered_recipients_show_a_count_not_the_rows() -> None:
-    op = operator()
+def test_rendered_recipients_and_opt_out_show_a_count_not_the_numbers() -> None:
+    op = operator(opt_out=["+447700900001", "+447700900002"])
     op.render_template_fields(context(), jinja_env=op.get_template_env())
     assert op.recipients == "10 recipients (list)"
+    assert op.opt_out == "2 numbers (list)"
     op.render_template_fields(context(), jinja_env=op.get_template_env())  # rendering again keeps the rows
     assert op.recipients == "10 recipients (list)"
+    assert op._opt_out(None)("+447700900002")  # type: ignore[misc]
+
+
+def test_on_kill_stops_a_running_batch(octopods_sandbox_factory: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    sandbox = octopods_sandbox_factory()
+    monkeypatch.setenv("AIRFLOW_CONN_OCTOPODS_DEFAULT", sandbox.connection_json(TEST_KEY))
+    rows = [{"phone": f"+4477009{n:05d}", "name": str(n)} for n in range(400)]
+    op = operator(recipients=rows, rate_limit=100, record_store=MemoryStore(), max_failure_ratio=1.0)
+    threading.Timer(1.0, op.on_kill).start()  # Airflow 3's SIGTERM handler calls on_kill
+    ctx = context()
+    with pytest.raises(AirflowException, match="Batch stopped by Airflow before its end; a retry sends the rest"):
+        op.execute(ctx)
+    summary = ctx["ti"].pushed["report"]
+    assert 50 < len(sandbox.messages()) < 200  # stopped after about a second at 100/s
+    assert summary["accepted"] == len(sandbox.messages())
+    assert summary["unknown"] == 0
+    assert summary["failed"] == 400 - summary["accepted"]  # not sent, for the next try
 
 
 def test_csv_recipients_variable_opt_out_and_a_report_file(
