@@ -83,6 +83,7 @@ class Deployment:
                 "AIRFLOW__SCHEDULER__JOB_HEARTBEAT_SEC": "1",
                 "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "1",
                 "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+                "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
                 "PYTHONUNBUFFERED": "1",
                 # executors start ``airflow`` by name
                 "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
@@ -269,8 +270,20 @@ class Deployment:
 
     def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value") -> Any:
         quoted = urllib.parse.quote(run_id, safe="")
-        entry = self.request("GET", f"/dags/{dag_id}/dagRuns/{quoted}/taskInstances/{task_id}/xcomEntries/{key}")
-        return entry["value"]
+        path = f"/dags/{dag_id}/dagRuns/{quoted}/taskInstances/{task_id}/xcomEntries/{key}"
+        entry = self.request("GET", path)
+        value = entry["value"]
+        if isinstance(value, str):  # the REST API may hand back the stored JSON or a repr
+            try:
+                return json.loads(value)
+            except ValueError:
+                import ast
+
+                try:
+                    return ast.literal_eval(value)
+                except (ValueError, SyntaxError):
+                    return value
+        return value
 
     def variables(self) -> list[str]:
         return [v["key"] for v in self.request("GET", "/variables?limit=1000")["variables"]]

@@ -1,0 +1,82 @@
+"""Every example DAG, and the connection's form and test button, in a real deployment through
+Airflow's REST API (issue 12, part 1)."""
+
+from __future__ import annotations
+
+import pytest
+
+from airflow_provider_octopods.sandbox import SandboxServer
+from airflow_provider_octopods.sandbox.config import SandboxConfig
+from tests.e2e.conftest import E2E_KEY
+from tools.deployment import Deployment, airflow_major
+
+
+def run(deployment: Deployment, dag_id: str) -> tuple[str, str]:
+    run_id = deployment.trigger(dag_id)
+    return run_id, deployment.wait_run(dag_id, run_id)
+
+
+def received(server: SandboxServer, message_id: object) -> list[str]:
+    return [m.phone for m in server.messages() if str(m.message_id) == str(message_id)]
+
+
+@pytest.mark.parametrize("dag_id", ["example_octopods_send_and_track", "example_octopods_deferrable"])
+def test_send_and_track_examples(deployment: Deployment, e2e_sandbox: SandboxServer, dag_id: str) -> None:
+    run_id, state = run(deployment, dag_id)
+    assert state == "success"
+    assert set(deployment.task_states(dag_id, run_id).values()) == {"success"}
+    message_id = deployment.xcom(dag_id, run_id, "send")
+    assert [p.lstrip("+") for p in received(e2e_sandbox, message_id)] == ["15005550100"]
+
+
+def test_taskflow_example(deployment: Deployment, e2e_sandbox: SandboxServer) -> None:
+    run_id, state = run(deployment, "example_octopods_taskflow")
+    assert state == "success"
+    sent = deployment.xcom("example_octopods_taskflow", run_id, "send_reminder")
+    assert sent["phone"] == "+1*******100"  # masked in XCom
+    assert received(e2e_sandbox, sent["message_id"])
+    assert deployment.xcom("example_octopods_taskflow", run_id, "report_status") in ("queued", "sent", "delivered")
+
+
+def test_reminders_example(deployment: Deployment, e2e_sandbox: SandboxServer) -> None:
+    run_id, state = run(deployment, "example_octopods_reminders")
+    assert state == "success"
+    report = deployment.xcom("example_octopods_reminders", run_id, "send_reminders")
+    assert (report["accepted"], report["invalid"], report["duplicate"]) == (3, 1, 1)
+    for message_id in report["message_ids"]:
+        assert received(e2e_sandbox, message_id)
+    assert deployment.xcom("example_octopods_reminders", run_id, "summary") == (
+        "3 sent, 1 invalid, 1 duplicate, 0 opted out; 3 delivered"
+    )
+    assert [v for v in deployment.variables() if v.startswith("octopods_")] == []
+
+
+def test_the_connection_type_is_listed_with_its_form(deployment: Deployment) -> None:
+    if airflow_major() >= 3:
+        [meta] = [
+            m
+            for m in deployment.request("GET", "/ui/connections/hook_meta", root=True)
+            if m["connection_type"] == "octopods"
+        ]
+        assert meta["hook_name"]
+        assert meta["standard_fields"]["host"]["title"] == "API base URL"
+        assert meta["standard_fields"]["password"]["title"] == "API key"
+        assert "connect_timeout" in meta["extra_fields"]
+    else:
+        providers = deployment.request("GET", "/providers")["providers"]
+        assert "airflow-provider-octopods" in [p["package_name"] for p in providers]
+
+
+def test_the_connection_test_accepts_a_good_key_and_refuses_a_bad_one_sending_nothing(
+    deployment: Deployment, e2e_sandbox: SandboxServer
+) -> None:
+    with SandboxServer(SandboxConfig(api_keys=(E2E_KEY,))) as strict:
+        body = {"connection_id": "octopods_try", "conn_type": "octopods", "host": strict.url}
+        good = deployment.request("POST", "/connections/test", body | {"password": E2E_KEY})
+        assert good["status"] is True, good
+        assert "the API key was accepted (no SMS was sent)" in good["message"]
+        bad = deployment.request("POST", "/connections/test", body | {"password": "wrong-key-123"})
+        assert bad["status"] is False
+        assert "The API key was refused" in bad["message"]
+        assert "wrong-key-123" not in bad["message"]
+        assert strict.messages() == []
