@@ -8,8 +8,11 @@ the same errors.
 
 from __future__ import annotations
 
+import ast
+import json
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from typing import Any
 
 from airflow_provider_octopods.api.errors import OctopodsValidationError
 
@@ -41,3 +44,19 @@ def refused_at_parse(owner: str) -> Iterator[None]:
         yield
     except OctopodsValidationError as err:
         raise ValueError(f"{owner} {err}") from None
+
+
+def rendered_list(text: str) -> list[Any] | None:
+    """The list a template rendered to text (``"[1, 2]"``: JSON or a Python list's repr, as Jinja
+    renders an XCom list), or None if ``text`` is not one."""
+    stripped = text.strip()
+    if not stripped.startswith("["):
+        return None
+    try:
+        value = json.loads(stripped)
+    except ValueError:
+        try:
+            value = ast.literal_eval(stripped)
+        except (ValueError, SyntaxError):
+            return None
+    return value if isinstance(value, list) else None

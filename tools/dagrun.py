@@ -92,3 +92,12 @@ def read_xcoms(dag_id: str, run_id: str) -> dict[tuple[str, str], Any]:
             return {(r.task_id, r.key): model.deserialize_value(r) for r in rows}
         rows = xcom_module.XCom.get_many(run_id=run_id, dag_ids=dag_id, session=session).all()
         return {(r.task_id, r.key): r.value for r in rows}  # Airflow 2 deserialises on load
+
+
+def octopods_variables() -> list[str]:
+    """Keys of the provider's Variables (send records, alert ledgers) left in the metadata DB."""
+    from airflow.models import Variable
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        return [key for (key,) in session.query(Variable.key) if key.startswith("octopods_")]

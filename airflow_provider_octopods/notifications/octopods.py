@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import importlib
 from collections.abc import Sequence
 from dataclasses import replace
@@ -19,7 +18,7 @@ from airflow_provider_octopods.api.segments import count_segments
 from airflow_provider_octopods.api.validation import normalize_phone, positive_number, validate_body, validate_region
 from airflow_provider_octopods.hooks.octopods import OctopodsHook
 from airflow_provider_octopods.notifications.events import event_from_context
-from airflow_provider_octopods.templating import check_literal, known_at_parse, refused_at_parse
+from airflow_provider_octopods.templating import check_literal, known_at_parse, refused_at_parse, rendered_list
 
 if TYPE_CHECKING:
     from airflow_provider_octopods.api.models import SendRequest
@@ -380,10 +379,10 @@ def recipients(phones: object) -> list[str]:
     if isinstance(phones, str):
         text = phones.strip()
         if text.startswith("["):
-            try:
-                phones = ast.literal_eval(text)
-            except (ValueError, SyntaxError):
+            listed = rendered_list(text)
+            if listed is None:
                 return [text]
+            phones = listed
         else:
             return [p.strip() for p in text.replace(";", ",").split(",") if p.strip()]
     if isinstance(phones, (list, tuple)):

@@ -18,7 +18,7 @@ from airflow_provider_octopods.api.errors import OctopodsValidationError
 from airflow_provider_octopods.api.masking import mask_phone
 from airflow_provider_octopods.api.validation import positive_number, validate_region
 from airflow_provider_octopods.hooks.octopods import OctopodsHook
-from airflow_provider_octopods.templating import check_literal, known_at_parse, refused_at_parse
+from airflow_provider_octopods.templating import check_literal, known_at_parse, refused_at_parse, rendered_list
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -486,15 +486,9 @@ def load_rows(source: Any) -> list[Any]:
     if isinstance(source, (list, tuple)):
         return list(source)
     opener = getattr(source, "open", None)
-    if isinstance(source, str) and source.lstrip().startswith("["):
-        try:
-            value = json.loads(source)
-        except ValueError:
-            import ast
-
-            value = ast.literal_eval(source)
-        if isinstance(value, list):
-            return value
+    listed = rendered_list(source) if isinstance(source, str) else None
+    if listed is not None:
+        return listed
     if isinstance(source, str) or (callable(opener) and hasattr(source, "suffix")):
         return _csv_rows(source)
     if isinstance(source, Iterable) and not isinstance(source, (str, bytes, Mapping)):

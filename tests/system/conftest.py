@@ -22,6 +22,19 @@ def airflow_db() -> None:
     migrate_db()
 
 
+@pytest.fixture(autouse=True)
+def _no_leftover_records(airflow_db: None) -> None:
+    """Each test starts without send records: the tests share one metadata DB, and a record that
+    Airflow keeps on purpose (a failed task, 2.11's ``airflow tasks test``) must not leak into the next."""
+    from airflow.models import Variable
+    from airflow.utils.session import create_session
+
+    from airflow_provider_octopods.send_record import VARIABLE_PREFIX
+
+    with create_session() as session:
+        session.query(Variable).filter(Variable.key.like(f"{VARIABLE_PREFIX}%")).delete(synchronize_session=False)
+
+
 @pytest.fixture
 def sandbox(
     airflow_db: None, octopods_sandbox_factory: Callable[..., SandboxServer], monkeypatch: pytest.MonkeyPatch

@@ -9,9 +9,8 @@ from collections.abc import Callable
 import pytest
 
 from airflow_provider_octopods.sandbox import SandboxServer
-from airflow_provider_octopods.send_record import VARIABLE_PREFIX
 from tests.conftest import DAGS_FOLDER
-from tools.dagrun import RunOutcome, load_dag
+from tools.dagrun import RunOutcome, load_dag, octopods_variables
 
 AIRFLOW_2 = __import__("airflow").__version__.startswith("2.")
 
@@ -21,25 +20,6 @@ Sandbox = Callable[..., SandboxServer]
 
 def sends(server: SandboxServer) -> int:
     return sum(r.method == "POST" for r in server.requests())
-
-
-def octopods_variables() -> list[str]:
-    """Keys of the provider's Variables left in the metadata DB."""
-    from airflow.models import Variable
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        keys = [key for (key,) in session.query(Variable.key)]
-    return [key for key in keys if key.startswith("octopods_")]
-
-
-@pytest.fixture(autouse=True)
-def _no_leftover_records(airflow_db: None) -> None:
-    from airflow.models import Variable
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        session.query(Variable).filter(Variable.key.like(f"{VARIABLE_PREFIX}%")).delete(synchronize_session=False)
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ import pytest
 
 from airflow_provider_octopods.sandbox import SandboxServer
 from tests.conftest import TEST_KEY, connection_json
-from tools.dagrun import RunOutcome
+from tools.dagrun import RunOutcome, octopods_variables
 
 Run = Callable[..., RunOutcome]
 Sandbox = Callable[..., SandboxServer]
@@ -39,14 +39,6 @@ def test_example_dag_alerts_at_task_and_dag_level(sandbox: Sandbox, run: Run, re
     logs = read_logs()
     assert "ValueError: upstream file orders_2026-11-24.csv is empty" in logs  # the run failed for its own reason
     assert TEST_KEY not in logs
-
-
-def octopods_variables() -> list[str]:
-    from airflow.models import Variable
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        return [key for (key,) in session.query(Variable.key) if key.startswith("octopods_")]
 
 
 def test_burst_without_dedup_alerts_each_failure(sandbox: Sandbox, run: Run) -> None:
