@@ -71,3 +71,11 @@ with DAG(dag_id="octopods_batch_faults", **DEFAULTS):
         max_failure_ratio=0.5,
         retries=0,
     )
+
+with DAG(dag_id="octopods_batch_mapped", **DEFAULTS):
+
+    @task
+    def clinics() -> list[list[dict[str, str]]]:
+        return [[{"phone": f"+447700901{c}{n:02d}", "name": f"P{n}"} for n in range(3)] for c in range(2)]
+
+    OctopodsSendBatchOperator.partial(task_id="remind", body="Hi {{ recipient.name }}").expand(recipients=clinics())

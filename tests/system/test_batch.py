@@ -11,20 +11,12 @@ import pytest
 from airflow_provider_octopods.sandbox import SandboxServer
 from tests.conftest import DAGS_FOLDER
 from tests.dags.octopods_batch_dags import reminder_rows
-from tools.dagrun import RunOutcome, load_dag
+from tools.dagrun import RunOutcome, load_dag, octopods_variables
 
 AIRFLOW_2 = __import__("airflow").__version__.startswith("2.")
 
 Run = Callable[..., RunOutcome]
 Sandbox = Callable[..., SandboxServer]
-
-
-def octopods_variables() -> list[str]:
-    from airflow.models import Variable
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        return [key for (key,) in session.query(Variable.key) if key.startswith("octopods_")]
 
 
 def test_a_thousand_reminders_with_invalid_duplicate_and_opted_out_rows(sandbox: Sandbox, run: Run) -> None:
@@ -150,3 +142,23 @@ def test_the_reminders_example_sends_tracks_through_a_real_deferral_and_summaris
     delivery = outcome.xcom("wait_for_delivery")
     assert sorted(delivery["delivered"]) == sorted(report["message_ids"])
     assert outcome.xcom("summary") == "3 sent, 1 invalid, 1 duplicate, 0 opted out; 3 delivered"
+
+
+def test_a_mapped_batch_sends_each_list_once_and_stores_counts_as_rendered_fields(sandbox: Sandbox, run: Run) -> None:
+    from airflow.models.renderedtifields import RenderedTaskInstanceFields
+    from airflow.utils.session import create_session
+
+    server = sandbox()
+    outcome = run("octopods_batch_mapped")
+    assert outcome.state == "success"
+    assert len(server.messages()) == 6
+    assert server.duplicates() == 0
+    with create_session() as session:
+        rows = (
+            session.query(RenderedTaskInstanceFields)
+            .filter_by(dag_id="octopods_batch_mapped", run_id=outcome.run_id, task_id="remind")
+            .all()
+        )
+    assert sorted(r.map_index for r in rows) == [0, 1]
+    for row in rows:
+        assert row.rendered_fields["recipients"] == "3 recipients (list)"  # no phone number stored
