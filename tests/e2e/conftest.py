@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
+import sqlite3
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -20,6 +23,46 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "/e2e/" in str(item.path):
             item.add_marker(pytest.mark.e2e)
+    # the key scan looks at what every other e2e test left behind, so it runs after them
+    scans = [item for item in items if item.path.name == "test_key_scan.py"]
+    items[:] = [item for item in items if item not in scans] + scans
+
+
+def key_hits_in_db(database: Path, key: str, *, tables: Callable[[str], bool] = lambda name: True) -> list[str]:
+    """``table.column`` of every value holding ``key`` in the metadata DB, compressed values included."""
+    needle = key.encode()
+    hits = []
+    with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as db:
+        names = [n for (n,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'") if tables(n)]
+        for name in names:
+            cursor = db.execute(f'SELECT * FROM "{name}"')  # noqa: S608  # names from sqlite_master
+            columns = [c[0] for c in cursor.description]
+            for row in cursor:
+                for column, value in zip(columns, row, strict=True):
+                    if value is not None and needle in _as_bytes(value):
+                        hits.append(f"{name}.{column}")
+    return hits
+
+
+def _as_bytes(value: object) -> bytes:
+    raw = value if isinstance(value, bytes) else str(value).encode(errors="surrogatepass")
+    try:
+        return raw + zlib.decompress(raw)
+    except zlib.error:
+        return raw
+
+
+def key_hits_in_files(root: Path, key: str) -> list[Path]:
+    """Every file under ``root`` but the metadata DB that holds ``key``."""
+    return [
+        path
+        for path in root.rglob("*")
+        if path.is_file() and not path.name.startswith("airflow.db") and key.encode() in path.read_bytes()
+    ]
+
+
+# Airflow's masker writes exactly "***"; a masked phone is a run of stars between digits.
+AIRFLOW_MASK = re.compile(r"(?<![\d*])\*{3}(?![\d*])")
 
 
 def deployed_dags() -> list[Path]:
@@ -27,6 +70,7 @@ def deployed_dags() -> list[Path]:
     dags += [
         ROOT / "tests" / "dags" / "octopods_notifier_dags.py",
         ROOT / "tests" / "e2e" / "dags" / "octopods_e2e_alerts.py",
+        ROOT / "tests" / "e2e" / "dags" / "octopods_e2e_lifecycle.py",
     ]
     if airflow_major() >= 3:
         dags.append(ROOT / "tests" / "e2e" / "dags" / "octopods_e2e_deadline.py")

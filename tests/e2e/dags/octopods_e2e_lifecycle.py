@@ -1,0 +1,78 @@
+"""DAGs for Airflow's lifecycle in a real deployment: a triggerer restart under a deferred sensor,
+a worker killed in the middle of a batch, and a send refused by the API (for the key scan).
+
+They use ``octopods_slow``: a connection the tests add to the metadata DB, pointing at a sandbox
+whose messages take 20 seconds to reach their final status.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from airflow.providers.common.compat.sdk import DAG, task
+
+from airflow_provider_octopods.operators.octopods import OctopodsSendBatchOperator, OctopodsSendSmsOperator
+from airflow_provider_octopods.sensors.octopods import OctopodsDeliverySensor
+
+SLOW = "octopods_slow"
+FAILED_NUMBER = "+15005550101"  # the sandbox's "failed: not a valid mobile subscriber"
+
+with DAG(
+    dag_id="octopods_e2e_triggerer_restart",
+    schedule=None,
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+):
+
+    @task
+    def hundred() -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = [{"phone": f"+44770090{i:04d}", "n": i} for i in range(98)]
+        return [*rows, {"phone": FAILED_NUMBER, "n": 98}, {"phone": FAILED_NUMBER, "n": 99}]
+
+    pending = OctopodsSendBatchOperator(
+        task_id="send",
+        recipients=hundred(),
+        body="Restart check {{ recipient.n }}",
+        octopods_conn_id=SLOW,
+        rate_limit=50,
+    )
+    OctopodsDeliverySensor(
+        task_id="track",
+        message_id=pending.output["message_ids"],  # type: ignore[index]  # the XCom key
+        octopods_conn_id=SLOW,
+        deferrable=True,
+        poke_interval=2,
+        timeout=600,
+        min_delivered_ratio=0.98,
+        fail_fast=False,
+    )
+
+with DAG(
+    dag_id="octopods_e2e_killed_batch",
+    schedule=None,
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    default_args={"retries": 1, "retry_delay": timedelta(seconds=1)},
+):
+    OctopodsSendBatchOperator(
+        task_id="send",
+        recipients=[{"phone": f"+44770091{i:04d}", "n": i} for i in range(300)],
+        body="Kill check {{ recipient.n }}",
+        octopods_conn_id=SLOW,
+        rate_limit=20,
+        max_in_flight=4,
+        max_failure_ratio=0.5,
+    )
+
+with DAG(
+    dag_id="octopods_e2e_refused",
+    schedule=None,
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+):
+    OctopodsSendSmsOperator(
+        task_id="send_with_revoked_key",
+        phone="+15005550106",  # the sandbox answers error 5, DEPRECATED_API_KEY
+        body="This one is refused",
+    )

@@ -1,0 +1,31 @@
+"""The API key appears nowhere Airflow keeps things (issue 12, part 3), checked after every other
+e2e test ran (conftest orders this module last): every example DAG on its success and failure
+paths, deferrals, a triggerer restart, a killed worker, alerts, and a send the API refuses."""
+
+from __future__ import annotations
+
+from tests.e2e.conftest import AIRFLOW_MASK, E2E_KEY, key_hits_in_db, key_hits_in_files
+from tools.deployment import Deployment
+
+
+def test_the_api_key_is_in_no_file_log_or_table_but_the_connection(deployment: Deployment) -> None:
+    run_id = deployment.trigger("octopods_e2e_refused")
+    assert deployment.wait_run("octopods_e2e_refused", run_id) == "failed"
+    task_logs = [p for p in (deployment.home / "logs").rglob("*") if p.is_file() and "dag_id=" in str(p)]
+    refused_log = "".join(p.read_text(errors="replace") for p in task_logs if "octopods_e2e_refused" in str(p))
+    assert "API key" in refused_log  # the refusal and its exception are in the log being scanned
+
+    assert key_hits_in_files(deployment.home, E2E_KEY) == []  # task, scheduler, triggerer, server logs
+    database = deployment.home / "airflow.db"
+    assert key_hits_in_db(database, E2E_KEY, tables=lambda name: name != "connection") == []
+    # the scan does find the key where it belongs: the connection added to the metadata DB
+    assert key_hits_in_db(database, E2E_KEY, tables=lambda name: name == "connection")
+
+    # Airflow's log masker never had to hide anything the provider wrote
+    ours = [
+        line
+        for path in task_logs
+        for line in path.read_text(errors="replace").splitlines()
+        if "octopods" in line.lower() and AIRFLOW_MASK.search(line)
+    ]
+    assert ours == []
