@@ -42,16 +42,27 @@ class Hostility:
     plan: FaultPlan = field(init=False)
     limiter: RateLimiter = field(init=False)
     meter: PeakMeter = field(default_factory=PeakMeter)
+    endpoint_meters: dict[str, PeakMeter] = field(default_factory=lambda: {"send": PeakMeter(), "status": PeakMeter()})
+    admitted_meter: PeakMeter = field(default_factory=PeakMeter)  # requests the rate limit let through
     started: float = field(default_factory=time.monotonic)
 
     def __post_init__(self) -> None:
         self.plan = FaultPlan(self.config.faults, self.config.seed)
         self.limiter = RateLimiter(self.config.rate_limit)
 
+    def peaks(self) -> dict[str, Any]:
+        """The most requests in any one-second window: all, by endpoint, and those admitted."""
+        return {
+            "peak_requests_per_second": self.meter.peak,
+            "peak_per_second_by_endpoint": {name: meter.peak for name, meter in self.endpoint_meters.items()},
+            "peak_admitted_per_second": self.admitted_meter.peak,
+        }
+
     def reset(self) -> None:
         self.plan.reset()
         self.limiter.reset()
-        self.meter.reset()
+        for meter in (self.meter, self.admitted_meter, *self.endpoint_meters.values()):
+            meter.reset()
         self.started = time.monotonic()
 
 
@@ -93,12 +104,9 @@ async def _hostile(request: web.Request, handler: Any) -> web.StreamResponse:
     if not request.path.startswith(MESSAGES_PATH):
         return await handler(request)
     hostility = request.app[HOSTILITY_KEY]
+    endpoint = "send" if request.method == "POST" else "status"
     hostility.meter.hit()
-    decision = hostility.plan.decide(
-        "send" if request.method == "POST" else "status", time.monotonic() - hostility.started
-    )
-    if decision.delay:
-        await asyncio.sleep(decision.delay)
+    hostility.endpoint_meters[endpoint].hit()
     key = request.headers.get(AUTH_HEADER, "").strip()
     wait = hostility.limiter.admit(key_fingerprint(key)) if key else None
     if wait is not None:
@@ -108,6 +116,12 @@ async def _hostile(request: web.Request, handler: Any) -> web.StreamResponse:
             headers={"Retry-After": RateLimiter.retry_after_header(wait)},
         )
         return _answer(request, response, None)
+    # Decided after the rate limit, so that the n-th admitted request meets the same faults in
+    # every run with the same seed, however many 429s the timing produced.
+    hostility.admitted_meter.hit()
+    decision = hostility.plan.decide(endpoint, time.monotonic() - hostility.started)
+    if decision.delay:
+        await asyncio.sleep(decision.delay)
     fault = decision.before
     if fault is Fault.RESET_BEFORE:
         return _reset_connection(request, fault)
@@ -231,7 +245,7 @@ async def _list_messages(request: web.Request) -> web.Response:
 
 async def _stats(request: web.Request) -> web.Response:
     stats = request.app[STORE_KEY].stats()
-    stats["peak_requests_per_second"] = request.app[HOSTILITY_KEY].meter.peak
+    stats.update(request.app[HOSTILITY_KEY].peaks())
     return web.json_response(stats)
 
 

@@ -119,7 +119,7 @@ class SandboxServer:
 
     def stats(self) -> dict[str, Any]:
         """Counts by kind and answer, faults injected, and the peak requests in any second."""
-        return self.store.stats() | {"peak_requests_per_second": self.hostility.meter.peak}
+        return self.store.stats() | self.hostility.peaks()
 
     def reset(self) -> None:
         self.store.reset()

@@ -47,6 +47,9 @@ class OctopodsDeliveryTrigger(BaseTrigger):
     :param min_delivered_ratio: the share of messages that must reach the target.
     :param fail_fast: end as soon as that share cannot be reached any more.
     :param max_in_flight: the most status requests in flight at once.
+    :param reads_per_second: the most status reads started in any one second (a 429 lowers it);
+        None: only ``max_in_flight`` limits them. A round over many messages then takes longer
+        than ``poll_interval``.
     """
 
     def __init__(
@@ -61,6 +64,7 @@ class OctopodsDeliveryTrigger(BaseTrigger):
         min_delivered_ratio: float = 1.0,
         fail_fast: bool = True,
         max_in_flight: int = 10,
+        reads_per_second: float | None = None,
     ) -> None:
         super().__init__()
         self.message_ids = list(message_ids)
@@ -72,6 +76,7 @@ class OctopodsDeliveryTrigger(BaseTrigger):
         self.min_delivered_ratio = float(min_delivered_ratio)
         self.fail_fast = fail_fast
         self.max_in_flight = int(max_in_flight)
+        self.reads_per_second = None if reads_per_second is None else float(reads_per_second)
         self.policy = BatchPolicy(DeliveryTarget.of(target_status, accept_sent), self.min_delivered_ratio, fail_fast)
         self.read_errors = 0
 
@@ -88,6 +93,7 @@ class OctopodsDeliveryTrigger(BaseTrigger):
                 "min_delivered_ratio": self.min_delivered_ratio,
                 "fail_fast": self.fail_fast,
                 "max_in_flight": self.max_in_flight,
+                "reads_per_second": self.reads_per_second,
             },
         )
 
@@ -110,9 +116,11 @@ class OctopodsDeliveryTrigger(BaseTrigger):
         yield TriggerEvent(batch.summary(timed_out=timed_out) | {"read_errors": self.read_errors})
 
     def _client(self, settings: Any) -> Any:
+        from airflow_provider_octopods.api.pacing import RateLimiter
         from airflow_provider_octopods.clients.aio import AsyncOctopodsClient
 
-        return AsyncOctopodsClient(settings, max_connections=self.max_in_flight)
+        pacer = None if self.reads_per_second is None else RateLimiter(self.reads_per_second, adaptive=True)
+        return AsyncOctopodsClient(settings, max_connections=self.max_in_flight, rate_limiter=pacer)
 
     async def _follow(self, client: Any, batch: DeliveryBatch) -> bool:
         """Read each pending message every ``poll_interval`` until decided; True if the deadline came first.

@@ -45,6 +45,7 @@ def test_serialize_round_trip_without_the_key(monkeypatch: pytest.MonkeyPatch) -
         min_delivered_ratio=0.9,
         fail_fast=False,
         max_in_flight=3,
+        reads_per_second=25,
     )
     classpath, kwargs = trigger.serialize()
     json.dumps(kwargs)  # JSON-safe
@@ -155,13 +156,23 @@ def test_polling_is_spread_and_bounded(server: SandboxServer, monkeypatch: pytes
         return made[-1]
 
     monkeypatch.setattr(OctopodsDeliveryTrigger, "_client", client)
-    [event] = collect(make(message_ids=ids, poll_interval=0.4, deadline=time.time() + 0.75, max_in_flight=3))
+    [event] = collect(make(message_ids=ids, poll_interval=0.4, deadline=time.time() + 1.5, max_in_flight=3))
     [counting] = made
     assert event["outcome"] == "timeout"
     assert counting.peak <= 3
     first_round = counting.starts[:40]
     assert first_round[-1] - first_round[0] >= 0.3  # spread over the interval, not one burst
-    assert 40 <= len(counting.starts) <= 80  # about one read per id per interval
+    assert 40 <= len(counting.starts) <= 40 * 4  # at most one read per id per interval
+
+
+def test_reads_per_second_bounds_the_reads_the_server_sees(server: SandboxServer) -> None:
+    ids = send(server, ["+15005550103"] * 30)  # never delivered: every id is read each round
+    [event] = collect(
+        make(message_ids=ids, poll_interval=0.2, deadline=time.time() + 2.5, max_in_flight=10, reads_per_second=12)
+    )
+    assert event["outcome"] == "timeout"
+    assert server.stats()["peak_per_second_by_endpoint"]["status"] <= 12
+    assert server.stats()["status_reads"] >= 12  # it did read, at its pace
 
 
 def test_an_unexpected_error_in_one_read_does_not_stop_that_message(
