@@ -8,27 +8,31 @@ the same errors.
 
 from __future__ import annotations
 
-import ast
-import json
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
 
 from airflow_provider_octopods.api.errors import OctopodsValidationError
+from airflow_provider_octopods.api.validation import rendered_list  # noqa: F401  # re-exported
 
 _JINJA_MARKERS = ("{{", "{%", "{#")
 
 
 def known_at_parse(value: object) -> bool:
     """Whether ``value`` is a plain literal: no Jinja, no XComArg or mapped value anywhere in it."""
-    if isinstance(value, str):
-        return not any(marker in value for marker in _JINJA_MARKERS)
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return all(known_at_parse(item) for item in value)
-    if isinstance(value, Mapping):
-        return all(known_at_parse(item) for item in value.values())
-    # XComArg, PlainXComArg, MappedArgument... are resolved by Airflow at run time.
-    return not (hasattr(value, "resolve") and hasattr(value, "iter_references"))
+    pending = [value]  # a loop, not recursion: a list nested 10,000 deep is still an answer
+    seen: set[int] = set()
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if any(marker in item for marker in _JINJA_MARKERS):
+                return False
+        elif isinstance(item, (list, tuple, set, frozenset, Mapping)):
+            if id(item) not in seen:
+                seen.add(id(item))
+                pending.extend(item.values() if isinstance(item, Mapping) else item)
+        elif hasattr(item, "resolve") and hasattr(item, "iter_references"):
+            return False  # XComArg, PlainXComArg, MappedArgument...: resolved by Airflow at run time
+    return True
 
 
 def check_literal(value: object, check: Callable[[object], object]) -> None:
@@ -44,19 +48,3 @@ def refused_at_parse(owner: str) -> Iterator[None]:
         yield
     except OctopodsValidationError as err:
         raise ValueError(f"{owner} {err}") from None
-
-
-def rendered_list(text: str) -> list[Any] | None:
-    """The list a template rendered to text (``"[1, 2]"``: JSON or a Python list's repr, as Jinja
-    renders an XCom list), or None if ``text`` is not one."""
-    stripped = text.strip()
-    if not stripped.startswith("["):
-        return None
-    try:
-        value = json.loads(stripped)
-    except ValueError:
-        try:
-            value = ast.literal_eval(stripped)
-        except (ValueError, SyntaxError):
-            return None
-    return value if isinstance(value, list) else None

@@ -166,7 +166,7 @@ def _clean(text: str | None) -> str:
     if not text:
         return ""
     line = " ".join(str(text).split())
-    return "".join(c if is_gsm7(c) else "?" for c in line)
+    return "".join(c if is_gsm7(c) and c.isprintable() else "?" for c in line)  # ESC is GSM-7, not text
 
 
 def _units(text: str) -> int:

@@ -7,6 +7,7 @@ from enum import Enum
 
 from airflow_provider_octopods.api.errors import OctopodsValidationError
 from airflow_provider_octopods.api.models import DeliveryStatus, MessageStatus
+from airflow_provider_octopods.api.validation import shown
 
 TARGETS = (DeliveryStatus.SENT, DeliveryStatus.DELIVERED, DeliveryStatus.READ)
 
@@ -37,11 +38,11 @@ class DeliveryTarget:
     def of(cls, target_status: object, accept_sent: object = False) -> DeliveryTarget:
         """Validate user input: ``target_status`` is one of sent, delivered, read."""
         if not isinstance(accept_sent, bool):
-            raise OctopodsValidationError("accept_sent", f"must be True or False, got {accept_sent!r}")
+            raise OctopodsValidationError("accept_sent", f"must be True or False, got {shown(accept_sent)}")
         status = DeliveryStatus.parse(target_status) if isinstance(target_status, str) else None
         if status not in TARGETS:
             allowed = ", ".join(t.value for t in TARGETS)
-            raise OctopodsValidationError("target_status", f"must be one of {allowed}, got {target_status!r}")
+            raise OctopodsValidationError("target_status", f"must be one of {allowed}, got {shown(target_status)}")
         return cls(status=status, accept_sent=accept_sent)
 
     @property

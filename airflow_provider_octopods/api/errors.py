@@ -99,6 +99,12 @@ class OctopodsServerError(OctopodsAPIError):
     """HTTP 5xx, or a response that is not the JSON the API documents."""
 
 
+class OctopodsMalformedAnswerError(OctopodsServerError):
+    """A 2xx answer whose content breaks the documented shape: a ``message_id`` that is not an id
+    (null, a boolean, a huge string), or a status answer about another message. The clients
+    report it like any unreadable answer: a status read is retried, a send's outcome is unknown."""
+
+
 class OctopodsTransportError(OctopodsError):
     """The request never reached the API (connection refused, DNS, connect timeout, TLS failure)."""
 

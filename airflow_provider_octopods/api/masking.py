@@ -34,3 +34,29 @@ def _country_code(e164: str) -> str:
         if digits[:length] and int(digits[:length]) in COUNTRY_CODE_TO_REGION_CODE:
             return digits[:length]
     return digits[:1]
+
+
+# A phone number inside free text: 9 to 15 digits, maybe a leading "+", spaces, dots, dashes or
+# brackets between them, standing alone (not part of a word, a hyphenated id such as a UUID, a time).
+_PHONE_IN_TEXT = re.compile(r"(?<![\w+\-:])\+?\(?\d(?:[ .()\-]{0,2}\d){8,14}(?![\w\-:])")
+SERVER_TEXT_LIMIT = 300
+
+
+def mask_phones_in(text: str) -> str:
+    """``text`` with every phone number in it masked as :func:`mask_phone` does."""
+    return _PHONE_IN_TEXT.sub(lambda match: mask_phone(match.group()), text)
+
+
+def server_text(text: str, *, limit: int = SERVER_TEXT_LIMIT) -> str:
+    """Text that came from a server, made safe to put in an error or a log line.
+
+    Whitespace runs (line breaks included) become one space, phone numbers are masked, and the
+    result is cut to ``limit`` characters (the last one then an ellipsis).
+    """
+    # Enough margin that a number starting before the cut is masked whole before cutting.
+    head = " ".join(text[: limit + 64].split())
+    masked = mask_phones_in(head)
+    if len(masked) <= limit and len(text) <= limit + 64:
+        return masked
+    cut = masked[: limit - 1].rstrip()
+    return f"{cut}…" if cut else ""

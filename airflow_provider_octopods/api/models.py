@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from enum import Enum
 from functools import cached_property
 from typing import Any
 
-from airflow_provider_octopods.api.masking import mask_phone
+from airflow_provider_octopods.api.errors import OctopodsMalformedAnswerError
+from airflow_provider_octopods.api.masking import mask_phone, server_text
 from airflow_provider_octopods.api.segments import Encoding, SegmentInfo, count_segments
 
 MessageId = int | str
+
+# A message id in an answer: a positive integer (as JSON number or string of digits) that fits a
+# signed 64-bit column, or a short token of letters, digits, "_" and "-" (the form users may give).
+MAX_MESSAGE_ID = 2**63 - 1
+_ID_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_NOT_AN_ID = frozenset({"null", "none", "nil", "undefined", "nan"})
+_MAX_ID_CHARS = 128
+_MAX_PHONE_CHARS = 32
+_MAX_TEXT_CHARS = 500
 
 
 class DeliveryStatus(str, Enum):
@@ -60,6 +71,49 @@ _PROGRESS = {
 }
 
 
+def message_id_from_answer(value: object) -> MessageId:
+    """``value`` as a message id, or :class:`OctopodsMalformedAnswerError` if it cannot be one."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_MESSAGE_ID:
+        return value
+    if (
+        isinstance(value, str)
+        and _ID_TOKEN.fullmatch(value)
+        and value.lower() not in _NOT_AN_ID
+        and (not value.isdigit() or 0 < int(value) <= MAX_MESSAGE_ID)
+    ):
+        return value
+    raise OctopodsMalformedAnswerError(f"its message_id is not a message id ({_describe(value)})")
+
+
+def same_message(first: MessageId, second: MessageId) -> bool:
+    """Whether two ids name one message (``42`` and ``"42"`` do)."""
+    return str(first) == str(second)
+
+
+def _describe(value: object) -> str:
+    if value is None or isinstance(value, bool):
+        return f"got {value!r}"
+    if isinstance(value, str):
+        shown = server_text(value, limit=40)
+        return f"got a string of {len(value)} characters: {shown!r}" if len(value) > 40 else f"got {shown!r}"
+    if isinstance(value, int):
+        return "got 0 or a negative number" if value <= 0 else "got a number above 2**63-1"
+    return f"got a JSON {type(value).__name__}"
+
+
+def _repr_with_masked_phone(obj: Any) -> str:
+    """The dataclass repr of ``obj`` with its phone fields masked (reprs land in logs)."""
+    shown = []
+    for item in fields(obj):
+        if not item.repr:
+            continue
+        value = getattr(obj, item.name)
+        if item.name in ("phone", "phone_number") and value is not None:
+            value = mask_phone(value)
+        shown.append(f"{item.name}={value!r}")
+    return f"{type(obj).__name__}({', '.join(shown)})"
+
+
 @dataclass(frozen=True)
 class SendRequest:
     """A validated send: build it with :func:`airflow_provider_octopods.api.build_send_request`."""
@@ -86,13 +140,16 @@ class SendRequest:
             payload["intercom_teammate_id"] = self.intercom_teammate_id
         return payload
 
+    def __repr__(self) -> str:
+        return _repr_with_masked_phone(self)
+
 
 @dataclass(frozen=True)
 class SendResult:
     """What a successful send returned.
 
     ``message_id`` is None on HubSpot workspaces, whose API returns only ``request_id``:
-    such a message cannot be tracked (see :attr:`trackable`).
+    such a message cannot be tracked (see :attr:`trackable`). Its ``repr`` masks the phone number.
     """
 
     request_id: str | None
@@ -119,25 +176,36 @@ class SendResult:
             "channel_message_id": self.channel_message_id,
         }
 
+    def __repr__(self) -> str:
+        return _repr_with_masked_phone(self)
+
     @classmethod
     def from_response(cls, payload: dict[str, Any], *, phone: str, segments: SegmentInfo) -> SendResult:
-        """Build from a 201 body; ``phone`` is the E.164 number we sent to."""
-        message_id = payload.get("message_id")
-        channel_id = payload.get("channel_message_id")
+        """Build from a 201 body; ``phone`` is the E.164 number we sent to.
+
+        A body without ``message_id`` is the HubSpot shape (untrackable); a ``message_id`` that is
+        there but is not an id (null included) raises :class:`OctopodsMalformedAnswerError`.
+        """
+        if not isinstance(payload, dict):
+            raise OctopodsMalformedAnswerError(f"the send answer is a JSON {type(payload).__name__}, not an object")
         return cls(
-            request_id=_opt_str(payload.get("request_id")),
-            message_id=message_id if isinstance(message_id, (int, str)) and message_id != "" else None,
+            request_id=_opt_id(payload.get("request_id")),
+            message_id=message_id_from_answer(payload["message_id"]) if "message_id" in payload else None,
             phone=phone,
             segments=segments.segments,
             encoding=segments.encoding,
-            channel_message_id=None if channel_id is None else str(channel_id),
+            channel_message_id=_opt_id(payload.get("channel_message_id")),
             raw=dict(payload),
         )
 
 
 @dataclass(frozen=True)
 class MessageStatus:
-    """A delivery status read from ``GET /api/v1/sms/messages/{id}``, in either documented shape."""
+    """A delivery status read from ``GET /api/v1/sms/messages/{id}``, in either documented shape.
+
+    Texts from the answer are cut to a few hundred characters with phone numbers masked; the
+    ``repr`` masks ``phone_number`` too.
+    """
 
     message_id: MessageId
     status: DeliveryStatus
@@ -169,29 +237,43 @@ class MessageStatus:
             "request_id": self.request_id,
         }
 
+    def __repr__(self) -> str:
+        return _repr_with_masked_phone(self)
+
     @classmethod
     def from_response(cls, payload: dict[str, Any], *, message_id: MessageId) -> MessageStatus:
-        """Build from a 200 body of either shape (legacy upper-case or current lower-case)."""
+        """Build from a 200 body of either shape (legacy upper-case or current lower-case).
+
+        :param message_id: the id that was asked about. An answer naming another message, or a
+            ``message_id`` that is not an id, raises :class:`OctopodsMalformedAnswerError`; an
+            answer without one (or with null) is taken as about ``message_id``.
+        """
+        if not isinstance(payload, dict):
+            raise OctopodsMalformedAnswerError(f"the status answer is a JSON {type(payload).__name__}, not an object")
         raw_status = payload.get("status")
-        returned_id = payload.get("message_id")
+        returned = payload.get("message_id")
+        if returned is not None and not same_message(message_id_from_answer(returned), message_id):
+            raise OctopodsMalformedAnswerError(
+                f"the status answer is about message {returned}, not about message {message_id}"
+            )
         return cls(
-            message_id=returned_id if isinstance(returned_id, (int, str)) else message_id,
+            message_id=message_id,
             status=DeliveryStatus.parse(raw_status),
-            raw_status=raw_status if isinstance(raw_status, str) else None,
-            status_message=_opt_str(payload.get("status_message")),
-            failure_reason=_opt_str(payload.get("failure_reason")),
-            phone_number=_opt_str(payload.get("phone_number")),
+            raw_status=server_text(raw_status, limit=64) if isinstance(raw_status, str) else None,
+            status_message=_opt_text(payload.get("status_message")),
+            failure_reason=_opt_text(payload.get("failure_reason")),
+            phone_number=_opt_phone(payload.get("phone_number")),
             sent_at=parse_timestamp(payload.get("sent_at")),
             delivered_at=parse_timestamp(payload.get("delivered_at")),
             last_updated=parse_timestamp(payload.get("last_updated")),
-            request_id=_opt_str(payload.get("request_id")),
+            request_id=_opt_id(payload.get("request_id")),
             raw=dict(payload),
         )
 
 
 def parse_timestamp(value: object) -> datetime | None:
     """Parse the API's ISO-8601 timestamps (``Z`` or offset); anything else is None."""
-    if not isinstance(value, str) or not value:
+    if not isinstance(value, str) or not value or len(value) > 64:
         return None
     try:
         return datetime.fromisoformat(value.replace("Z", "+00:00"))
@@ -199,10 +281,26 @@ def parse_timestamp(value: object) -> datetime | None:
         return None
 
 
-def _opt_str(value: object) -> str | None:
-    if value is None or value == "":
+def _opt_text(value: object) -> str | None:
+    """A server's explanation, safe for logs and errors; None unless a non-empty string."""
+    if not isinstance(value, str) or not value.strip():
         return None
-    return str(value)
+    return server_text(value, limit=_MAX_TEXT_CHARS)
+
+
+def _opt_id(value: object) -> str | None:
+    """An identifier from the server (``request_id``, ``channel_message_id``) as a short string."""
+    if isinstance(value, bool) or not isinstance(value, (str, int)) or value == "":
+        return None
+    if isinstance(value, int) and value.bit_length() > 128:
+        return None
+    return server_text(str(value), limit=_MAX_ID_CHARS)
+
+
+def _opt_phone(value: object) -> str | None:
+    if not isinstance(value, str) or not value or len(value) > _MAX_PHONE_CHARS:
+        return None
+    return value
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -25,12 +25,13 @@ from airflow_provider_octopods.api.errors import (
     OctopodsEmptyBodyError,
     OctopodsError,
     OctopodsInvalidPhoneError,
+    OctopodsMalformedAnswerError,
     OctopodsNotFoundError,
     OctopodsRateLimitError,
     OctopodsServerError,
     OctopodsSmsRejectedError,
 )
-from airflow_provider_octopods.api.masking import mask_phone
+from airflow_provider_octopods.api.masking import mask_phone, server_text
 from airflow_provider_octopods.api.models import MessageId, MessageStatus, SendRequest, SendResult
 
 T = TypeVar("T")
@@ -38,6 +39,10 @@ T = TypeVar("T")
 AUTH_HEADER = "X-Octopods-Auth"
 MESSAGES_PATH = "/api/v1/sms/messages"
 USER_AGENT = f"airflow-provider-octopods/{__version__}"
+
+# The most of an answer a client reads, counted after decompression. The API's answers are a few
+# hundred bytes; anything larger is not the API, and reading it all could exhaust a worker's memory.
+MAX_ANSWER_BYTES = 1024 * 1024
 
 ERROR_CODE_NAMES = {
     1: "ARGUMENT_MISSING",
@@ -69,6 +74,21 @@ class RawResponse:
             if key.lower() == lowered:
                 return value
         return None
+
+
+def capped_answer(
+    operation: Operation, status: int, body: bytes, headers: Mapping[str, str], *, complete: bool
+) -> RawResponse:
+    """The answer a client read, at most :data:`MAX_ANSWER_BYTES` of it; both clients apply this rule.
+
+    :param complete: whether ``body`` is the whole answer; False when reading stopped at the cap.
+    :raises OctopodsError: for a 2xx answer over the cap, the error of an unreadable answer (a
+        status read may be retried; a send's outcome is unknown). An error answer keeps its
+        meaning (a 429 is still a 429) from its status alone.
+    """
+    if not complete and 200 <= status < 300:
+        raise unreadable_answer(operation, status, f"the answer is over {MAX_ANSWER_BYTES // 1024} KiB")
+    return RawResponse(status, body, headers)
 
 
 def request_headers(api_key: str) -> dict[str, str]:
@@ -138,8 +158,9 @@ def status_call(base_url: str, message_id: MessageId) -> ApiCall[MessageStatus]:
 def parse_send_response(response: RawResponse, request: SendRequest) -> SendResult:
     """A send's response as a result, or the error it stands for.
 
-    Any 2xx means the API accepted the message. If its body cannot be read, the message was
-    probably sent but its id is unknown: that is reported as an unknown outcome, never retried.
+    Any 2xx means the API accepted the message. If its body cannot be read (not JSON, nested too
+    deep, a ``message_id`` that is not an id), the message was probably sent but its id is
+    unknown: that is reported as an unknown outcome, never retried.
     """
     if 200 <= response.status < 300:
         payload = _json_object(response)
@@ -147,7 +168,10 @@ def parse_send_response(response: RawResponse, request: SendRequest) -> SendResu
             raise unreadable_answer(
                 Operation.SEND, response.status, f"not the documented JSON: {_snippet(response.body)}"
             )
-        return SendResult.from_response(payload, phone=request.phone, segments=request.segment_info)
+        try:
+            return SendResult.from_response(payload, phone=request.phone, segments=request.segment_info)
+        except OctopodsMalformedAnswerError as err:
+            raise unreadable_answer(Operation.SEND, response.status, err.message) from None
     raise error_from_response(response, Operation.SEND)
 
 
@@ -159,18 +183,25 @@ def parse_status_response(response: RawResponse, message_id: MessageId) -> Messa
             raise unreadable_answer(
                 Operation.STATUS, response.status, f"message {message_id}: {_snippet(response.body)}"
             )
-        return MessageStatus.from_response(payload, message_id=message_id)
+        try:
+            return MessageStatus.from_response(payload, message_id=message_id)
+        except OctopodsMalformedAnswerError as err:
+            raise unreadable_answer(Operation.STATUS, response.status, f"message {message_id}: {err.message}") from None
     raise error_from_response(response, Operation.STATUS, message_id=message_id)
 
 
 def error_from_response(
     response: RawResponse, operation: Operation, *, message_id: MessageId | None = None
 ) -> OctopodsError:
-    """Map a non-2xx response to the most specific error class."""
+    """Map a non-2xx response to the most specific error class.
+
+    The server's texts it copies (``error``, ``request_id``, a page's first words) are cut short and
+    their phone numbers masked.
+    """
     payload = _json_object(response) or {}
     code = _int_or_none(payload.get("error_code"))
-    request_id = payload.get("request_id") if isinstance(payload.get("request_id"), str) else None
-    api_text = payload.get("error") if isinstance(payload.get("error"), str) else None
+    request_id = _server_field(payload.get("request_id"), limit=128)
+    api_text = _server_field(payload.get("error"), limit=300)
     where = f"{operation.value} of message {message_id}" if message_id is not None else operation.value
 
     def error(cls: type[OctopodsAPIError], message: str, **extra: Any) -> OctopodsAPIError:
@@ -227,21 +258,24 @@ def _json_object(response: RawResponse) -> dict[str, Any] | None:
 
 
 def _int_or_none(value: object) -> int | None:
+    """An error code: a small non-negative integer, or a string of one; anything else is None."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, int):
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit() and len(value.strip()) <= 6:
+        value = int(value.strip())
+    if isinstance(value, int) and 0 <= value < 1_000_000:
         return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
     return None
+
+
+def _server_field(value: object, *, limit: int) -> str | None:
+    return server_text(value, limit=limit) if isinstance(value, str) and value.strip() else None
 
 
 def _snippet(body: bytes, limit: int = 80) -> str:
     """A short, single-line excerpt of a body for error messages (HTML gateway pages etc.)."""
-    text = " ".join(body.decode("utf-8", errors="replace").split())
-    if not text:
-        return "empty body"
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    text = server_text(body[: limit * 8].decode("utf-8", errors="replace"), limit=limit)
+    return text or "empty body"
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:

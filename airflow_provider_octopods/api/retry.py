@@ -12,6 +12,7 @@ from typing import Generic, TypeVar
 
 from airflow_provider_octopods.api.decision import Operation, decide, unreadable_answer
 from airflow_provider_octopods.api.errors import OctopodsError, OctopodsRateLimitError
+from airflow_provider_octopods.api.masking import server_text
 from airflow_provider_octopods.api.protocol import ApiCall, RawResponse
 
 T = TypeVar("T")
@@ -96,4 +97,6 @@ class RetryingCall(Generic[T]):
         except Exception as exc:
             if self.call.operation is Operation.STATUS and not isinstance(exc, _READ_ERRORS):
                 raise
-            return unreadable_answer(self.call.operation, response.status, f"{type(exc).__name__}: {exc}"[:160])
+            return unreadable_answer(
+                self.call.operation, response.status, server_text(f"{type(exc).__name__}: {exc}", limit=160)
+            )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -18,6 +19,8 @@ DEFAULT_READ_TIMEOUT = 30.0
 # Extras that, in other clients, switch certificate checks off: refused, never honoured.
 _VERIFY_EXTRAS = ("verify", "verify_ssl", "ssl_verify", "tls_verify")
 _INSECURE_EXTRAS = ("insecure",)
+# Everything before the last "@" of a host (after any "scheme://"): the userinfo, maybe a password.
+_USERINFO = re.compile(r"^((?:[A-Za-z][A-Za-z0-9+.\-]*:)?//)?.*@", re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,12 @@ class ClientSettings:
     default_region: str | None = None
     ca_bundle: str | None = None
     scheme_hint: str | None = None
+
+    @property
+    def try_timeout(self) -> float:
+        """Seconds one try of a call may take in all (connecting, sending, reading the whole
+        answer): ``connect_timeout + read_timeout``. Both clients end a try that runs longer."""
+        return self.connect_timeout + self.read_timeout
 
 
 def settings_from_connection(
@@ -147,7 +156,7 @@ def _base_url(conn_id: str, host: str | None, schema: str | None, port: int | No
     parts = urlsplit(text)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise OctopodsConfigurationError(
-            f"connection {conn_id!r} host {text!r} is not a URL such as {DEFAULT_BASE_URL}"
+            f"connection {conn_id!r} host {_without_userinfo(text)!r} is not a URL such as {DEFAULT_BASE_URL}"
         )
     if parts.username or parts.password or parts.query or parts.fragment:
         raise OctopodsConfigurationError(
@@ -162,6 +171,11 @@ def _base_url(conn_id: str, host: str | None, schema: str | None, port: int | No
     return text.rstrip("/"), hint
 
 
+def _without_userinfo(host: str) -> str:
+    """``host`` with any ``user:password@`` part masked: connection errors never echo a secret."""
+    return _USERINFO.sub(lambda match: f"{match.group(1) or ''}***@", host, count=1)
+
+
 def _scheme_hint(address: str, hostname: str) -> str:
     hint = (
         f"the connection's host {address!r} has no scheme, so https:// was assumed; write the scheme "
@@ -173,10 +187,18 @@ def _scheme_hint(address: str, hostname: str) -> str:
 
 
 def is_loopback_host(hostname: str) -> bool:
-    """Whether ``hostname`` is this machine (a local sandbox; the real API never is)."""
+    """Whether ``hostname`` is this machine (a local sandbox; the real API never is).
+
+    Only ``localhost`` and loopback addresses (``127.0.0.0/8``, ``::1``) are: not names that merely
+    start with them (``localhost.example.com``, ``127.0.0.1.nip.io``), and not IPv4 addresses
+    written as IPv6 (``::ffff:127.0.0.1``), which some Python versions count as loopback.
+    """
     if hostname == "localhost":
         return True
     try:
-        return ipaddress.ip_address(hostname).is_loopback
+        address = ipaddress.ip_address(hostname)
     except ValueError:
         return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return False
+    return address.is_loopback

@@ -7,7 +7,6 @@ event and tasks push to XCom.
 
 from __future__ import annotations
 
-import ast
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -16,7 +15,7 @@ from typing import Any
 from airflow_provider_octopods.api.delivery import DeliveryTarget, Outcome
 from airflow_provider_octopods.api.errors import OctopodsValidationError
 from airflow_provider_octopods.api.models import MessageId, MessageStatus
-from airflow_provider_octopods.api.validation import validate_message_id
+from airflow_provider_octopods.api.validation import rendered_list, shown, validate_message_id
 
 FULL_DETAILS_MAX_IDS = 100
 """Batches of at most this many ids carry every message's full status under ``messages``."""
@@ -45,9 +44,9 @@ class BatchPolicy:
     def __post_init__(self) -> None:
         ratio = self.min_delivered_ratio
         if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 < ratio <= 1:
-            raise OctopodsValidationError("min_delivered_ratio", f"must be a number in (0, 1], got {ratio!r}")
+            raise OctopodsValidationError("min_delivered_ratio", f"must be a number in (0, 1], got {shown(ratio)}")
         if not isinstance(self.fail_fast, bool):
-            raise OctopodsValidationError("fail_fast", f"must be True or False, got {self.fail_fast!r}")
+            raise OctopodsValidationError("fail_fast", f"must be True or False, got {shown(self.fail_fast)}")
 
     def required(self, total: int) -> int:
         """How many of ``total`` messages must reach the target."""
@@ -65,10 +64,10 @@ def is_many(value: object) -> bool:
 def message_ids(value: object, *, field: str = "message_id") -> list[MessageId]:
     """One id or a list of ids (as rendered from XCom), validated and de-duplicated in order."""
     if isinstance(value, str) and is_many(value):
-        try:
-            value = ast.literal_eval(value.strip())
-        except (ValueError, SyntaxError):
-            raise OctopodsValidationError(field, f"{str(value)[:60]!r} is not a list of message ids") from None
+        listed = rendered_list(value)
+        if listed is None:
+            raise OctopodsValidationError(field, f"{shown(value)} is not a list of message ids")
+        value = listed
     items = list(value) if is_many(value) else [value]  # type: ignore[call-overload]
     if not items:
         raise OctopodsValidationError(field, "is an empty list: there is no message to wait for")

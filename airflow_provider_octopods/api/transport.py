@@ -14,6 +14,7 @@ from collections.abc import Iterator
 
 from airflow_provider_octopods.api.decision import Operation, Stage, transport_error
 from airflow_provider_octopods.api.errors import OctopodsError, OctopodsTLSError
+from airflow_provider_octopods.api.masking import server_text
 
 # OpenSSL reasons that can only occur while the TLS session is being set up, before any byte of
 # the request is written. (Alerts in general can also arrive later, e.g. TLS 1.3 client
@@ -52,6 +53,16 @@ def failure_from_exception(
     return transport_error(operation, stage, detail)
 
 
+def deadline_passed(operation: Operation, seconds: float) -> OctopodsError:
+    """The error for a try that was still waiting for (the rest of) its answer after ``seconds``,
+    the most one try may take (``ClientSettings.try_timeout``). The request went out."""
+    return transport_error(
+        operation,
+        Stage.NO_ANSWER,
+        f"no complete answer within {seconds:g} s, the most one try may take (connect_timeout + read_timeout)",
+    )
+
+
 def tls_handshake_failure(exc: BaseException) -> str | None:
     """Why the TLS handshake failed, if ``exc`` is (or wraps) such a failure; else None."""
     for inner in _chain(exc):
@@ -69,7 +80,8 @@ def tls_handshake_failure(exc: BaseException) -> str | None:
 
 
 def describe(exc: BaseException, *, connecting: bool = False) -> str:
-    """``Outer: Inner: first line`` without URLs or headers (so never a key); at most 160 chars.
+    """``Outer: Inner: first line`` without URLs or headers (so never a key); at most 160 chars,
+    phone numbers masked.
 
     :param connecting: as for :func:`failure_from_exception`; names which timeout expired.
     """
@@ -84,7 +96,8 @@ def describe(exc: BaseException, *, connecting: bool = False) -> str:
     message = str(innermost).strip().splitlines()[0] if str(innermost).strip() else ""
     if message and "://" not in message and "url:" not in message.lower():
         text += f": {message}"
-    return text[:160]
+    # Library messages may quote what the server sent (a bad status line, a header).
+    return server_text(text, limit=160)
 
 
 def _chain(exc: BaseException) -> Iterator[BaseException]:

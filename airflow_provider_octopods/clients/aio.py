@@ -29,12 +29,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 from airflow_provider_octopods.api import protocol
-from airflow_provider_octopods.api.decision import Stage, transport_error, unreadable_answer
+from airflow_provider_octopods.api.decision import Stage, transport_error
 from airflow_provider_octopods.api.errors import OctopodsError, OctopodsRateLimitError
 from airflow_provider_octopods.api.models import MessageId, MessageStatus, SendRequest, SendResult
+from airflow_provider_octopods.api.protocol import MAX_ANSWER_BYTES
 from airflow_provider_octopods.api.retry import RetryingCall, RetryPolicy, Wait
 from airflow_provider_octopods.api.settings import ClientSettings
-from airflow_provider_octopods.api.transport import failure_from_exception
+from airflow_provider_octopods.api.transport import deadline_passed, failure_from_exception
 from airflow_provider_octopods.clients.sync import log_retry
 
 if TYPE_CHECKING:
@@ -45,10 +46,6 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 LATE_START_SECONDS = 0.003
 
-# The most of an answer that is read (after decompression). The API's answers are a few hundred
-# bytes; anything larger is not the API, and reading it all could exhaust the triggerer's memory.
-MAX_ANSWER_BYTES = 1024 * 1024
-
 
 class AsyncOctopodsClient:
     """Async twin of :class:`~airflow_provider_octopods.clients.sync.OctopodsClient`.
@@ -57,7 +54,7 @@ class AsyncOctopodsClient:
 
     :param settings: base URL, key, timeouts and CA bundle. Each try may take ``connect_timeout``
         to connect (TLS included), ``read_timeout`` between two reads, and
-        ``connect_timeout + read_timeout`` in all.
+        ``connect_timeout + read_timeout`` (``settings.try_timeout``) in all.
     :param retry_policy: retries of what is safe to retry (see ``api.retry``).
     :param max_connections: the most requests in flight at once over the shared connection pool;
         further calls wait for a free connection, and their timeouts start only then.
@@ -152,7 +149,7 @@ class AsyncOctopodsClient:
                     limit=self.max_connections, ssl=_tls_context(self.settings.ca_bundle) if https else True
                 ),
                 timeout=aiohttp.ClientTimeout(
-                    total=self.settings.connect_timeout + self.settings.read_timeout,
+                    total=self.settings.try_timeout,
                     connect=self.settings.connect_timeout,
                     sock_read=self.settings.read_timeout,
                 ),
@@ -178,8 +175,11 @@ class AsyncOctopodsClient:
                     body, complete = await _read_capped(response.content)
                     if not complete:
                         response.close()
-                    answer = protocol.RawResponse(response.status, body, dict(response.headers))
+                    status, headers = response.status, dict(response.headers)
             except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+                if type(exc) in (asyncio.TimeoutError, TimeoutError):
+                    # aiohttp's own timeouts are subclasses; the bare class is the try's total.
+                    raise deadline_passed(call.operation, self.settings.try_timeout) from None
                 raise failure_from_exception(
                     call.operation,
                     exc,
@@ -187,10 +187,7 @@ class AsyncOctopodsClient:
                     connecting=_while_connecting(exc),
                     hint=self.settings.scheme_hint,
                 ) from None
-        if not complete and 200 <= answer.status < 300:
-            # An error answer keeps its meaning (a 429 is still a 429) from its status alone.
-            raise unreadable_answer(call.operation, answer.status, f"the answer is over {MAX_ANSWER_BYTES // 1024} KiB")
-        return answer
+        return protocol.capped_answer(call.operation, status, body, headers, complete=complete)
 
 
 async def _read_capped(content: aiohttp.StreamReader) -> tuple[bytes, bool]:

@@ -1,10 +1,21 @@
-"""The synchronous client: ``requests`` underneath, the API layer's rules on top."""
+"""The synchronous client: ``requests`` underneath, the API layer's rules on top.
+
+``requests`` has no limit on a whole exchange, only on each wait for bytes: an answer trickling
+one byte a second never times out. Each try therefore runs under a deadline
+(``ClientSettings.try_timeout``, as in the async client) kept by a timer thread, which shuts the
+try's socket down when it expires and so ends any read in progress. The timer finds the socket
+through connection pools of this module, mounted on the sessions the client creates.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import socket
+import threading
 import time
 from collections.abc import Callable
+from functools import cache
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -13,13 +24,17 @@ from airflow_provider_octopods.api.errors import OctopodsError
 from airflow_provider_octopods.api.models import MessageId, MessageStatus, SendRequest, SendResult
 from airflow_provider_octopods.api.retry import RetryingCall, RetryPolicy, Wait
 from airflow_provider_octopods.api.settings import ClientSettings
-from airflow_provider_octopods.api.transport import failure_from_exception
+from airflow_provider_octopods.api.transport import deadline_passed, failure_from_exception
 
 if TYPE_CHECKING:
     import requests
+    from requests.adapters import HTTPAdapter
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+_CHUNK_BYTES = 64 * 1024
+# The deadline of the try the current thread is making, for the pools below to find.
+_current = threading.local()
 
 
 class OctopodsClient:
@@ -30,7 +45,8 @@ class OctopodsClient:
 
     :param settings: base URL, key, timeouts and CA bundle (see ``api.settings.settings_from_connection``).
     :param retry_policy: how often and how long to retry what is safe to retry.
-    :param session: a session to use instead of a new one (tests, custom adapters).
+    :param session: a session to use instead of a new one (tests, custom adapters). Its adapters
+        are left as they are, so a try's deadline is then checked only between reads of the body.
     :param sleep: the waiting function (tests pass a recorder).
     """
 
@@ -42,12 +58,10 @@ class OctopodsClient:
         session: requests.Session | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        import requests
-
         self.settings = settings
         self.retry_policy = retry_policy or RetryPolicy()
         self._sleep = sleep
-        self.session = session or requests.Session()
+        self.session = session or _new_session()
         self._headers = protocol.request_headers(settings.api_key)
         self._verify: str | bool = settings.ca_bundle or True
 
@@ -81,25 +95,139 @@ class OctopodsClient:
 
         import requests
 
-        try:
-            response = self.session.request(
-                call.method,
-                call.url,
-                data=call.body,
-                headers=self._headers,
-                timeout=(self.settings.connect_timeout, self.settings.read_timeout),
-                allow_redirects=False,
-                verify=self._verify,
-            )
-        except (requests.RequestException, OSError, http.client.HTTPException) as exc:
-            raise failure_from_exception(
-                call.operation,
-                exc,
-                host=urlsplit(call.url).netloc,
-                connecting=_while_connecting(exc),
-                hint=self.settings.scheme_hint,
-            ) from None
-        return protocol.RawResponse(response.status_code, response.content, dict(response.headers))
+        with _Deadline(self.settings.try_timeout) as deadline:
+            try:
+                with self.session.request(
+                    call.method,
+                    call.url,
+                    data=call.body,
+                    headers=self._headers,
+                    timeout=(self.settings.connect_timeout, self.settings.read_timeout),
+                    allow_redirects=False,
+                    verify=self._verify,
+                    stream=True,
+                ) as response:
+                    body, complete = _read_capped(response, deadline)
+                    status, headers = response.status_code, dict(response.headers)
+            except (requests.RequestException, OSError, http.client.HTTPException) as exc:
+                if deadline.expired:
+                    raise deadline_passed(call.operation, deadline.seconds) from None
+                raise failure_from_exception(
+                    call.operation,
+                    exc,
+                    host=urlsplit(call.url).netloc,
+                    connecting=_while_connecting(exc),
+                    hint=self.settings.scheme_hint,
+                ) from None
+        return protocol.capped_answer(call.operation, status, body, headers, complete=complete)
+
+
+def _read_capped(response: requests.Response, deadline: _Deadline) -> tuple[bytes, bool]:
+    """The body, decompressed, up to :data:`protocol.MAX_ANSWER_BYTES`; and whether that was all."""
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in response.iter_content(_CHUNK_BYTES):
+        if deadline.expired:
+            raise TimeoutError("the try's deadline passed")
+        size += len(chunk)
+        if size > protocol.MAX_ANSWER_BYTES:
+            chunks.append(chunk[: len(chunk) - (size - protocol.MAX_ANSWER_BYTES)])
+            return b"".join(chunks), False
+        chunks.append(chunk)
+    if deadline.expired:
+        # The socket was shut down mid-answer: what was read may look complete but is not.
+        raise TimeoutError("the try's deadline passed")
+    return b"".join(chunks), True
+
+
+class _Deadline:
+    """The end of one try: when it passes, the try's socket is shut down, which ends any read.
+
+    :param seconds: how long the try may take in all.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.expired = False
+        self._connection: object = None
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Deadline:
+        _current.deadline = self
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.cancel()
+        _current.deadline = None
+
+    def watch(self, connection: object) -> None:
+        """Shut ``connection``'s socket down when the deadline passes (at once if it has)."""
+        with self._lock:
+            self._connection = connection
+            if self.expired:
+                self._shut_down()
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            self._shut_down()
+
+    def _shut_down(self) -> None:
+        sock = getattr(self._connection, "sock", None)
+        if isinstance(sock, socket.socket):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+
+def _new_session() -> requests.Session:
+    import requests
+
+    session = requests.Session()
+    adapter = _watched_adapter_class()()
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    return session
+
+
+@cache
+def _watched_adapter_class() -> type[HTTPAdapter]:
+    """An ``HTTPAdapter`` whose pools hand each try's connection to the try's deadline.
+
+    Built on first use: ``requests`` is not imported when this module is.
+    """
+    from requests.adapters import HTTPAdapter
+    from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+    class Watched:
+        def _make_request(self, conn: object, *args: Any, **kwargs: Any) -> Any:
+            deadline = getattr(_current, "deadline", None)
+            if deadline is not None:
+                deadline.watch(conn)
+            return super()._make_request(conn, *args, **kwargs)  # type: ignore[misc]
+
+    class WatchedHTTPPool(Watched, HTTPConnectionPool):
+        pass
+
+    class WatchedHTTPSPool(Watched, HTTPSConnectionPool):
+        pass
+
+    pools = {"http": WatchedHTTPPool, "https": WatchedHTTPSPool}
+
+    class WatchedAdapter(HTTPAdapter):
+        def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+            super().init_poolmanager(*args, **kwargs)
+            self.poolmanager.pool_classes_by_scheme = dict(pools)
+
+        def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+            manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+            if manager.pool_classes_by_scheme.get("https") is HTTPSConnectionPool:  # not SOCKS pools
+                manager.pool_classes_by_scheme = dict(pools)
+            return manager
+
+    return WatchedAdapter
 
 
 def log_retry(what: str, attempt: int, max_attempts: int, error: object, delay: float) -> None:

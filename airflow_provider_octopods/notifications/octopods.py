@@ -15,10 +15,20 @@ from airflow_provider_octopods.api.decision import Operation, decide
 from airflow_provider_octopods.api.errors import OctopodsError, OctopodsValidationError
 from airflow_provider_octopods.api.masking import mask_phone
 from airflow_provider_octopods.api.segments import count_segments
-from airflow_provider_octopods.api.validation import normalize_phone, positive_number, validate_body, validate_region
+from airflow_provider_octopods.api.validation import (
+    check_characters,
+    is_blank,
+    normalize_phone,
+    positive_number,
+    rendered_list,
+    shown,
+    validate_body,
+    validate_conn_id,
+    validate_region,
+)
 from airflow_provider_octopods.hooks.octopods import OctopodsHook
 from airflow_provider_octopods.notifications.events import event_from_context
-from airflow_provider_octopods.templating import check_literal, known_at_parse, refused_at_parse, rendered_list
+from airflow_provider_octopods.templating import check_literal, known_at_parse, refused_at_parse
 
 if TYPE_CHECKING:
     from airflow_provider_octopods.api.models import SendRequest
@@ -86,10 +96,11 @@ class OctopodsNotifier(BaseNotifier):
             self.context = context
         with refused_at_parse(type(self).__name__):
             self.default_region = validate_region(default_region) if default_region else None
+            validate_conn_id(octopods_conn_id)
             self.max_recipients = _positive_int(max_recipients, "max_recipients")
             self.max_segments = None if max_segments is None else _positive_int(max_segments, "max_segments")
             if not isinstance(include_cause, bool):
-                raise OctopodsValidationError("include_cause", f"must be True or False, got {include_cause!r}")
+                raise OctopodsValidationError("include_cause", f"must be True or False, got {shown(include_cause)}")
             check_literal(phones, self._check_phones)
             if isinstance(phones, (list, tuple)) and not known_at_parse(phones):
                 self._check_literal_items(phones)
@@ -104,7 +115,7 @@ class OctopodsNotifier(BaseNotifier):
     def _check_phones(self, phones: object) -> None:
         """A literal ``phones``: a number, "a, b" or a list; each literal number must be possible."""
         if not isinstance(phones, (str, list, tuple)) or not recipients(phones):
-            raise OctopodsValidationError("phones", f"must be a number or a non-empty list, got {phones!r}")
+            raise OctopodsValidationError("phones", f"must be a number or a non-empty list, got {shown(phones)}")
         if len(recipients(phones)) > self.max_recipients:
             raise OctopodsValidationError(
                 "phones", f"has {len(recipients(phones))} numbers; at most max_recipients={self.max_recipients}"
@@ -125,7 +136,7 @@ class OctopodsNotifier(BaseNotifier):
 
     def _check_body(self, body: object) -> None:
         _optional_str(body, "body")
-        if isinstance(body, str) and body.strip():
+        if isinstance(body, str) and not is_blank(body):
             validate_body(body)
             segments = count_segments(body).segments
             if self.max_segments is not None and segments > self.max_segments:
@@ -309,8 +320,9 @@ class OctopodsNotifier(BaseNotifier):
 
     def _text(self, event: AlertEvent, rendered: str | None = None, also: str = "") -> str:
         body = rendered if rendered is not None else self.body
-        if not (isinstance(body, str) and body.strip()):
+        if not isinstance(body, str) or is_blank(body):
             return alert_text(event)
+        check_characters(body, field="body")  # before counting segments, which cannot encode surrogates
         body = body.rstrip() + also
         if self.max_segments is not None and count_segments(body).segments > self.max_segments:
             shortened = fit_segments(body, self.max_segments)
@@ -386,8 +398,9 @@ def recipients(phones: object) -> list[str]:
         else:
             return [p.strip() for p in text.replace(";", ",").split(",") if p.strip()]
     if isinstance(phones, (list, tuple)):
-        return [str(p).strip() for p in phones if str(p).strip()]
-    return [str(phones)]
+        texts = [p.strip() if isinstance(p, str) else shown(p) for p in phones]
+        return [text for text in texts if text]
+    return [shown(phones)]
 
 
 def _callback_slot(notifier: object, task: Any) -> EventKind | None:
@@ -447,7 +460,7 @@ def fit_segments(text: str, segments: int) -> str:
 
 def _positive_int(value: object, field: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise OctopodsValidationError(field, f"must be a positive whole number, got {value!r}")
+        raise OctopodsValidationError(field, f"must be a positive whole number, got {shown(value)}")
     return value
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -20,7 +20,9 @@ from airflow_provider_octopods.api.validation import (
     normalize_phone,
     optional_text,
     positive_number,
+    shown,
     validate_body,
+    validate_conn_id,
     validate_region,
 )
 from airflow_provider_octopods.hooks.octopods import OctopodsHook
@@ -105,8 +107,9 @@ class OctopodsSendSmsOperator(BaseOperator):
                 ("resend_unknown", resend_unknown),
             ):
                 if not isinstance(flag, bool):
-                    raise OctopodsValidationError(name, f"must be True or False, got {flag!r}")
+                    raise OctopodsValidationError(name, f"must be True or False, got {shown(flag)}")
             self.delivery_target = DeliveryTarget.of(target_status, accept_sent)
+            validate_conn_id(octopods_conn_id)
             self.default_region = validate_region(default_region) if default_region else None
             self.open_intercom_conversation = coerce_bool(
                 open_intercom_conversation, field="open_intercom_conversation"
@@ -127,6 +130,26 @@ class OctopodsSendSmsOperator(BaseOperator):
         self.deferrable = deferrable
         self.target_status = target_status
         self.accept_sent = accept_sent
+        self._phone_rendered = False
+        self._rendered_phone: Any = None
+
+    def _do_render_template_fields(
+        self, parent: Any, template_fields: Iterable[str], context: Any, jinja_env: Any, seen_oids: set[int]
+    ) -> None:
+        # Airflow stores the attributes as they are after rendering (the UI's "Rendered Template"):
+        # keep the rendered phone for execute and leave only its masked form there. Both the plain
+        # and the mapped (partial/expand) rendering paths come through here.
+        super()._do_render_template_fields(parent, template_fields, context, jinja_env, seen_oids)
+        if parent is not self or (self._phone_rendered and self.phone == mask_phone(self._rendered_phone)):
+            return
+        self._phone_rendered = True
+        self._rendered_phone = self.phone
+        self.phone = mask_phone(self.phone)
+
+    @property
+    def phone_to_send(self) -> Any:
+        """The rendered phone (``phone`` shows it masked once rendered), or ``phone`` before rendering."""
+        return self._rendered_phone if self._phone_rendered else self.phone
 
     @cached_property
     def hook(self) -> OctopodsHook:
@@ -136,7 +159,7 @@ class OctopodsSendSmsOperator(BaseOperator):
 
     def execute(self, context: Context) -> MessageId | None:
         request = self.hook.build_send_request(
-            self.phone,
+            self.phone_to_send,
             self.body,
             destination_user_name=self.destination_user_name,
             open_intercom_conversation=self.open_intercom_conversation,

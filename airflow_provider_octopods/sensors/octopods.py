@@ -14,7 +14,7 @@ from airflow_provider_octopods.api.decision import Operation, decide
 from airflow_provider_octopods.api.delivery import DeliveryTarget
 from airflow_provider_octopods.api.errors import OctopodsError, OctopodsNotFoundError, OctopodsValidationError
 from airflow_provider_octopods.api.tracking import BatchPolicy, DeliveryBatch, is_many, message_ids
-from airflow_provider_octopods.api.validation import positive_number
+from airflow_provider_octopods.api.validation import positive_number, shown, validate_conn_id
 from airflow_provider_octopods.hooks.octopods import OctopodsHook
 from airflow_provider_octopods.task_outcomes import delivery_result, final
 from airflow_provider_octopods.templating import check_literal, refused_at_parse
@@ -47,7 +47,7 @@ class OctopodsDeliverySensor(BaseSensorOperator):
         ``[operators] default_deferrable``. The trigger polls every ``poke_interval`` seconds until
         ``timeout``.
     :param max_in_flight: deferrable mode: the most status requests in flight at once.
-    :param reads_per_second: classic mode: the most status reads started in any one second.
+    :param reads_per_second: the most status reads started in any one second, in both modes.
 
     Other arguments (``poke_interval``, ``timeout``, ``mode="reschedule"``, ...) are the usual
     sensor ones. A status read that fails transiently (rate limit, 5xx, network) is retried by
@@ -78,11 +78,12 @@ class OctopodsDeliverySensor(BaseSensorOperator):
         super().__init__(**kwargs)
         with refused_at_parse(f"{type(self).__name__} (task {self.task_id!r})"):
             check_literal(message_id, message_ids)
+            validate_conn_id(octopods_conn_id)
             self.policy = BatchPolicy(DeliveryTarget.of(target_status, accept_sent), min_delivered_ratio, fail_fast)
             if not isinstance(deferrable, bool):
-                raise OctopodsValidationError("deferrable", f"must be True or False, got {deferrable!r}")
+                raise OctopodsValidationError("deferrable", f"must be True or False, got {shown(deferrable)}")
             if isinstance(max_in_flight, bool) or not isinstance(max_in_flight, int) or max_in_flight < 1:
-                raise OctopodsValidationError("max_in_flight", f"must be a positive int, got {max_in_flight!r}")
+                raise OctopodsValidationError("max_in_flight", f"must be a positive int, got {shown(max_in_flight)}")
             self.reads_per_second = positive_number(reads_per_second, field="reads_per_second")
         self.message_id = message_id
         self.octopods_conn_id = octopods_conn_id
@@ -121,6 +122,7 @@ class OctopodsDeliverySensor(BaseSensorOperator):
                 min_delivered_ratio=self.min_delivered_ratio,
                 fail_fast=self.fail_fast,
                 max_in_flight=self.max_in_flight,
+                reads_per_second=self.reads_per_second,
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=float(self.timeout) + 60),

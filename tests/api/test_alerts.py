@@ -117,3 +117,11 @@ def test_every_kind_fits_one_segment_with_long_ids(kind: EventKind) -> None:
         late_by="3h05m",
     )
     assert fits_one_gsm7_sms(failure_alert(event))
+
+
+def test_a_cause_with_terminal_colour_codes_still_makes_a_sendable_alert() -> None:
+    from airflow_provider_octopods.api.validation import validate_body
+
+    text = failure_alert(Failure("etl", "manual__1", ("load",), 1, "RuntimeError: \x1b[31mboom\x1b[0m"))
+    assert "\x1b" not in text
+    assert validate_body(text) == text  # the shared body check refuses ESC; the alert has none

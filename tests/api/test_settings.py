@@ -86,41 +86,6 @@ def test_ca_bundle_must_be_an_existing_file(tmp_path: Path) -> None:
         settings(extra={"ca_bundle": ["a.pem"]})
 
 
-@pytest.mark.parametrize(
-    ("key", "value"),
-    [
-        ("verify", False),
-        ("verify", "false"),
-        ("verify", "False"),
-        ("verify_ssl", "0"),
-        ("verify_ssl", 0),
-        ("ssl_verify", "no"),
-        ("tls_verify", "off"),
-        ("insecure", True),
-        ("insecure", "true"),
-        ("insecure", "1"),
-        ("insecure", "yes"),
-        ("insecure", "on"),
-        ("verify", "/etc/ssl/private-ca.pem"),
-    ],
-)
-def test_tls_verification_cannot_be_switched_off(key: str, value: object) -> None:
-    with pytest.raises(OctopodsConfigurationError, match="cannot be switched off") as err:
-        settings(extra={key: value})
-    message = str(err.value)
-    assert "'octo'" in message
-    assert f"extra {key}=" in message
-    assert "set extra ca_bundle" in message
-    assert KEY not in message
-
-
-@pytest.mark.parametrize(
-    "extra", [{"verify": True}, {"verify_ssl": "true"}, {"tls_verify": "1"}, {"insecure": False}, {"insecure": "no"}]
-)
-def test_tls_extras_that_keep_verification_on_are_accepted(extra: dict) -> None:
-    assert settings(extra=extra).base_url == "https://app.octopods.io"
-
-
 def test_scheme_hint_when_https_was_assumed_for_a_bare_host() -> None:
     local = settings(host="127.0.0.1", port=18080)
     assert local.base_url == "https://127.0.0.1:18080"

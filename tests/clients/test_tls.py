@@ -1,5 +1,6 @@
-"""Both clients classify TLS failures alike: nothing was sent, the host and the reason are named,
-and a connection's ``ca_bundle`` makes a private CA trusted. Real TLS on 127.0.0.1."""
+"""TLS on 127.0.0.1 for both clients: the private-CA server used here and by
+``tests/security/test_transport.py`` (verification on by default, ``ca_bundle``, no off switch),
+and the hint given when https was assumed for a plain-http sandbox."""
 
 from __future__ import annotations
 
@@ -16,7 +17,6 @@ from pathlib import Path
 import pytest
 
 from airflow_provider_octopods.api import build_send_request, errors
-from airflow_provider_octopods.api.decision import Operation, decide
 from airflow_provider_octopods.api.retry import RetryPolicy
 from airflow_provider_octopods.api.settings import ClientSettings, settings_from_connection
 from airflow_provider_octopods.clients.aio import AsyncOctopodsClient
@@ -107,27 +107,6 @@ def send_async(settings: ClientSettings) -> object:
             return await client.send(REQUEST)
 
     return asyncio.run(main())
-
-
-@pytest.mark.parametrize("send", [send_sync, send_async], ids=["sync", "async"])
-def test_untrusted_certificate_is_a_not_sent_failure_naming_host_and_reason(api: TlsApi, send: object) -> None:
-    with pytest.raises(errors.OctopodsTLSError) as err:
-        send(api.settings())  # type: ignore[operator]
-    text = str(err.value)
-    assert f"TLS verification of {api.url.removeprefix('https://')} failed" in text
-    assert "self-signed certificate" in text or "self signed certificate" in text
-    assert "nothing was sent" in text
-    decision = decide(Operation.SEND, err.value)
-    assert (decision.retry_call, decision.retry_task, decision.maybe_sent) == (False, False, False)  # cannot heal
-    assert api.processed == 0
-    assert KEY not in text
-
-
-@pytest.mark.parametrize("send", [send_sync, send_async], ids=["sync", "async"])
-def test_ca_bundle_makes_a_private_ca_trusted(api: TlsApi, send: object) -> None:
-    result = send(api.settings(ca_bundle=api.cert))  # type: ignore[operator]
-    assert result.message_id == 7  # type: ignore[attr-defined]
-    assert api.processed == 1
 
 
 @pytest.mark.parametrize("send", [send_sync, send_async], ids=["sync", "async"])
