@@ -12,6 +12,8 @@ a test fails; each writes to ``<home>/logs/<name>.out``.
 
 from __future__ import annotations
 
+import ast
+import contextlib
 import json
 import os
 import secrets
@@ -175,18 +177,21 @@ class Deployment:
         )
 
     def stop_process(self, name: str, *, kill: bool = False) -> None:
-        """Stop one process (its whole group), politely unless ``kill``."""
+        """Stop one process and its whole group, politely unless ``kill``; what is left of the
+        group (a task runner the leader did not wait for) is killed after the leader exits."""
         process = self.processes.pop(name, None)
-        if process is None or process.poll() is not None:
+        if process is None:
             return
         try:
             os.killpg(process.pid, signal.SIGKILL if kill else signal.SIGTERM)
             process.wait(timeout=20)
         except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+            process.kill()
             process.wait(timeout=10)
         except ProcessLookupError:
             pass
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
 
     def stop(self) -> None:
         for name in list(self.processes):
@@ -217,6 +222,11 @@ class Deployment:
     def log_tail(self, name: str, chars: int = 3000) -> str:
         path = self.home / "logs" / f"{name}.out"
         return path.read_text(errors="replace")[-chars:] if path.exists() else ""
+
+    def page(self, path: str) -> str:
+        """A page of the web UI (Airflow 2.11's Flask views), as HTML."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=30) as answer:
+            return str(answer.read().decode())
 
     def request(self, method: str, path: str, body: Any = None, *, root: bool = False) -> Any:
         url = (f"http://127.0.0.1:{self.port}" if root else self.api) + path
@@ -277,8 +287,6 @@ class Deployment:
             try:
                 return json.loads(value)
             except ValueError:
-                import ast
-
                 try:
                     return ast.literal_eval(value)
                 except (ValueError, SyntaxError):

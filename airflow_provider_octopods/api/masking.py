@@ -36,15 +36,21 @@ def _country_code(e164: str) -> str:
     return digits[:1]
 
 
-# A phone number inside free text: 9 to 15 digits, maybe a leading "+", spaces, dots, dashes or
-# brackets between them, standing alone (not part of a word, a hyphenated id such as a UUID, a time).
-_PHONE_IN_TEXT = re.compile(r"(?<![\w+\-:])\+?\(?\d(?:[ .()\-]{0,2}\d){8,14}(?![\w\-:])")
+# In free text, left to right: a UUID or an ISO date-time is kept as it is; otherwise a phone
+# number is 9 to 15 digits, maybe a leading "+", with spaces, dots, dashes or brackets between
+# them, not inside a longer word or number ("phone:+1555...", "+1555...: invalid" are numbers).
+_KEPT_OR_PHONE = re.compile(
+    r"(?P<kept>[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}"
+    r"|\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?)"
+    r"|(?P<phone>(?<![\w+])\+?\(?\d(?:[ .()\-]{0,2}\d){8,14}(?!\w))"
+)
 SERVER_TEXT_LIMIT = 300
+_SCANNED_CHARS = 64 * 1024
 
 
 def mask_phones_in(text: str) -> str:
     """``text`` with every phone number in it masked as :func:`mask_phone` does."""
-    return _PHONE_IN_TEXT.sub(lambda match: mask_phone(match.group()), text)
+    return _KEPT_OR_PHONE.sub(lambda m: m.group() if m.group("kept") else mask_phone(m.group()), text)
 
 
 def server_text(text: str, *, limit: int = SERVER_TEXT_LIMIT) -> str:
@@ -53,10 +59,10 @@ def server_text(text: str, *, limit: int = SERVER_TEXT_LIMIT) -> str:
     Whitespace runs (line breaks included) become one space, phone numbers are masked, and the
     result is cut to ``limit`` characters (the last one then an ellipsis).
     """
-    # Enough margin that a number starting before the cut is masked whole before cutting.
-    head = " ".join(text[: limit + 64].split())
-    masked = mask_phones_in(head)
-    if len(masked) <= limit and len(text) <= limit + 64:
+    head = " ".join(text[:_SCANNED_CHARS].split())
+    # Masked with a margin past the cut, so that a number across the cut is masked whole first.
+    masked = mask_phones_in(head[: limit + 64])
+    if len(head) <= limit and len(text) <= _SCANNED_CHARS:
         return masked
     cut = masked[: limit - 1].rstrip()
     return f"{cut}…" if cut else ""

@@ -18,8 +18,8 @@ MessageId = int | str
 # A message id in an answer: a positive integer (as JSON number or string of digits) that fits a
 # signed 64-bit column, or a short token of letters, digits, "_" and "-" (the form users may give).
 MAX_MESSAGE_ID = 2**63 - 1
-_ID_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,64}")
-_NOT_AN_ID = frozenset({"null", "none", "nil", "undefined", "nan"})
+_ID_TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")  # so never "-1" nor "---"
+_NOT_AN_ID = frozenset({"null", "none", "nil", "undefined", "nan", "true", "false"})
 _MAX_ID_CHARS = 128
 _MAX_PHONE_CHARS = 32
 _MAX_TEXT_CHARS = 500

@@ -3,6 +3,10 @@ Airflow's REST API (issue 12, part 1)."""
 
 from __future__ import annotations
 
+import html
+import json
+import re
+
 import pytest
 
 from airflow_provider_octopods.sandbox import SandboxServer
@@ -65,6 +69,14 @@ def test_the_connection_type_is_listed_with_its_form(deployment: Deployment) -> 
     else:
         providers = deployment.request("GET", "/providers")["providers"]
         assert "airflow-provider-octopods" in [p["package_name"] for p in providers]
+        form = deployment.page("/connection/add")
+        found = re.search(r'<script id="field_behaviours" type="text/json">(.*?)</script>', form, re.S)
+        assert found, form[:500]
+        behaviour = json.loads(html.unescape(found.group(1)))["octopods"]
+        assert behaviour["relabeling"] == {"host": "API base URL", "password": "API key"}
+        assert {"login", "schema", "port"} <= set(behaviour["hidden_fields"])
+        assert "Connect timeout (s)" in form
+        assert "CA bundle (path)" in form
 
 
 def test_the_connection_test_accepts_a_good_key_and_refuses_a_bad_one_sending_nothing(

@@ -20,9 +20,7 @@ from airflow_provider_octopods.api.protocol import (
 )
 from airflow_provider_octopods.api.settings import settings_from_connection
 from airflow_provider_octopods.api.transport import describe
-from tests.security.test_hostile_answers import BOTH_CLIENTS, Make, RawServer, answer, serve, settings_for
-
-__all__ = ["serve"]  # the fixture, imported for this module's tests
+from tests.security.conftest import BOTH_CLIENTS, Make, RawServer, answer, settings_for
 
 PHONE = "+15551234567"
 OTHER_PHONE = "+44 7700 900123"
@@ -172,6 +170,10 @@ def test_a_url_with_credentials_is_refused_without_echoing_them(host: str) -> No
         ("call +1 (555) 123-4567.", "call +1*******567."),
         ("to +44 7700 900123, or", "to +44*******123, or"),
         ("national 07700900123", "national ********123"),
+        ("phone:+15551234567", "phone:+1*******567"),
+        ("tel:+15551234567", "tel:+1*******567"),
+        ("+15551234567: not a mobile", "+1*******567: not a mobile"),
+        ("15551234567-invalid", "********567-invalid"),
     ],
 )
 def test_phone_numbers_in_text_are_masked(text: str, masked: str) -> None:
@@ -199,3 +201,10 @@ def test_server_text_is_one_line_and_cut() -> None:
     assert server_text(" " * 10_000) == ""
     near_the_cut = "y" * 290 + " " + PHONE + " tail"
     assert_no_phone(server_text(near_the_cut, limit=300))
+
+
+@pytest.mark.parametrize("page", [" " * 355 + PHONE + " more", "<html>\n" + "    " * 200 + PHONE + " x" * 400])
+def test_whitespace_before_a_number_does_not_leave_a_part_of_it_unmasked(page: str) -> None:
+    shown = server_text(page)
+    assert "5551234" not in shown
+    assert_no_phone(shown)

@@ -19,19 +19,16 @@ from airflow_provider_octopods.api.retry import RetryPolicy
 from airflow_provider_octopods.api.settings import settings_from_connection
 from airflow_provider_octopods.clients.sync import OctopodsClient
 from tests.clients.test_tls import KEY, REQUEST, TlsApi, send_async, send_sync
-from tests.security.test_hostile_answers import (
+from tests.security.conftest import (
     BOTH_CLIENTS,
     DELIVERED,
     SENT,
     Make,
     RawServer,
     answer,
-    serve,
     settings_for,
 )
-from tests.security.test_hostile_answers import KEY as PLAIN_KEY
-
-__all__ = ["serve"]  # the fixture, imported for this module's tests
+from tests.security.conftest import KEY as PLAIN_KEY
 
 SEND_BOTH = pytest.mark.parametrize("send", [send_sync, send_async], ids=["sync", "async"])
 

@@ -12,10 +12,7 @@ from airflow.providers.common.compat.sdk import AirflowFailException
 
 from airflow_provider_octopods.operators.octopods import OctopodsSendSmsOperator
 from airflow_provider_octopods.sandbox import SandboxServer
-from tests.system.conftest import _no_leftover_records, airflow_db, run, sandbox
 from tools.dagrun import RunOutcome
-
-__all__ = ["_no_leftover_records", "airflow_db", "run", "sandbox"]  # fixtures of the system tests
 
 SEND_URL = "https://app.octopods.io/api/v1/sms/messages"
 CONTEXT = {"params": {"phone": "+15551234567", "name": "Ada"}}
