@@ -161,6 +161,8 @@ class _Deadline:
 
     def __exit__(self, *exc: object) -> None:
         self._timer.cancel()
+        with self._lock:  # a timer firing now must not shut a connection back in the pool
+            self._connection = None
         _current.deadline = None
 
     def watch(self, connection: object) -> None:

@@ -287,3 +287,21 @@ def test_an_unexpected_exception_while_parsing_a_send_is_an_unknown_outcome(
     with pytest.raises(errors.OctopodsUnknownOutcomeError, match="RecursionError"):
         client.send(REQUEST)
     assert requests_mock.call_count == 1
+
+
+def test_a_deadline_firing_after_its_try_leaves_the_pooled_connection_alone() -> None:
+    import socket
+    from types import SimpleNamespace
+
+    from airflow_provider_octopods.clients.sync import _Deadline
+
+    ours, peer = socket.socketpair()
+    try:
+        with _Deadline(60) as deadline:
+            deadline.watch(SimpleNamespace(sock=ours))
+        deadline._expire()  # the timer's call, had it fired just as the try ended
+        ours.sendall(b"still open")
+        assert peer.recv(16) == b"still open"
+    finally:
+        ours.close()
+        peer.close()
