@@ -23,7 +23,10 @@ clearing it later does not send twice; the record goes when a later try succeeds
 The store is pluggable (:class:`RecordStore`); the default is an Airflow Variable per task
 instance (:class:`VariableStore`), the one store every worker can write on Airflow 2.11 and 3.x.
 ``begin``/``accept``/``forget`` take many slots at once, so a batch records a chunk of sends
-with one write. A record of more than ``SHARD_SIZE`` sends is split over several Variables
+with one write. An entry is a short JSON list (``[state, try, masked phone, time, message id,
+request id, channel message id, content]``, trailing empty fields left out), which costs less than
+half of an object per key to encode and store; entries written as objects by earlier versions are
+still read. A record of more than ``SHARD_SIZE`` sends is split over several Variables
 (shards), and a write rewrites only the shards it changed: a batch of 100,000 rows costs
 about two writes per chunk of sends, each of one shard, never the whole record.
 """
@@ -39,14 +42,11 @@ import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from airflow_provider_octopods.api.masking import mask_phone
 from airflow_provider_octopods.api.models import MessageId, SendRequest, SendResult
 from airflow_provider_octopods.runtime import variables
-
-if TYPE_CHECKING:
-    pass
 
 log = logging.getLogger(__name__)
 
@@ -180,23 +180,26 @@ class SendRecord:
         self.key = key
         self.try_number = try_number
         self.store: RecordStore = store or VariableStore()
-        self._entries: dict[str, dict[str, Any]] | None = None
+        self._loaded_once = False
         self._shard_of: dict[str, int] = {}
-        self._shards: list[dict[str, dict[str, Any]]] = [{}]
+        self._shards: list[dict[str, Any]] = [{}]
         self._dirty: set[int] = set()
         self._salt = ""
+        self._keyed: Any = None
         self._unreadable = False
         self._occurrences: dict[str, int] = {}
         self._lock = threading.RLock()
         self.writes = 0
 
-    def _loaded(self) -> dict[str, dict[str, Any]]:
-        if self._entries is None:
+    def _loaded(self) -> dict[str, int]:
+        """The shard of every recorded slot (the record is read from the store on first use)."""
+        if not self._loaded_once:
+            self._loaded_once = True
             value = self.store.load(self.key.store_key) or {}
-            self._entries = {}
             self._unreadable = bool(value.get(UNREADABLE))
             salt = value.get("salt")
             self._salt = salt if isinstance(salt, str) and salt else secrets.token_hex(16)
+            self._keyed = hmac.new(self._salt.encode(), digestmod=hashlib.sha256)
             shards = value.get("shards", 1)
             self._shards = []
             for index in range(shards if isinstance(shards, int) and shards > 0 else 1):
@@ -206,25 +209,27 @@ class SendRecord:
                     self._unreadable = True
                     entries = {}
                 self._shards.append(dict(entries or {}))
-                for slot, entry in dict(entries or {}).items():
-                    self._entries[slot] = entry
+                for slot in entries or {}:
                     self._shard_of[slot] = index
-        return self._entries
+        return self._shard_of
 
     def _shard_key(self, index: int) -> str:
         return self.key.store_key if index == 0 else f"{self.key.store_key}_{index}"
 
-    def _put(self, slot: str, entry: dict[str, Any]) -> None:
+    def _entry(self, slot: str) -> Any:
+        index = self._loaded().get(slot)
+        return None if index is None else self._shards[index].get(slot)
+
+    def _put(self, slot: str, entry: list[Any]) -> None:
         """Set ``slot``'s entry, in its shard or, for a new slot, in the last shard with room."""
-        entries = self._loaded()
-        index = self._shard_of.get(slot)
+        shard_of = self._loaded()
+        index = shard_of.get(slot)
         if index is None:
             if len(self._shards[-1]) >= SHARD_SIZE:
                 self._shards.append({})
                 self._dirty.add(0)  # the first shard counts the shards
             index = len(self._shards) - 1
-            self._shard_of[slot] = index
-        entries[slot] = entry
+            shard_of[slot] = index
         self._shards[index][slot] = entry
         self._dirty.add(index)
 
@@ -232,8 +237,9 @@ class SendRecord:
         """The keyed hash naming ``request``'s recipient and text in this record."""
         with self._lock:
             self._loaded()
-            digest = hmac.new(self._salt.encode(), f"{request.phone}\0{request.body}".encode(), hashlib.sha256)
-        return digest.hexdigest()[:24]
+            digest = self._keyed.copy()  # the same as a new HMAC with the salt, without re-keying it
+        digest.update(f"{request.phone}\0{request.body}".encode())
+        return str(digest.hexdigest()[:24])
 
     def next_slot(self, request: SendRequest) -> str:
         """The slot of the next send of ``request`` in this try, counting deliberate repeats.
@@ -247,8 +253,8 @@ class SendRecord:
         with self._lock:
             count = self._occurrences.get(base, 0)
             if count:
-                current = self._loaded().get(f"{base}#{count}")
-                if current is None or current.get("state") != ACCEPTED:
+                current = _fields(self._entry(f"{base}#{count}"))
+                if current is None or current[0] != ACCEPTED:
                     return f"{base}#{count}"
             self._occurrences[base] = count + 1
             return f"{base}#{count + 1}"
@@ -256,28 +262,35 @@ class SendRecord:
     def prior(self, slot: str) -> Prior | None:
         """What an earlier try (or this one) recorded for ``slot``, if anything."""
         with self._lock:
-            entry = self._loaded().get(slot)
-            if not isinstance(entry, Mapping):
+            fields = _fields(self._entry(slot))
+            if fields is None:
                 return Prior(state=UNREADABLE, try_number=None) if self._unreadable else None
-        message_id = entry.get("message_id")
+        state, try_number, _, _, message_id, request_id, channel_message_id, content = fields
         return Prior(
-            state=str(entry.get("state")),
-            try_number=entry.get("try") if isinstance(entry.get("try"), int) else None,
+            state=str(state),
+            try_number=try_number if isinstance(try_number, int) else None,
             message_id=message_id if isinstance(message_id, (int, str)) else None,
-            request_id=entry.get("request_id"),
-            channel_message_id=entry.get("channel_message_id"),
-            content=entry.get("content") or (slot.split("#")[0] if "#" in slot else None),
+            request_id=request_id,
+            channel_message_id=channel_message_id,
+            content=content or (slot.split("#")[0] if "#" in slot else None),
         )
 
-    def begin(self, slots: Iterable[tuple[str, SendRequest]]) -> None:
-        """Record the intent to send each ``(slot, request)``; one write for all of them."""
+    def begin(
+        self,
+        slots: Iterable[tuple[str, SendRequest]],
+        accepted: Iterable[tuple[str, SendResult]] = (),
+        not_sent: Iterable[str] = (),
+    ) -> None:
+        """Record the intent to send each ``(slot, request)``, and what :meth:`settle` would record
+        of ``accepted`` and ``not_sent``; one write for all of them."""
         with self._lock:
-            now = time.time()
+            self._settle(accepted, not_sent)
+            now = int(time.time())
             for slot, request in slots:
+                entry: list[Any] = [INTENT, self.try_number, mask_phone(request.phone), now]
                 content = self.content(request)
-                entry = {"state": INTENT, "try": self.try_number, "phone": mask_phone(request.phone), "at": now}
                 if not slot.startswith(f"{content}#"):  # a slot named by its content needs no copy of it
-                    entry["content"] = content
+                    entry += [None, None, None, content]
                 self._put(slot, entry)
             self._save()
 
@@ -292,29 +305,41 @@ class SendRecord:
     def settle(self, accepted: Iterable[tuple[str, SendResult]], not_sent: Iterable[str]) -> None:
         """Record the accepted sends and drop the intents of those that did not go out; one write."""
         with self._lock:
-            entries = self._loaded()
-            now = time.time()
+            self._settle(accepted, not_sent)
+            self._save()
+
+    def _settle(self, accepted: Iterable[tuple[str, SendResult]], not_sent: Iterable[str]) -> None:
+        with self._lock:
+            shard_of = self._loaded()
+            now = int(time.time())
             for slot, result in accepted:
-                entry = {"state": ACCEPTED, "try": self.try_number, "phone": mask_phone(result.phone), "at": now}
-                entry |= {"message_id": result.message_id}
-                entry |= {"request_id": result.request_id} if result.request_id else {}
-                entry |= {"channel_message_id": result.channel_message_id} if result.channel_message_id else {}
-                self._put(slot, dict(entries.get(slot, {})) | entry)
+                earlier = _fields(self._entry(slot))
+                entry: list[Any] = [
+                    ACCEPTED,
+                    self.try_number,
+                    earlier[2] if earlier is not None and earlier[2] else mask_phone(result.phone),
+                    now,
+                    result.message_id,
+                    result.request_id or None,
+                    result.channel_message_id or None,
+                    earlier[7] if earlier is not None else None,
+                ]
+                while entry[-1] is None:
+                    entry.pop()
+                self._put(slot, entry)
             for slot in not_sent:
-                if entries.pop(slot, None) is not None:
-                    index = self._shard_of.pop(slot)
+                index = shard_of.pop(slot, None)
+                if index is not None:
                     self._shards[index].pop(slot, None)
                     self._dirty.add(index)
-            self._save()
 
     def clear(self) -> None:
         """Delete the whole record: the task instance succeeded, nothing in it matters any more."""
         with self._lock:
-            if self._entries is None or self._entries or self.writes:
+            if not self._loaded_once or self._shard_of or self.writes:
                 self._loaded()
                 for index in range(len(self._shards) - 1, -1, -1):
                     self.store.delete(self._shard_key(index))
-            self._entries = {}
             self._shard_of = {}
             self._shards = [{}]
             self._dirty = set()
@@ -323,9 +348,9 @@ class SendRecord:
     def _save(self) -> None:
         """Write the shards changed since the last write; the first shard first when it counts a
         new shard, so that no shard is ever written that a later try would not look for."""
-        entries = self._loaded()
+        shard_of = self._loaded()
         self.writes += 1
-        if not entries and not self._unreadable:
+        if not shard_of and not self._unreadable:
             for index in range(len(self._shards) - 1, -1, -1):
                 self.store.delete(self._shard_key(index))
             self._shard_of = {}
@@ -351,6 +376,24 @@ class SendRecord:
                 } | value
             self.store.save(self._shard_key(index), value, description=description)
         self._dirty = set()
+
+
+def _fields(entry: Any) -> list[Any] | None:
+    """An entry as its eight fields (see the module docstring), whichever way it was written."""
+    if isinstance(entry, list) and entry:
+        return entry + [None] * (8 - len(entry))
+    if isinstance(entry, Mapping):  # written as an object by an earlier version
+        return [
+            entry.get("state"),
+            entry.get("try"),
+            entry.get("phone"),
+            entry.get("at"),
+            entry.get("message_id"),
+            entry.get("request_id"),
+            entry.get("channel_message_id"),
+            entry.get("content"),
+        ]
+    return None
 
 
 # The records used in this process, so that every hook of one try shares one record (and its

@@ -12,7 +12,6 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 
 from airflow_provider_octopods.api.errors import OctopodsValidationError
-from airflow_provider_octopods.api.validation import rendered_list  # noqa: F401  # re-exported
 
 _JINJA_MARKERS = ("{{", "{%", "{#")
 

@@ -326,3 +326,23 @@ def test_a_record_emptied_and_filled_again_writes_its_first_shard_first(monkeypa
     record.begin([("c", first), ("d", second)])
     assert [key for key, _ in store.saved] == [KEY.store_key, f"{KEY.store_key}_1"]
     assert SendRecord(KEY, store=store).prior("d") is not None
+
+
+def test_entries_are_short_lists_and_entries_written_as_objects_by_an_earlier_version_are_read() -> None:
+    store = MemoryStore()
+    first = SendRecord(KEY, try_number=1, store=store)
+    older = f"{first.content(build_send_request('+15551234568', 'Hi'))}#1"
+    first.begin([(older, build_send_request("+15551234568", "Hi"))])
+    entries = store.values[KEY.store_key]["entries"]  # as an earlier version wrote them
+    entries[older] = {"state": "accepted", "try": 1, "phone": "+1*******568", "at": 1.5, "message_id": 7}
+    entries[send_record.OPERATOR_SLOT] = {"state": "intent", "try": 1, "phone": "+1*******567", "content": "abc"}
+    record = SendRecord(KEY, try_number=2, store=store)
+    slot = record.next_slot(REQUEST)
+    record.begin([(slot, REQUEST)])
+    record.accept([(slot, SendResult("req-1", 9, REQUEST.phone, 1, Encoding.GSM7))])
+    assert store.values[KEY.store_key]["entries"][slot] == ["accepted", 2, "+1*******567", mock.ANY, 9, "req-1"]
+    later = SendRecord(KEY, try_number=3, store=store)
+    assert later.prior(older) == send_record.Prior(state="accepted", try_number=1, message_id=7, content=older[:-2])
+    operator_slot = later.prior(send_record.OPERATOR_SLOT)
+    assert operator_slot is not None
+    assert (operator_slot.state, operator_slot.content) == ("intent", "abc")

@@ -4,6 +4,9 @@ Nothing here imports Airflow or does I/O. :func:`plan_batch` turns recipient row
 sends (phones normalised, bodies rendered by a function the caller gives, segments counted) and
 sets aside, each with its row number and reason, the invalid rows, the duplicates and the opted
 out. :class:`BatchReport` collects the outcome of every row and summarises it.
+
+A batch may hold 100,000 rows, so the report keeps a byte per row (its outcome) and a message id
+per sent row, not an object per row; the per-row lines are made when they are written.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 import csv
 import io
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, TextIO
@@ -65,10 +68,7 @@ class BatchPlan:
     total: int = 0
     sends: list[PlannedSend] = field(default_factory=list)
     set_aside: list[RowResult] = field(default_factory=list)
-
-    @property
-    def segments(self) -> int:
-        return sum(send.request.segment_info.segments for send in self.sends)
+    segments: int = 0  # of the sends: the cost estimate
 
     def count(self, outcome: RowOutcome) -> int:
         return sum(1 for result in self.set_aside if result.outcome is outcome)
@@ -95,7 +95,8 @@ def plan_batch(
     :param allow_duplicates: send a row with the same phone and text as an earlier row again.
     """
     plan = BatchPlan()
-    seen: Counter[tuple[str, str]] = Counter()
+    seen = _Seen()
+    normalised: dict[str | None, dict[str, str]] = {}  # per region: a number in a form seen before is not parsed again
     for number, row in enumerate(rows, start=1):
         plan.total += 1
         if not isinstance(row, Mapping):
@@ -105,12 +106,17 @@ def plan_batch(
         if raw_phone is None or (isinstance(raw_phone, str) and not raw_phone.strip()):
             plan.set_aside.append(_invalid(number, "", phone_field, "is missing"))
             continue
-        region = row.get(region_field) if region_field else None
-        try:
-            phone = normalize_phone(raw_phone, default_region=region or default_region, field=phone_field)
-        except OctopodsError as err:
-            plan.set_aside.append(_invalid(number, mask_phone(raw_phone), phone_field, _reason(err, phone_field)))
-            continue
+        region = (row.get(region_field) if region_field else None) or default_region
+        known = normalised.setdefault(region, {}) if region is None or isinstance(region, str) else {}
+        phone = known.get(raw_phone) if isinstance(raw_phone, str) else None
+        if phone is None:
+            try:
+                phone = normalize_phone(raw_phone, default_region=region, field=phone_field)
+            except OctopodsError as err:
+                plan.set_aside.append(_invalid(number, mask_phone(raw_phone), phone_field, _reason(err, phone_field)))
+                continue
+            if isinstance(raw_phone, str):
+                known[raw_phone] = phone
         try:
             body = render(row)
         except Exception as err:  # a template error in one row must not stop the batch
@@ -124,13 +130,34 @@ def plan_batch(
         if opted_out is not None and opted_out(phone):
             plan.set_aside.append(RowResult(number, mask_phone(phone), RowOutcome.OPTED_OUT))
             continue
-        seen[(phone, body)] += 1
-        if seen[(phone, body)] > 1 and not allow_duplicates:
+        occurrence = seen.count(phone, body)
+        if occurrence > 1 and not allow_duplicates:
             plan.set_aside.append(RowResult(number, mask_phone(phone), RowOutcome.DUPLICATE))
             continue
         request = SendRequest(phone=phone, body=body)
-        plan.sends.append(PlannedSend(number, request, seen[(phone, body)]))
+        plan.segments += request.segment_info.segments
+        plan.sends.append(PlannedSend(number, request, occurrence))
     return plan
+
+
+class _Seen:
+    """How many times each (phone, text) pair came up, without a tuple per row: most numbers come
+    once, so a number maps to its first text and only numbers seen again get a count per text."""
+
+    def __init__(self) -> None:
+        self._first: dict[str, str] = {}
+        self._again: Counter[tuple[str, str]] = Counter()
+
+    def count(self, phone: str, body: str) -> int:
+        """Count one more ``(phone, body)``; return how many there were so far, this one included."""
+        first = self._first.get(phone)
+        if first is None:
+            self._first[phone] = body
+            return 1
+        key = (phone, body)
+        times = self._again.get(key) or (1 if first == body else 0)
+        self._again[key] = times + 1
+        return times + 1
 
 
 def opt_out_list(numbers: Iterable[object], *, default_region: str | None = None) -> Callable[[str], bool]:
@@ -144,51 +171,92 @@ def opt_out_list(numbers: Iterable[object], *, default_region: str | None = None
     return normalised.__contains__
 
 
+_OUTCOMES = list(RowOutcome)
+_SENT = (RowOutcome.ACCEPTED, RowOutcome.ACCEPTED_EARLIER)
+_TRIED = (RowOutcome.ACCEPTED, RowOutcome.ACCEPTED_EARLIER, RowOutcome.FAILED, RowOutcome.UNKNOWN)
+
+
 class BatchReport:
     """The outcome of every row of a batch, and its summary."""
 
     def __init__(self, plan: BatchPlan) -> None:
         self.plan = plan
-        self.results: dict[int, RowResult] = {r.row: r for r in plan.set_aside}
+        # Per row (1-based): its outcome (0: none yet, else 1 + its place in RowOutcome) and, for a
+        # row with a send result, its message id; errors only for the rows that have one.
+        self._outcomes = bytearray(plan.total + 1)
+        self._message_ids: list[MessageId | None] = []
+        self._errors: dict[int, tuple[str, str | None]] = {}
+        self._set_aside = {r.row: r for r in plan.set_aside}
+        for result in plan.set_aside:
+            self._outcomes[result.row] = _OUTCOMES.index(result.outcome) + 1
+            if result.error is not None:
+                self._errors[result.row] = (result.error, result.error_code)
 
     def record(
         self, send: PlannedSend, outcome: RowOutcome, result: SendResult | None = None, error: Any = None
     ) -> None:
-        self.results[send.row] = RowResult(
-            row=send.row,
-            phone=mask_phone(send.request.phone),
-            outcome=outcome,
-            message_id=result.message_id if result is not None else None,
-            error=None if error is None else _first_line(error),
-            error_code=None if error is None else failure_kind(error),
-        )
+        row = send.row
+        self._outcomes[row] = _OUTCOMES.index(outcome) + 1
+        self._set_aside.pop(row, None)
+        if result is not None and result.message_id is not None:
+            if not self._message_ids:
+                self._message_ids = [None] * len(self._outcomes)
+            self._message_ids[row] = result.message_id
+        elif self._message_ids:
+            self._message_ids[row] = None
+        if error is not None:
+            self._errors[row] = (_first_line(error), failure_kind(error))
+        else:
+            self._errors.pop(row, None)
+
+    def _each(self) -> Iterator[RowResult]:
+        """Every row with an outcome, in row order, made as it is asked for."""
+        sends = iter(self.plan.sends)
+        send = next(sends, None)
+        outcomes, ids, errors = self._outcomes, self._message_ids, self._errors
+        for row in range(1, len(outcomes)):
+            while send is not None and send.row < row:
+                send = next(sends, None)
+            code = outcomes[row]
+            if not code:
+                continue
+            aside = self._set_aside.get(row)
+            if aside is not None:
+                yield aside
+                continue
+            phone = mask_phone(send.request.phone) if send is not None and send.row == row else ""
+            error, error_code = errors.get(row, (None, None))
+            yield RowResult(row, phone, _OUTCOMES[code - 1], ids[row] if ids else None, error, error_code)
 
     def rows(self) -> list[RowResult]:
-        return [self.results[row] for row in sorted(self.results)]
+        return list(self._each())
+
+    def _rows_with(self, outcome: RowOutcome) -> list[int]:
+        code = _OUTCOMES.index(outcome) + 1
+        return [row for row, found in enumerate(self._outcomes) if found == code]
 
     def counts(self) -> Counter[RowOutcome]:
-        return Counter(result.outcome for result in self.results.values())
+        return Counter({outcome: self._outcomes.count(index + 1) for index, outcome in enumerate(_OUTCOMES)})
 
     def failed_by_code(self) -> dict[str, int]:
-        return dict(Counter(r.error_code or "unknown" for r in self.results.values() if r.outcome is RowOutcome.FAILED))
+        codes = (self._errors.get(row, ("", None))[1] for row in self._rows_with(RowOutcome.FAILED))
+        return dict(Counter(code or "unknown" for code in codes))
 
     def message_ids(self) -> list[MessageId]:
-        sent = (RowOutcome.ACCEPTED, RowOutcome.ACCEPTED_EARLIER)
-        return [r.message_id for r in self.rows() if r.outcome in sent and r.message_id is not None]
+        sent = {_OUTCOMES.index(o) + 1 for o in _SENT}
+        ids, outcomes = self._message_ids, self._outcomes
+        return [ids[row] for row in range(len(ids)) if ids[row] is not None and outcomes[row] in sent]  # type: ignore[misc]
 
     def failure_ratio(self) -> float:
         """Failed and unknown rows over the rows there was an attempt to send, in any try."""
         counts = self.counts()
-        tried = (RowOutcome.ACCEPTED, RowOutcome.ACCEPTED_EARLIER, RowOutcome.FAILED, RowOutcome.UNKNOWN)
-        attempted = sum(counts[o] for o in tried)
+        attempted = sum(counts[o] for o in _TRIED)
         return (counts[RowOutcome.FAILED] + counts[RowOutcome.UNKNOWN]) / attempted if attempted else 0.0
 
     def summary(self, *, max_ids: int, max_rows: int) -> dict[str, Any]:
         """Counts, message ids (up to ``max_ids``) and the rows needing attention (up to ``max_rows``)."""
         counts = self.counts()
         ids = self.message_ids()
-        unknown = [r.row for r in self.rows() if r.outcome is RowOutcome.UNKNOWN]
-        failed = [r.row for r in self.rows() if r.outcome is RowOutcome.FAILED]
         return {
             "total": self.plan.total,
             "accepted": counts[RowOutcome.ACCEPTED] + counts[RowOutcome.ACCEPTED_EARLIER],
@@ -203,15 +271,17 @@ class BatchReport:
             "segments": self.plan.segments,
             "message_ids": ids if len(ids) <= max_ids else None,
             "message_ids_omitted": 0 if len(ids) <= max_ids else len(ids),
-            "unknown_rows": unknown[:max_rows],
-            "failed_rows": failed[:max_rows],
+            "unknown_rows": self._rows_with(RowOutcome.UNKNOWN)[:max_rows],
+            "failed_rows": self._rows_with(RowOutcome.FAILED)[:max_rows],
         }
 
     def write_csv(self, out: TextIO) -> None:
         writer = csv.writer(out)
         writer.writerow(["row", "phone", "outcome", "message_id", "error_code", "error"])
-        for r in self.rows():
-            writer.writerow([r.row, r.phone, r.outcome.value, r.message_id or "", r.error_code or "", r.error or ""])
+        writer.writerows(
+            [r.row, r.phone, r.outcome.value, r.message_id or "", r.error_code or "", r.error or ""]
+            for r in self._each()
+        )
 
     def csv_text(self) -> str:
         out = io.StringIO()

@@ -25,7 +25,10 @@ class RateLimiter:
     """A token bucket with a sliding one-second window guard.
 
     Guarantee: in any one-second window, at most ``floor(per_second)`` request starts (at least 1),
-    of which at most ``burst`` back to back; over longer periods, ``per_second`` on average.
+    of which at most ``burst`` back to back; over longer periods, ``per_second`` on average. Slots
+    are booked in time order, so callers that each start at their booked time start in turn. With
+    ``burst=1`` every start is an interval after the one before, whenever it was booked: a caller
+    that starts a few milliseconds late then cannot bunch up with the next one.
 
     :param per_second: the allowed request rate, e.g. ``10`` or ``0.5`` (one every two seconds).
     :param burst: how many requests may start at once after an idle period; default
@@ -85,6 +88,10 @@ class RateLimiter:
             # _FLOAT_SLACK absorbs rounding in the sums of intervals, so a full bucket gives
             # exactly 0 rather than a 1e-13 wait; the one-second window guard takes no slack.
             start = max(now, self._not_before, self._theoretical - self._tolerance - _FLOAT_SLACK)
+            # Never before an earlier booking: out of order, bookings would escape the window guard
+            # (it compares with the oldest of the last ones booked) and bunch up as sent.
+            if self._recent:
+                start = max(start, self._recent[-1])
             if len(self._recent) == self.max_per_window:
                 start = max(start, self._recent[0] + 1.0)
             self._theoretical = max(self._theoretical, start) + self._interval
@@ -121,3 +128,18 @@ class RateLimiter:
         self._interval = 1.0 / per_second
         self._tolerance = (self.burst - 1) * self._interval
         self._recent = deque(self._recent, maxlen=self.max_per_window)
+
+
+API_PACING_MARGIN = 0.99
+
+
+def api_pacer(per_second: float, *, clock: Callable[[], float] = time.monotonic) -> RateLimiter:
+    """A limiter for many requests to the API, at most ``per_second`` in any second as the server
+    counts them: a little under the rate and one request at a time (no burst), because requests
+    start a few milliseconds late when the caller is busy and any bunching shows at the server;
+    each 429 pause lowers the rate (``adaptive``).
+
+    :raises OctopodsValidationError: naming ``per_second``.
+    """
+    rate = positive_number(per_second, field="per_second")
+    return RateLimiter(rate * API_PACING_MARGIN, burst=1, clock=clock, adaptive=True)

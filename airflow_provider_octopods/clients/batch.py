@@ -1,16 +1,21 @@
 """Sending a planned batch over the async client: bounded concurrency, pacing (the client's rate
-limiter), and the send record written in chunks.
+limiter), and the send record written off the event loop.
 
-Intents are recorded with one write for a group of sends (twice ``max_in_flight``) before the
-first of them starts; results in one write per ``chunk_size`` answers (or every second).
+``max_in_flight`` workers take the sends in order. Intents are recorded ahead of them: each write
+tops the intents not yet started up to twice ``max_in_flight`` (at most twice ``chunk_size``), and
+is made while the sends before it still go out (once half a group is left), so that the workers
+seldom wait for the record and no more than twice ``max_in_flight`` intents are ever ahead. Results are
+recorded with the next write of intents, or with one write per ``chunk_size`` answers (or every
+second) when no write of intents comes first, also while sending goes on.
 A send that provably did not go out has its intent dropped, so a later try sends it; a send that
 may have gone out keeps its intent and is reported as unknown.
 
 :meth:`BatchSender.stop` (from any thread) ends the batch cleanly: no new request starts, the
 requests in flight finish, and what they did is recorded (the client, given the same stop flag,
 gives up requests still waiting for their pacing slot or a retry). A process killed outright
-leaves in doubt at most one group of intents and the answers of the last second: a later try
-reports those as unknown and does not send them.
+leaves in doubt at most the intents written ahead (twice ``max_in_flight``), the requests in
+flight and the answers of the last second: a later try reports those as unknown and does not
+send them.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ if TYPE_CHECKING:
 FLUSH_SECONDS = 1.0
 
 
-@dataclass
+@dataclass(slots=True)
 class Sent:
     """What one send of the batch came to: a result, or an error that may or may not have sent."""
 
@@ -52,7 +57,9 @@ class BatchSender:
 
     :param record: the task instance's send record, or None to record nothing.
     :param max_in_flight: the most requests waiting for an answer at once.
-    :param chunk_size: sends whose intents are recorded with one write.
+    :param chunk_size: answers recorded with one write (and the most intents in one write).
+    :param on_sent: called on the event loop with each send's outcome as it settles; without it,
+        :meth:`run` returns the outcomes.
     """
 
     def __init__(
@@ -64,6 +71,7 @@ class BatchSender:
         chunk_size: int,
         to_thread: Callable[..., Any] = asyncio.to_thread,
         stop: threading.Event | None = None,
+        on_sent: Callable[[Sent], None] | None = None,
     ) -> None:
         self.client = client
         self.record = record
@@ -71,10 +79,16 @@ class BatchSender:
         self.chunk_size = chunk_size
         self._to_thread = to_thread
         self._stopping = stop or threading.Event()
+        self._on_sent = on_sent
         self.done = 0
         self._accepted: list[tuple[str, SendResult]] = []
         self._not_sent: list[str] = []
         self._last_flush = time.monotonic()
+        self._flushing: asyncio.Future[Any] | None = None
+        self._started = 0
+        self._intended = 0
+        self._group = max(1, min(chunk_size, max_in_flight))
+        self._failed: BaseException | None = None
 
     def stop(self) -> None:
         """Start no new request (thread-safe); the ones in flight finish and are recorded."""
@@ -84,43 +98,88 @@ class BatchSender:
     def stopping(self) -> bool:
         return self._stopping.is_set()
 
-    async def run(self, todo: list[tuple[str, PlannedSend]]) -> list[Sent]:
-        """Send everything in ``todo`` (unless stopped); the outcome of each send started.
+    @property
+    def started(self) -> int:
+        """How many sends of the last :meth:`run` started (they are the first ones, in order)."""
+        return self._started
 
-        Intents are recorded a few sends ahead (twice ``max_in_flight``, at most ``chunk_size``),
-        so that a worker killed outright leaves few sends in doubt.
+    async def run(self, todo: list[tuple[str, PlannedSend]]) -> list[Sent]:
+        """Send everything in ``todo`` (unless stopped); the outcome of each send started (none
+        when ``on_sent`` takes them).
+
+        :raises: what a write of the send record raised, once the requests in flight are recorded.
         """
         outcomes: list[Sent] = []
-        in_flight: set[asyncio.Task[None]] = set()
-        slots = asyncio.Semaphore(self.max_in_flight)
-        group = max(1, min(self.chunk_size, 2 * self.max_in_flight))
-        scheduled = intended = 0
+        emit = self._on_sent or outcomes.append
+        self._started = self._intended = 0
+        self._closing = False
+        self._written = asyncio.Event()
+        self._wanted = asyncio.Event()
+        writer = asyncio.ensure_future(self._write_intents(todo))
+        workers = [asyncio.ensure_future(self._work(todo, emit)) for _ in range(min(self.max_in_flight, len(todo)))]
         try:
-            while scheduled < len(todo) and not self.stopping:
-                if scheduled == intended:
-                    ahead = todo[intended : intended + group]
-                    if self.record is not None:
-                        await self._to_thread(self.record.begin, [(slot, send.request) for slot, send in ahead])
-                    intended += len(ahead)
-                await slots.acquire()
-                if self.stopping:
-                    slots.release()
-                    break
-                slot, send = todo[scheduled]
-                task = asyncio.ensure_future(self._one(slot, send, outcomes, slots))
-                scheduled += 1
-                in_flight.add(task)
-                task.add_done_callback(in_flight.discard)
-                if self._due():
-                    await self._flush()
-            if in_flight:
-                await asyncio.gather(*in_flight)
+            await asyncio.gather(*workers)
         finally:
-            self._not_sent.extend(slot for slot, _ in todo[scheduled:intended])  # intents never started
+            self._closing = True
+            self._wanted.set()
+            for worker in workers:
+                worker.cancel()  # only when cancelled from outside: a worker returns by itself otherwise
+            await asyncio.gather(*workers, return_exceptions=True)
+            await asyncio.gather(writer, return_exceptions=True)
+            self._not_sent.extend(slot for slot, _ in todo[self._started : self._intended])  # never started
+            if self._flushing is not None:
+                await self._flushing
             await self._flush()
+        if self._failed is not None:
+            raise self._failed
         return outcomes
 
-    async def _one(self, slot: str, send: PlannedSend, outcomes: list[Sent], slots: asyncio.Semaphore) -> None:
+    def _go_on(self, todo: list[tuple[str, PlannedSend]]) -> bool:
+        return self._started < len(todo) and not self.stopping and not self._closing and self._failed is None
+
+    async def _write_intents(self, todo: list[tuple[str, PlannedSend]]) -> None:
+        """Record intents ahead of the sends: once half a group of recorded intents is left
+        unstarted, top them up to two groups."""
+        try:
+            while self._intended < len(todo) and self._go_on(todo):
+                unstarted = self._intended - self._started
+                if unstarted > self._group // 2:
+                    self._wanted.clear()
+                    await self._wanted.wait()
+                    continue
+                ahead = todo[self._intended : self._intended + 2 * self._group - unstarted]
+                if self.record is not None:
+                    intents = [(slot, send.request) for slot, send in ahead]
+                    if self._flushing is None:  # the answers so far go with the same write
+                        await self._write(self.record.begin, intents)
+                    else:
+                        await self._to_thread(self.record.begin, intents)
+                self._intended += len(ahead)
+                self._written.set()
+                self._written = asyncio.Event()
+        except Exception as err:
+            self._failed = self._failed or err
+        finally:
+            self._written.set()
+
+    async def _work(self, todo: list[tuple[str, PlannedSend]], emit: Callable[[Sent], None]) -> None:
+        while self._go_on(todo):
+            if self._started >= self._intended:
+                await self._written.wait()
+                continue
+            slot, send = todo[self._started]
+            self._started += 1
+            if self._intended - self._started <= self._group // 2:
+                self._wanted.set()
+            sent = await self._one(slot, send)
+            try:
+                emit(sent)
+            except Exception as err:  # the caller's bug: start nothing more, record what was sent
+                self._failed = self._failed or err
+            if self._flushing is None and self._due():
+                self._flushing = asyncio.ensure_future(self._flush_meanwhile())
+
+    async def _one(self, slot: str, send: PlannedSend) -> Sent:
         try:
             result = await self.client.send(send.request)
         except OctopodsError as err:
@@ -135,18 +194,32 @@ class BatchSender:
             sent = Sent(send, slot, result=result)
             self._accepted.append((slot, result))
         finally:
-            slots.release()
             self.done += 1
-        outcomes.append(sent)
+        return sent
 
     def _due(self) -> bool:
         pending = len(self._accepted) + len(self._not_sent)
         return pending >= self.chunk_size or (pending > 0 and time.monotonic() - self._last_flush >= FLUSH_SECONDS)
 
+    async def _flush_meanwhile(self) -> None:
+        try:
+            await self._flush()
+        except Exception as err:  # raised by run() once the requests in flight are recorded
+            self._failed = self._failed or err
+        finally:
+            self._flushing = None
+
     async def _flush(self) -> None:
+        if self.record is not None and (self._accepted or self._not_sent):
+            await self._write(self.record.settle)
+
+    async def _write(self, method: Callable[..., None], *args: Any) -> None:
+        """Call ``method`` of the record (off the event loop) with ``args`` and the answers so far."""
         accepted, self._accepted = self._accepted, []
         not_sent, self._not_sent = self._not_sent, []
         self._last_flush = time.monotonic()
-        if self.record is None or not (accepted or not_sent):
-            return
-        await self._to_thread(self.record.settle, accepted, not_sent)
+        try:
+            await self._to_thread(method, *args, accepted, not_sent)
+        except BaseException:
+            self._accepted[:0], self._not_sent[:0] = accepted, not_sent  # for the last flush to try again
+            raise

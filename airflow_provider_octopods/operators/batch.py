@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import threading
@@ -16,9 +17,15 @@ from airflow_provider_octopods.api.batch import BatchPlan, BatchReport, RowOutco
 from airflow_provider_octopods.api.decision import Operation, decide
 from airflow_provider_octopods.api.errors import OctopodsValidationError
 from airflow_provider_octopods.api.masking import mask_phone
-from airflow_provider_octopods.api.validation import positive_number, validate_region
+from airflow_provider_octopods.api.validation import (
+    positive_number,
+    rendered_list,
+    shown,
+    validate_conn_id,
+    validate_region,
+)
 from airflow_provider_octopods.hooks.octopods import OctopodsHook
-from airflow_provider_octopods.templating import check_literal, known_at_parse, refused_at_parse, rendered_list
+from airflow_provider_octopods.templating import check_literal, known_at_parse, refused_at_parse
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -30,7 +37,6 @@ PROGRESS_SECONDS = 10.0
 STOP_GRACE_SECONDS = 30.0
 ROWS_IN_XCOM = 1000
 SAMPLES = 3
-PACING_MARGIN = 0.99
 
 
 class OctopodsSendBatchOperator(BaseOperator):
@@ -64,7 +70,7 @@ class OctopodsSendBatchOperator(BaseOperator):
     :param dry_run: check and render everything, send nothing; the report holds the segment
         total (the cost estimate) and a few rendered samples. Templated.
     :param rate_limit: the most requests per second, as the API counts them in any one-second
-        window (the batch paces at 99 % of it, token bucket with a burst of up to 5); None for
+        window (the batch paces at 99 % of it, one request every 1/99th of the limit's second, no burst); None for
         no limit. A 429 from the API pauses the whole batch for its ``Retry-After`` and lowers the
         rate.
     :param max_in_flight: the most requests waiting for an answer at once.
@@ -122,14 +128,15 @@ class OctopodsSendBatchOperator(BaseOperator):
             self.body_template = _template_text(body)
             for name, text in (("phone_field", phone_field), ("region_field", region_field)):
                 if text is not None and (not isinstance(text, str) or not text):
-                    raise OctopodsValidationError(name, f"must be a field name, got {text!r}")
+                    raise OctopodsValidationError(name, f"must be a field name, got {shown(text)}")
             for name, flag in (
                 ("allow_duplicates", allow_duplicates),
                 ("fail_on_invalid", fail_on_invalid),
                 ("resend_unknown", resend_unknown),
             ):
                 if not isinstance(flag, bool):
-                    raise OctopodsValidationError(name, f"must be True or False, got {flag!r}")
+                    raise OctopodsValidationError(name, f"must be True or False, got {shown(flag)}")
+            validate_conn_id(octopods_conn_id)
             check_literal(default_region, lambda v: v is None or validate_region(v))
             check_literal(dry_run, lambda v: _flag(v, "dry_run"))
             check_literal(recipients, _check_recipients)
@@ -138,9 +145,11 @@ class OctopodsSendBatchOperator(BaseOperator):
             self.max_xcom_ids = _whole(max_xcom_ids, "max_xcom_ids", minimum=0)
             self.chunk_size = _whole(chunk_size, "chunk_size")
             if isinstance(max_failure_ratio, bool) or not isinstance(max_failure_ratio, (int, float)):
-                raise OctopodsValidationError("max_failure_ratio", f"must be a number, got {max_failure_ratio!r}")
+                raise OctopodsValidationError("max_failure_ratio", f"must be a number, got {shown(max_failure_ratio)}")
             if not 0 <= max_failure_ratio <= 1:
-                raise OctopodsValidationError("max_failure_ratio", f"must be between 0 and 1, got {max_failure_ratio}")
+                raise OctopodsValidationError(
+                    "max_failure_ratio", f"must be between 0 and 1, got {shown(max_failure_ratio)}"
+                )
         self.recipients = recipients
         self.body = body
         self.phone_field = phone_field
@@ -180,6 +189,10 @@ class OctopodsSendBatchOperator(BaseOperator):
     # -- execute ------------------------------------------------------------------------------------
 
     def execute(self, context: Context) -> dict[str, Any]:
+        with _LongLivedObjectsFrozen() as frozen:
+            return self._execute(context, frozen)
+
+    def _execute(self, context: Context, frozen: _LongLivedObjectsFrozen) -> dict[str, Any]:
         rows = self._rows if self._rows is not None else load_rows(self.recipients)
         dry_run = _flag(self.dry_run_only, "dry_run")
         region = validate_region(self.default_region) if self.default_region else None
@@ -213,20 +226,23 @@ class OctopodsSendBatchOperator(BaseOperator):
             return summary
         record = self._record(context)
         todo = self._resume(plan, report, record)
-        sent = self._send(todo, record, len(plan.sends))
-        for outcome in sent:
+        frozen.freeze()  # the plan lives until the end
+        retry_helps = False
+
+        def settle(outcome: Sent) -> None:
+            nonlocal retry_helps
             if outcome.result is not None:
                 report.record(outcome.send, RowOutcome.ACCEPTED, outcome.result)
-            elif outcome.maybe_sent:
-                report.record(outcome.send, RowOutcome.UNKNOWN, error=outcome.error)
-            else:
-                report.record(outcome.send, RowOutcome.FAILED, error=outcome.error)
+                return
+            error = outcome.error
+            report.record(outcome.send, RowOutcome.UNKNOWN if outcome.maybe_sent else RowOutcome.FAILED, error=error)
+            retry_helps = retry_helps or (error is not None and decide(Operation.SEND, error).retry_task)
+
+        started = self._send(todo, record, len(plan.sends), settle)
         stopped = self._stop is not None and self._stop.is_set()
         if stopped:  # on_kill: the rows never started are not lost, the next try sends them
-            started = {id(outcome.send) for outcome in sent}
-            for _, send in todo:
-                if id(send) not in started:
-                    report.record(send, RowOutcome.FAILED, error=_Stopped())
+            for _, send in todo[started:]:
+                report.record(send, RowOutcome.FAILED, error=_Stopped())
         summary = self._summary(report) | {"dry_run": False}
         self._write_report(report, summary)
         self.log.info("Batch %s: %s", "stopped" if stopped else "done", _counts_line(summary))
@@ -239,17 +255,20 @@ class OctopodsSendBatchOperator(BaseOperator):
             )
         if summary["message_ids"] is not None:
             context["ti"].xcom_push(key="message_ids", value=summary["message_ids"])
-        self._apply_policy(report, summary, sent, context)
+        self._apply_policy(report, summary, retry_helps, context)
         return summary
 
     def _renderer(self, context: Context) -> tuple[Callable[[Mapping[str, Any]], str], list[dict[str, str]]]:
         env = self.get_template_env()
         template = env.from_string(self.body_template)
-        base = dict(context)
+        # One set of variables for every row, only ``recipient`` changing: Template.render would copy
+        # the globals and the whole task context into a new dict for each row.
+        variables = {**template.globals, **context}
         samples: list[dict[str, str]] = []
 
         def render(row: Mapping[str, Any]) -> str:
-            text = template.render({**base, "recipient": row})
+            variables["recipient"] = row
+            text: str = env.concat(template.root_render_func(template.new_context(variables, shared=True)))
             if len(samples) < SAMPLES:
                 samples.append({"phone": mask_phone(row.get(self.phone_field)), "body": text})
             return text
@@ -266,7 +285,9 @@ class OctopodsSendBatchOperator(BaseOperator):
         if isinstance(value, str):
             value = _variable_list(value)
         if not isinstance(value, Iterable):
-            raise OctopodsValidationError("opt_out", f"must be a list, a callable or a Variable name, got {value!r}")
+            raise OctopodsValidationError(
+                "opt_out", f"must be a list, a callable or a Variable name, got {shown(value)}"
+            )
         return opt_out_list(value, default_region=region)
 
     def _record(self, context: Context) -> SendRecord:
@@ -305,20 +326,19 @@ class OctopodsSendBatchOperator(BaseOperator):
             )
         return todo
 
-    def _send(self, todo: list[tuple[str, Any]], record: SendRecord, total: int) -> list[Sent]:
-        """Run the sends on an event loop in a helper thread; this thread logs progress and, if
-        Airflow interrupts the task (timeout, SIGTERM), stops the batch cleanly before giving up."""
-        from airflow_provider_octopods.api.pacing import RateLimiter
+    def _send(self, todo: list[tuple[str, Any]], record: SendRecord, total: int, settle: Callable[[Sent], None]) -> int:
+        """Run the sends on an event loop in a helper thread, passing each outcome to ``settle``
+        there; this thread logs progress and, if Airflow interrupts the task (timeout, SIGTERM),
+        stops the batch cleanly before giving up. Returns how many of ``todo`` were started."""
+        from airflow_provider_octopods.api.pacing import api_pacer
         from airflow_provider_octopods.api.retry import RetryPolicy
         from airflow_provider_octopods.clients.aio import AsyncOctopodsClient
         from airflow_provider_octopods.clients.batch import BatchSender
 
         if not todo:
-            return []
+            return 0
         settings = OctopodsHook(self.octopods_conn_id).settings
-        # Paced a little under the limit: requests start a few milliseconds late when the event
-        # loop is busy, which bunches them up as the server sees them.
-        limiter = RateLimiter(self.rate_limit * PACING_MARGIN, adaptive=True) if self.rate_limit else None
+        limiter = api_pacer(self.rate_limit) if self.rate_limit else None
         outcome: dict[str, Any] = {}
         # Waiting on an Event, not Thread.join: a join interrupted by a signal handler's exception
         # (execution_timeout, SIGTERM on 2.11) marks the thread finished while it still runs (CPython 3.11).
@@ -326,7 +346,7 @@ class OctopodsSendBatchOperator(BaseOperator):
         stop = self._stop = threading.Event()
         counter: dict[str, BatchSender] = {}
 
-        async def run() -> list[Sent]:
+        async def run() -> int:
             async with AsyncOctopodsClient(
                 settings,
                 retry_policy=RetryPolicy(max_attempts=4, max_rate_limited=50),
@@ -335,10 +355,16 @@ class OctopodsSendBatchOperator(BaseOperator):
                 stop=stop.is_set,
             ) as client:
                 sender = BatchSender(
-                    client, record, max_in_flight=self.max_in_flight, chunk_size=self.chunk_size, stop=stop
+                    client,
+                    record,
+                    max_in_flight=self.max_in_flight,
+                    chunk_size=self.chunk_size,
+                    stop=stop,
+                    on_sent=settle,
                 )
                 counter["sender"] = sender
-                return await sender.run(todo)
+                await sender.run(todo)
+                return sender.started
 
         def work() -> None:
             try:
@@ -364,8 +390,7 @@ class OctopodsSendBatchOperator(BaseOperator):
         if "error" in outcome:
             raise outcome["error"]
         progress.log(counter["sender"].done if "sender" in counter else 0)
-        sent: list[Sent] = outcome["sent"]
-        return sent
+        return int(outcome["sent"])
 
     def on_kill(self) -> None:
         """Airflow 3 calls this on SIGTERM (task cleared, marked failed, heartbeat lost) and kills the
@@ -418,7 +443,7 @@ class OctopodsSendBatchOperator(BaseOperator):
         summary["report_path"] = str(path)
         self.log.info("Per-row report written to %s", path)
 
-    def _apply_policy(self, report: BatchReport, summary: dict[str, Any], sent: list[Sent], context: Context) -> None:
+    def _apply_policy(self, report: BatchReport, summary: dict[str, Any], retry_helps: bool, context: Context) -> None:
         problems = []
         if self.fail_on_invalid and summary["invalid"]:
             problems.append(f"{summary['invalid']} invalid rows (fail_on_invalid=True)")
@@ -434,10 +459,34 @@ class OctopodsSendBatchOperator(BaseOperator):
         from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
 
         message = "Batch failed its policy: " + "; ".join(problems) + f". {_counts_line(summary)}"
-        retry_helps = any(s.error is not None and decide(Operation.SEND, s.error).retry_task for s in sent)
         if retry_helps and ratio > self.max_failure_ratio:
             raise AirflowException(message + " A retry sends only the rows not accepted yet.")
         raise AirflowFailException(message)
+
+
+class _LongLivedObjectsFrozen:
+    """Keeps Python's full garbage collections short while a batch runs.
+
+    With Airflow loaded, a full collection walks some 200,000 objects: about 100 ms, during which
+    the event loop stands still (paced requests miss their slots) and which a batch of 100,000
+    rows triggers again and again. The objects alive when the batch starts (and again once it is
+    planned) are put out of the collector's reach with ``gc.freeze()``, as Airflow's own executors
+    do, and given back at the end; unless something else froze objects before, in which case
+    nothing is touched.
+    """
+
+    def __enter__(self) -> _LongLivedObjectsFrozen:
+        self._ours = gc.get_freeze_count() == 0
+        self.freeze()
+        return self
+
+    def freeze(self) -> None:
+        if self._ours:
+            gc.freeze()
+
+    def __exit__(self, *exc: object) -> None:
+        if self._ours:
+            gc.unfreeze()
 
 
 class _Stopped(Exception):
@@ -507,6 +556,8 @@ def _csv_rows(source: Any) -> list[dict[str, str]]:
             return list(csv.DictReader(handle))
     except OSError as err:
         raise OctopodsValidationError("recipients", f"cannot read the CSV file {source}: {err.strerror}") from None
+    except (ValueError, UnicodeError) as err:  # a NUL or a lone surrogate in the path, a file not in UTF-8
+        raise OctopodsValidationError("recipients", f"cannot read the CSV file {shown(source)}: {err}") from None
 
 
 def _describe_source(source: Any) -> str:
@@ -536,7 +587,7 @@ def _check_recipients(value: object) -> None:
 
 def _template_text(body: object) -> str:
     if not isinstance(body, str) or not body.strip():
-        raise OctopodsValidationError("body", f"must be a non-empty text template, got {body!r}")
+        raise OctopodsValidationError("body", f"must be a non-empty text template, got {shown(body)}")
     from jinja2 import Environment, TemplateSyntaxError
 
     try:
@@ -557,13 +608,13 @@ def _variable_list(name: str) -> list[str]:
 
     raw = variables().get(name, None)
     if raw is None:
-        raise OctopodsValidationError("opt_out", f"names the Variable {name!r}, which does not exist")
+        raise OctopodsValidationError("opt_out", f"names the Variable {shown(name)}, which does not exist")
     try:
         value = json.loads(raw)
     except ValueError:
         value = [part for line in str(raw).splitlines() for part in line.split(",")]
     if not isinstance(value, list):
-        raise OctopodsValidationError("opt_out", f"Variable {name!r} must hold a list of numbers")
+        raise OctopodsValidationError("opt_out", f"Variable {shown(name)} must hold a list of numbers")
     return [str(v).strip() for v in value if str(v).strip()]
 
 
@@ -572,12 +623,12 @@ def _flag(value: object, name: str) -> bool:
         return value
     if isinstance(value, str) and value.strip().lower() in ("true", "false"):
         return value.strip().lower() == "true"
-    raise OctopodsValidationError(name, f"must be True or False, got {value!r}")
+    raise OctopodsValidationError(name, f"must be True or False, got {shown(value)}")
 
 
 def _whole(value: object, name: str, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise OctopodsValidationError(name, f"must be a whole number of at least {minimum}, got {value!r}")
+        raise OctopodsValidationError(name, f"must be a whole number of at least {minimum}, got {shown(value)}")
     return value
 
 

@@ -136,13 +136,13 @@ class OctopodsDeliverySensor(BaseSensorOperator):
         return self._result({key: value for key, value in result.items() if key != "read_errors"})
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
-        from airflow_provider_octopods.api.pacing import RateLimiter
+        from airflow_provider_octopods.api.pacing import api_pacer
 
         if self._batch is None:
             self._batch = DeliveryBatch(self._ids(), self.policy)
         batch = self._batch
         if self._pacer is None:  # kept across pokes, so short poke intervals are paced too
-            self._pacer = RateLimiter(self.reads_per_second, clock=self._clock)
+            self._pacer = api_pacer(self.reads_per_second, clock=self._clock)
         pacer = self._pacer
         for message_id in batch.pending:
             self._sleep(pacer.reserve())

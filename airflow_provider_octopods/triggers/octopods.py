@@ -116,10 +116,10 @@ class OctopodsDeliveryTrigger(BaseTrigger):
         yield TriggerEvent(batch.summary(timed_out=timed_out) | {"read_errors": self.read_errors})
 
     def _client(self, settings: Any) -> Any:
-        from airflow_provider_octopods.api.pacing import RateLimiter
+        from airflow_provider_octopods.api.pacing import api_pacer
         from airflow_provider_octopods.clients.aio import AsyncOctopodsClient
 
-        pacer = None if self.reads_per_second is None else RateLimiter(self.reads_per_second, adaptive=True)
+        pacer = None if self.reads_per_second is None else api_pacer(self.reads_per_second)
         return AsyncOctopodsClient(settings, max_connections=self.max_in_flight, rate_limiter=pacer)
 
     async def _follow(self, client: Any, batch: DeliveryBatch) -> bool:

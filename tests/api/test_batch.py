@@ -109,3 +109,43 @@ def test_the_failure_ratio_counts_the_rows_an_earlier_try_sent() -> None:
         report.record(send, RowOutcome.ACCEPTED_EARLIER, SendResult("r", 1, send.request.phone, 1, Encoding.GSM7))
     report.record(plan.sends[3], RowOutcome.UNKNOWN, error=TimeoutError("killed"))
     assert report.failure_ratio() == pytest.approx(1 / 4)
+
+
+def test_a_fixed_text_sent_twice_to_one_number_is_a_duplicate() -> None:
+    text = "Your appointment is tomorrow"  # a renderer may return this very string object every time
+    rows = [{"phone": "+447700900001"}, {"phone": "+447700900002"}, {"phone": "+447700900001"}]
+    plan = plan_batch(rows, render=lambda row: text)
+    assert [s.row for s in plan.sends] == [1, 2]
+    assert [(r.row, r.outcome) for r in plan.set_aside] == [(3, RowOutcome.DUPLICATE)]
+
+
+def test_the_report_of_rows_settled_out_of_order_lists_every_row_once_in_row_order() -> None:
+    rows: list[Any] = [{"phone": f"+4477009{n:05d}", "name": str(n)} for n in range(2000)]
+    rows[5] = {"phone": "oops", "name": "x"}
+    rows[9] = rows[8]
+    plan = plan_batch(rows, render=render)
+    report = BatchReport(plan)
+    for send in reversed(plan.sends):  # answers come back in any order
+        if send.row % 7 == 0:
+            report.record(send, RowOutcome.FAILED, error=OctopodsServerError("down", http_status=503))
+        else:
+            report.record(
+                send, RowOutcome.ACCEPTED, SendResult("r", 10_000 + send.row, send.request.phone, 1, Encoding.GSM7)
+            )
+    lines = report.csv_text().splitlines()
+    assert len(lines) == 2001
+    assert [int(line.split(",")[0]) for line in lines[1:]] == list(range(1, 2001))
+    assert lines[6].startswith("6,")
+    assert ",invalid,,,phone: " in lines[6]
+    assert lines[10] == "10,+44*******008,duplicate,,,"
+    assert lines[14] == "14,+44*******013,failed,,http_503,down (HTTP 503)"
+    assert lines[15] == "15,+44*******014,accepted,10015,,"
+    summary = report.summary(max_ids=5000, max_rows=5)
+    assert summary["message_ids"] == [10_000 + r for r in range(1, 2001) if r not in (6, 10) and r % 7]
+    assert summary["failed_rows"] == [7, 14, 21, 28, 35]
+    assert (summary["failed"], summary["invalid"], summary["duplicate"]) == (285, 1, 1)
+    assert summary["failed_by_code"] == {"http_503": 285}
+    again = plan.sends[0]
+    report.record(again, RowOutcome.UNKNOWN, error=TimeoutError("lost"))  # a later outcome replaces the first
+    assert report.rows()[0].outcome is RowOutcome.UNKNOWN
+    assert report.rows()[0].message_id is None

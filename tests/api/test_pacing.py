@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 import random
 import time
@@ -8,7 +9,7 @@ import time
 import pytest
 
 from airflow_provider_octopods.api.errors import OctopodsValidationError
-from airflow_provider_octopods.api.pacing import RateLimiter
+from airflow_provider_octopods.api.pacing import RateLimiter, api_pacer
 
 EPSILON = 1e-9
 
@@ -74,6 +75,63 @@ def test_concurrent_callers_booking_ahead_never_exceed_the_rate(per_second: floa
     assert min(waits) >= 0
     assert starts == sorted(starts)
     assert_paced(starts, limiter)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_a_pause_shorter_than_the_slots_already_booked_books_after_them(seed: int) -> None:
+    """A 429's pause ends before slots booked earlier: the next bookings come after those, so the
+    one-second window still holds at most max_per_window (the guard compares with the oldest)."""
+    clock, rng = FakeClock(), random.Random(seed)
+    limiter = RateLimiter(rng.choice([3, 10, 99]), burst=rng.choice([None, 1, 2]), clock=clock, adaptive=seed % 2 == 0)
+    most = limiter.max_per_window  # an adaptive limiter only lowers it
+    starts = []
+    for _ in range(300):
+        step = rng.random()
+        if step < 0.3:
+            clock.advance(rng.uniform(0, 0.5))
+        elif step < 0.33:
+            limiter.slow_down(rng.uniform(0.01, 1))
+        starts.append(clock() + limiter.reserve())
+    assert starts == sorted(starts)
+    assert most_in_window(starts, 1.0) <= most
+
+
+def test_with_a_burst_of_one_every_start_is_an_interval_after_the_one_before() -> None:
+    """Late starts cannot bunch up with on-time ones: with 64 callers booking ahead, waking up to
+    3 ms late and the clock stalling now and then, the starts as made (not only as booked) hold at
+    most one more than max_per_window in any second, and the rate stays within 1 % of the pace."""
+    clock, rng = FakeClock(), random.Random(5)
+    limiter = RateLimiter(99, burst=1, clock=clock)
+    wake_ups = [(clock(), caller) for caller in range(64)]
+    booked: dict[int, float] = {}
+    starts: list[float] = []
+    while len(starts) < 3000:
+        wake_ups.sort()
+        at, caller = wake_ups.pop(0)
+        clock.now = max(clock.now, at) + (rng.uniform(0, 0.05) if rng.random() < 0.01 else 0.0)
+        if caller in booked and clock() - booked.pop(caller) <= 0.003:
+            starts.append(clock())
+            wake_ups.append((clock() + 0.1, caller))  # the answer comes 100 ms later
+            continue
+        wait = limiter.reserve()  # first try, or woken too late: book another slot
+        booked[caller] = clock() + wait
+        wake_ups.append((clock() + wait + rng.choice([0.0, 0.001, 0.002]), caller))
+    gaps = sorted(later - earlier for earlier, later in itertools.pairwise(starts))
+    assert gaps[0] >= 1 / 99 - 0.003 - EPSILON
+    assert most_in_window(starts, 1.0) <= limiter.max_per_window + 1
+    assert len(starts) / (starts[-1] - starts[0]) > 0.9 * 99  # the stalls' late wake-ups cost their slots
+
+
+def test_the_api_pacer_leaves_a_start_a_few_milliseconds_late_under_the_limit() -> None:
+    clock = FakeClock()
+    pacer = api_pacer(100, clock=clock)
+    assert (pacer.burst, pacer.adaptive) == (1, True)
+    starts = []
+    for _ in range(300):
+        clock.now += pacer.reserve()
+        starts.append(clock())
+    late = [start + (0.009 if index % 100 == 0 else 0.0) for index, start in enumerate(starts)]  # 9 ms late
+    assert most_in_window(sorted(late), 1.0) <= 100
 
 
 def test_defaults_burst_then_steady_rate() -> None:
@@ -160,7 +218,7 @@ def test_bad_burst(per_second: float, burst: object, problem: str) -> None:
 
 
 def test_an_adaptive_limiter_settles_below_the_servers_limit_after_429s() -> None:
-    from airflow_provider_octopods.api.pacing import RateLimiter
+    from airflow_provider_octopods.api.pacing import RateLimiter, api_pacer
 
     now = [0.0]
     limiter = RateLimiter(100, clock=lambda: now[0], adaptive=True)

@@ -6,6 +6,8 @@ import asyncio
 import threading
 from typing import Any
 
+import pytest
+
 from airflow_provider_octopods.api.batch import plan_batch
 from airflow_provider_octopods.api.models import SendRequest, SendResult
 from airflow_provider_octopods.api.segments import Encoding
@@ -62,19 +64,45 @@ def test_an_exception_that_is_not_the_clients_own_is_an_unknown_outcome() -> Non
     assert SendRecord(TaskKey("d", "r", "t"), store=record.store).prior(odd.slot).state == INTENT  # type: ignore[union-attr]
 
 
-def test_intents_are_written_a_few_sends_ahead_not_a_whole_chunk() -> None:
+def test_every_intent_is_recorded_before_its_send_and_at_most_two_groups_ahead() -> None:
     todo, record = slots_and_record()
     store = record.store
     assert isinstance(store, MemoryStore)
     values = store.values
-    seen: list[int] = []
+    slot_of = {id(send.request): slot for slot, send in todo}
+    started: set[str] = set()
+    ahead: list[int] = []
 
     class Watching(Client):
         async def send(self, request: SendRequest) -> SendResult:
-            if self.sent == 0:
-                entries = values[record.key.store_key]["entries"]
-                seen.append(sum(1 for e in entries.values() if e["state"] == INTENT))
+            slot = slot_of[id(request)]
+            intents = {s for s, e in values[record.key.store_key]["entries"].items() if e[0] == INTENT}
+            assert slot in intents  # durable before the request leaves
+            started.add(slot)
+            ahead.append(len(intents - started))
             return await super().send(request)
 
     asyncio.run(BatchSender(Watching(), record, max_in_flight=4, chunk_size=50).run(todo))
-    assert set(seen) == {8}  # twice max_in_flight, although a chunk holds 50
+    assert len(started) == len(todo)
+    assert 4 < max(ahead) <= 8  # written ahead while sends go out, never more than twice max_in_flight
+
+
+def test_a_failed_write_of_results_stops_the_batch_and_its_results_are_written_at_the_end() -> None:
+    todo, record = slots_and_record()
+    failed: list[int] = []
+
+    async def failing_settle(function: Any, *args: Any) -> Any:
+        accepted = args[-2]
+        if accepted and not failed:  # the first write that carries answers (with intents or alone)
+            failed.append(len(accepted))
+            raise OSError("metadata DB gone")
+        return function(*args)
+
+    sender = BatchSender(Client(), record, max_in_flight=4, chunk_size=10, to_thread=failing_settle)
+    with pytest.raises(OSError, match="metadata DB gone"):
+        asyncio.run(sender.run(todo))
+    reread = SendRecord(TaskKey("d", "r", "t"), store=record.store)
+    accepted = [slot for slot, _ in todo[: sender.started] if (p := reread.prior(slot)) is not None and p.accepted]
+    assert sender.started < len(todo)  # nothing new started after the failed write
+    odd = 1 if sender.started > 13 else 0  # row 14's odd exception stays unknown
+    assert len(accepted) == sender.started - odd  # every other answer recorded by the last write

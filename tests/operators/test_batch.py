@@ -183,3 +183,19 @@ def test_a_retryable_failure_over_the_ratio_lets_airflow_retry(
     with pytest.raises(AirflowException, match="A retry sends only the rows not accepted yet") as err:
         operator(recipients=ROWS[:2], record_store=MemoryStore()).execute(context())
     assert not isinstance(err.value, AirflowFailException)
+
+
+def test_the_objects_alive_during_a_batch_are_kept_out_of_full_garbage_collections(server: SandboxServer) -> None:
+    import gc
+
+    frozen_while_planning: list[int] = []
+
+    def opted_out(phone: str) -> bool:
+        frozen_while_planning.append(gc.get_freeze_count())
+        return False
+
+    assert gc.get_freeze_count() == 0
+    summary = operator(opt_out=opted_out, record_store=MemoryStore()).execute(context())
+    assert summary["accepted"] == 10
+    assert min(frozen_while_planning) > 0
+    assert gc.get_freeze_count() == 0  # given back

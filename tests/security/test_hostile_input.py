@@ -251,6 +251,7 @@ def test_a_connection_id_that_cannot_name_a_connection_is_refused_when_the_dag_i
         lambda: OctopodsSendSmsOperator(task_id="send", phone=PHONE, body="Hello", octopods_conn_id=conn_id),
         lambda: OctopodsDeliverySensor(task_id="track", message_id=42, octopods_conn_id=conn_id),
         lambda: OctopodsNotifier(phones=PHONE, octopods_conn_id=conn_id),
+        lambda: OctopodsSendBatchOperator(task_id="remind", recipients=[], body="Hi", octopods_conn_id=conn_id),
     ):
         with pytest.raises(ValueError, match="octopods_conn_id: "):
             build()
