@@ -218,7 +218,7 @@ def test_bad_burst(per_second: float, burst: object, problem: str) -> None:
 
 
 def test_an_adaptive_limiter_settles_below_the_servers_limit_after_429s() -> None:
-    from airflow_provider_octopods.api.pacing import RateLimiter, api_pacer
+    from airflow_provider_octopods.api.pacing import RateLimiter
 
     now = [0.0]
     limiter = RateLimiter(100, clock=lambda: now[0], adaptive=True)

@@ -263,3 +263,24 @@ def test_under_random_faults_nothing_is_lost_and_nothing_sent_twice(driver: Call
     assert all(decide(Operation.SEND, err).retry_task or err.http_status in (500, 502) for err in reported)
     assert unknown  # the faults did happen
     assert len(sent) > 60
+
+
+def test_faults_follow_the_requests_the_rate_limit_lets_through(octopods_sandbox_factory: Factory) -> None:
+    """So that a seed gives the same faults to the same admitted requests however many 429s the
+    timing made (the fault soak relies on it)."""
+    import time
+
+    import requests
+
+    from airflow_provider_octopods.api.protocol import AUTH_HEADER, MESSAGES_PATH
+
+    server = octopods_sandbox_factory(rate_limit=1, faults=(FaultSpec.parse("http_503:@2:send"),))
+
+    def post(n: int) -> int:
+        payload = {"destination_phone": "+15551234567", "body": f"m{n}"}
+        headers = {AUTH_HEADER: KEY}
+        return requests.post(server.url + MESSAGES_PATH, json=payload, headers=headers, timeout=5).status_code
+
+    assert [post(1), post(2)] == [201, 429]  # the second is over the limit: no fault drawn for it
+    time.sleep(1.2)
+    assert post(3) == 503  # the second request let through meets the fault scheduled for the 2nd

@@ -164,6 +164,8 @@ def test_inspection_api_and_reset(octopods_sandbox: SandboxServer) -> None:
         "answers": {"201": 2, "1": 1},
         "faults": {},
         "peak_requests_per_second": 3,
+        "peak_per_second_by_endpoint": {"send": 2, "status": 1},
+        "peak_admitted_per_second": 3,
     }
     assert len(octopods_sandbox.sent_to("+15551234567")) == 2
     requests.post(octopods_sandbox.url + "/_sandbox/reset", timeout=5)
