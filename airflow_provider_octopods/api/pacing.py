@@ -18,6 +18,7 @@ from airflow_provider_octopods.api.errors import OctopodsValidationError
 from airflow_provider_octopods.api.validation import positive_number
 
 DEFAULT_MAX_BURST = 5
+RECOVER_SECONDS = 10.0
 _FLOAT_SLACK = 1e-9
 
 
@@ -37,7 +38,9 @@ class RateLimiter:
     :param adaptive: a :meth:`slow_down` that starts a pause also lowers the steady rate by a
         quarter (to at most a fiftieth of the first one), so that a caller whose rate is above the
         server's limit settles below it instead of meeting 429s again after every pause; the 429s
-        of requests already in flight during that pause do not lower it again.
+        of requests already in flight during that pause do not lower it again. After
+        ``RECOVER_SECONDS`` without a pause, the rate goes back up by one such step, up to the
+        first one: occasional 429s do not slow a long batch down for good.
     :raises OctopodsValidationError: naming ``per_second`` or ``burst``.
     """
 
@@ -54,6 +57,8 @@ class RateLimiter:
         self.burst = self._burst(burst)
         self.adaptive = adaptive
         self._lowest = self.per_second / 50
+        self._highest = self.per_second
+        self._steady_since = -math.inf
         self._clock = clock
         self._interval = 1.0 / self.per_second
         # Token bucket as virtual scheduling (GCRA): a request may start once the clock reaches
@@ -85,6 +90,9 @@ class RateLimiter:
         """
         with self._lock:
             now = self._clock()
+            if self.adaptive and self.per_second < self._highest and now - self._steady_since >= RECOVER_SECONDS:
+                self._set_rate(min(self._highest, self.per_second / 0.75))
+                self._steady_since = now
             # _FLOAT_SLACK absorbs rounding in the sums of intervals, so a full bucket gives
             # exactly 0 rather than a 1e-13 wait; the one-second window guard takes no slack.
             start = max(now, self._not_before, self._theoretical - self._tolerance - _FLOAT_SLACK)
@@ -117,11 +125,12 @@ class RateLimiter:
         with self._lock:
             until = self._clock() + pause
             if self.adaptive and self._clock() >= self._not_before:  # once per pause, not per 429 in it
-                self._lower_rate(max(self._lowest, self.per_second * 0.75))
+                self._set_rate(max(self._lowest, self.per_second * 0.75))
+                self._steady_since = until
             self._not_before = max(self._not_before, until)
             self._theoretical = max(self._theoretical, until + self._tolerance)
 
-    def _lower_rate(self, per_second: float) -> None:
+    def _set_rate(self, per_second: float) -> None:
         self.per_second = per_second
         self.max_per_window = max(1, math.floor(per_second))
         self.burst = min(self.burst, self.max_per_window)

@@ -235,3 +235,22 @@ def test_an_adaptive_limiter_settles_below_the_servers_limit_after_429s() -> Non
     fixed = RateLimiter(100, clock=lambda: now[0])
     fixed.slow_down(1.0)
     assert fixed.per_second == 100
+
+
+def test_an_adaptive_rate_goes_back_up_after_a_quiet_spell() -> None:
+    from airflow_provider_octopods.api.pacing import RECOVER_SECONDS
+
+    clock = FakeClock()
+    limiter = RateLimiter(100, burst=1, clock=clock, adaptive=True)
+    limiter.slow_down(1.0)
+    limiter.slow_down(1.0)  # a second 429 of the same pause: no second cut
+    assert limiter.per_second == 75
+    clock.now += 1.0 + RECOVER_SECONDS / 2
+    limiter.reserve()
+    assert limiter.per_second == 75  # not quiet for long enough yet
+    clock.now += RECOVER_SECONDS / 2
+    limiter.reserve()
+    assert limiter.per_second == 100  # one step back up, and never above the first rate
+    clock.now += 2 * RECOVER_SECONDS
+    limiter.reserve()
+    assert limiter.per_second == 100
