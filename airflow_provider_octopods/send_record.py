@@ -193,8 +193,8 @@ class SendRecord:
 
     def _loaded(self) -> dict[str, int]:
         """The shard of every recorded slot (the record is read from the store on first use)."""
-        if not self._loaded_once:
-            self._loaded_once = True
+        if not self._loaded_once:  # set only once every shard is read: a failed read is made again
+            self._shard_of.clear()
             value = self.store.load(self.key.store_key) or {}
             self._unreadable = bool(value.get(UNREADABLE))
             salt = value.get("salt")
@@ -211,6 +211,7 @@ class SendRecord:
                 self._shards.append(dict(entries or {}))
                 for slot in entries or {}:
                     self._shard_of[slot] = index
+            self._loaded_once = True
         return self._shard_of
 
     def _shard_key(self, index: int) -> str:

@@ -346,3 +346,29 @@ def test_entries_are_short_lists_and_entries_written_as_objects_by_an_earlier_ve
     operator_slot = later.prior(send_record.OPERATOR_SLOT)
     assert operator_slot is not None
     assert (operator_slot.state, operator_slot.content) == ("intent", "abc")
+
+
+def test_a_record_whose_read_failed_half_way_is_read_again_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(send_record, "SHARD_SIZE", 10)
+    store = MemoryStore()
+    record = SendRecord(KEY, try_number=1, store=store)
+    requests = [build_send_request(f"+1500555{n:04d}", "Hello") for n in range(25)]
+    slots = [(f"{record.content(r)}#1", r) for r in requests]
+    record.begin(slots)
+    record.accept([(slot, SendResult(None, 7000 + i, r.phone, 1, Encoding.GSM7)) for i, (slot, r) in enumerate(slots)])
+
+    class FlakyStore(MemoryStore):
+        failed = False
+
+        def load(self, key: str) -> dict | None:  # type: ignore[type-arg]
+            if key.endswith("_1") and not self.failed:
+                self.failed = True
+                raise OSError("metadata DB busy")
+            return super().load(key)
+
+    flaky = FlakyStore()
+    flaky.values = store.values
+    later = SendRecord(KEY, try_number=2, store=flaky)
+    with pytest.raises(OSError, match="busy"):
+        later.prior(slots[15][0])
+    assert later.prior(slots[15][0]).message_id == 7015  # type: ignore[union-attr]  # not "never sent"

@@ -126,8 +126,8 @@ class RateLimiter:
             until = self._clock() + pause
             if self.adaptive and self._clock() >= self._not_before:  # once per pause, not per 429 in it
                 self._set_rate(max(self._lowest, self.per_second * 0.75))
-                self._steady_since = until
             self._not_before = max(self._not_before, until)
+            self._steady_since = max(self._steady_since, self._not_before)  # quiet only after every pause
             self._theoretical = max(self._theoretical, until + self._tolerance)
 
     def _set_rate(self, per_second: float) -> None:

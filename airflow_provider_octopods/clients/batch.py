@@ -150,10 +150,16 @@ class BatchSender:
                 ahead = todo[self._intended : self._intended + 2 * self._group - unstarted]
                 if self.record is not None:
                     intents = [(slot, send.request) for slot, send in ahead]
-                    if self._flushing is None:  # the answers so far go with the same write
-                        await self._write(self.record.begin, intents)
-                    else:
-                        await self._to_thread(self.record.begin, intents)
+                    try:
+                        if self._flushing is None:  # the answers so far go with the same write
+                            await self._write(self.record.begin, intents)
+                        else:
+                            await self._to_thread(self.record.begin, intents)
+                    except Exception:
+                        # Kept in memory, these intents would be saved by a later write: they were
+                        # never sent, and must be dropped from the record as such.
+                        self._not_sent.extend(slot for slot, _ in ahead)
+                        raise
                 self._intended += len(ahead)
                 self._written.set()
                 self._written = asyncio.Event()

@@ -254,3 +254,19 @@ def test_an_adaptive_rate_goes_back_up_after_a_quiet_spell() -> None:
     clock.now += 2 * RECOVER_SECONDS
     limiter.reserve()
     assert limiter.per_second == 100
+
+
+def test_the_way_back_up_waits_for_the_end_of_a_pause_a_later_429_extended() -> None:
+    from airflow_provider_octopods.api.pacing import RECOVER_SECONDS
+
+    clock = FakeClock(start=0.0)
+    limiter = RateLimiter(100, burst=1, clock=clock, adaptive=True)
+    limiter.slow_down(5.0)  # rate cut to 75 until t=5
+    clock.now = 4.0
+    limiter.slow_down(30.0)  # a 429 within the pause: no second cut, but the pause lasts to t=34
+    clock.now = 34.0
+    limiter.reserve()
+    assert limiter.per_second == 75  # not one request yet at the lower rate
+    clock.now = 34.0 + RECOVER_SECONDS
+    limiter.reserve()
+    assert limiter.per_second == 100

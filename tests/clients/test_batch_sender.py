@@ -106,3 +106,31 @@ def test_a_failed_write_of_results_stops_the_batch_and_its_results_are_written_a
     assert sender.started < len(todo)  # nothing new started after the failed write
     odd = 1 if sender.started > 13 else 0  # row 14's odd exception stays unknown
     assert len(accepted) == sender.started - odd  # every other answer recorded by the last write
+
+
+def test_intents_whose_write_failed_are_not_saved_by_a_later_write() -> None:
+    """They never went out: a later write (the last one, with the answers) must not make them
+    unknown outcomes that the next try would refuse to send."""
+    todo, record = slots_and_record()
+    real_begin, real_save = record.begin, record._save
+    begins: list[int] = []
+
+    def counting_begin(*args: Any) -> None:
+        begins.append(1)
+        real_begin(*args)
+
+    def save_failing_in_the_third_begin() -> None:
+        if len(begins) == 3 and not getattr(record, "failed_once", False):
+            record.failed_once = True  # type: ignore[attr-defined]
+            raise OSError("metadata DB gone")  # begin() has changed the record in memory already
+        real_save()
+
+    record.begin = counting_begin  # type: ignore[method-assign,assignment]
+    record._save = save_failing_in_the_third_begin  # type: ignore[method-assign]
+    sender = BatchSender(Client(), record, max_in_flight=4, chunk_size=50)
+    with pytest.raises(OSError, match="metadata DB gone"):
+        asyncio.run(sender.run(todo))
+    assert 0 < sender.started < len(todo)
+    reread = SendRecord(TaskKey("d", "r", "t"), store=record.store)
+    for slot, _ in todo[sender.started :]:
+        assert reread.prior(slot) is None  # never sent: the next try sends it
