@@ -76,6 +76,25 @@ class RawResponse:
         return None
 
 
+class CappedBody:
+    """An answer's body as a client reads it in chunks, kept up to :data:`MAX_ANSWER_BYTES`."""
+
+    def __init__(self) -> None:
+        self._chunks: list[bytes] = []
+        self._size = 0
+
+    def add(self, chunk: bytes) -> bool:
+        """Keep ``chunk`` (what fits of it); False once the cap is passed: stop reading."""
+        self._size += len(chunk)
+        over = self._size - MAX_ANSWER_BYTES
+        self._chunks.append(chunk[: len(chunk) - over] if over > 0 else chunk)
+        return over <= 0
+
+    @property
+    def body(self) -> bytes:
+        return b"".join(self._chunks)
+
+
 def capped_answer(
     operation: Operation, status: int, body: bytes, headers: Mapping[str, str], *, complete: bool
 ) -> RawResponse:

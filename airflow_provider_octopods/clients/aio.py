@@ -32,7 +32,7 @@ from airflow_provider_octopods.api import protocol
 from airflow_provider_octopods.api.decision import Stage, transport_error
 from airflow_provider_octopods.api.errors import OctopodsError, OctopodsRateLimitError
 from airflow_provider_octopods.api.models import MessageId, MessageStatus, SendRequest, SendResult
-from airflow_provider_octopods.api.protocol import MAX_ANSWER_BYTES
+from airflow_provider_octopods.api.protocol import MAX_ANSWER_BYTES  # noqa: F401  # the cap, as read here
 from airflow_provider_octopods.api.retry import RetryingCall, RetryPolicy, Wait
 from airflow_provider_octopods.api.settings import ClientSettings
 from airflow_provider_octopods.api.transport import deadline_passed, failure_from_exception
@@ -192,15 +192,11 @@ class AsyncOctopodsClient:
 
 async def _read_capped(content: aiohttp.StreamReader) -> tuple[bytes, bool]:
     """The body, up to :data:`MAX_ANSWER_BYTES`; and whether that was all of it."""
-    chunks: list[bytes] = []
-    size = 0
+    read = protocol.CappedBody()
     while chunk := await content.readany():
-        size += len(chunk)
-        if size > MAX_ANSWER_BYTES:
-            chunks.append(chunk[: len(chunk) - (size - MAX_ANSWER_BYTES)])
-            return b"".join(chunks), False
-        chunks.append(chunk)
-    return b"".join(chunks), True
+        if not read.add(chunk):
+            return read.body, False
+    return read.body, True
 
 
 def _while_connecting(exc: BaseException) -> bool:

@@ -124,20 +124,16 @@ class OctopodsClient:
 
 def _read_capped(response: requests.Response, deadline: _Deadline) -> tuple[bytes, bool]:
     """The body, decompressed, up to :data:`protocol.MAX_ANSWER_BYTES`; and whether that was all."""
-    chunks: list[bytes] = []
-    size = 0
+    read = protocol.CappedBody()
     for chunk in response.iter_content(_CHUNK_BYTES):
         if deadline.expired:
             raise TimeoutError("the try's deadline passed")
-        size += len(chunk)
-        if size > protocol.MAX_ANSWER_BYTES:
-            chunks.append(chunk[: len(chunk) - (size - protocol.MAX_ANSWER_BYTES)])
-            return b"".join(chunks), False
-        chunks.append(chunk)
+        if not read.add(chunk):
+            return read.body, False
     if deadline.expired:
         # The socket was shut down mid-answer: what was read may look complete but is not.
         raise TimeoutError("the try's deadline passed")
-    return b"".join(chunks), True
+    return read.body, True
 
 
 class _Deadline:

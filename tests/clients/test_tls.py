@@ -10,7 +10,6 @@ import ipaddress
 import json
 import ssl
 import threading
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -87,14 +86,6 @@ class TlsApi:
     def settings(self, ca_bundle: Path | None = None) -> ClientSettings:
         extra = {"ca_bundle": str(ca_bundle)} if ca_bundle else {}
         return settings_from_connection("octopods_default", host=self.url, password=KEY, extra=extra)
-
-
-@pytest.fixture
-def api(tmp_path: Path) -> Iterator[TlsApi]:
-    server = TlsApi(tmp_path)
-    yield server
-    server.server.shutdown()
-    server.server.server_close()
 
 
 def send_sync(settings: ClientSettings) -> object:
