@@ -56,6 +56,7 @@ ACCEPTED = "accepted"
 OPERATOR_SLOT = "operator"
 UNREADABLE = "unreadable"
 SHARD_SIZE = 500
+_CONTENT_CHARS = 24
 
 
 class RecordStore(Protocol):
@@ -240,7 +241,7 @@ class SendRecord:
             self._loaded()
             digest = self._keyed.copy()  # the same as a new HMAC with the salt, without re-keying it
         digest.update(f"{request.phone}\0{request.body}".encode())
-        return str(digest.hexdigest()[:24])
+        return str(digest.hexdigest()[:_CONTENT_CHARS])
 
     def next_slot(self, request: SendRequest) -> str:
         """The slot of the next send of ``request`` in this try, counting deliberate repeats.
@@ -289,9 +290,8 @@ class SendRecord:
             now = int(time.time())
             for slot, request in slots:
                 entry: list[Any] = [INTENT, self.try_number, mask_phone(request.phone), now]
-                content = self.content(request)
-                if not slot.startswith(f"{content}#"):  # a slot named by its content needs no copy of it
-                    entry += [None, None, None, content]
+                if not _named_by_content(slot):  # such a slot needs no copy of its content
+                    entry += [None, None, None, self.content(request)]
                 self._put(slot, entry)
             self._save()
 
@@ -377,6 +377,12 @@ class SendRecord:
                 } | value
             self.store.save(self._shard_key(index), value, description=description)
         self._dirty = set()
+
+
+def _named_by_content(slot: str) -> bool:
+    """Whether ``slot`` is ``<content>#<n>`` (:meth:`SendRecord.next_slot`, a batch's rows), the
+    content of the request sent in it: 24 hex digits, as :meth:`SendRecord.content` makes them."""
+    return len(slot) > _CONTENT_CHARS + 1 and slot[_CONTENT_CHARS] == "#" and slot[_CONTENT_CHARS + 1 :].isdecimal()
 
 
 def _fields(entry: Any) -> list[Any] | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 _DIGITS = re.compile(r"\d")
 
@@ -16,7 +17,10 @@ def mask_phone(phone: object, *, keep_last: int = 3) -> str:
     if not isinstance(phone, str) or not phone:
         return "***"
     text = phone.strip()
-    digits = [c for c in text if c.isdigit()]
+    if text[:1] == "+" and text[1:].isdecimal() and text.isascii():  # E.164, as every number sent
+        digits: Sequence[str] = text[1:]
+    else:
+        digits = [c for c in text if c.isdigit()]
     if len(digits) <= keep_last + 1:
         return "*" * len(text)
     country = _country_code(text) if text.startswith("+") else ""
@@ -29,7 +33,7 @@ def _country_code(e164: str) -> str:
     so the first prefix that is one is the code (a dict lookup; parsing the number costs 40 µs)."""
     from phonenumbers import COUNTRY_CODE_TO_REGION_CODE
 
-    digits = "".join(_DIGITS.findall(e164))
+    digits = e164[1:] if e164[1:].isdecimal() and e164.isascii() else "".join(_DIGITS.findall(e164))
     for length in (1, 2, 3):
         if digits[:length] and int(digits[:length]) in COUNTRY_CODE_TO_REGION_CODE:
             return digits[:length]

@@ -135,7 +135,7 @@ def encode_send(request: SendRequest) -> bytes:
     return json.dumps(request.to_payload(), ensure_ascii=False).encode("utf-8")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ApiCall(Generic[T]):
     """One call, fully described: what a transport sends, and how the answer is read."""
 
@@ -143,9 +143,14 @@ class ApiCall(Generic[T]):
     method: str
     url: str
     body: bytes | None
-    what: str  # for log lines: no key, phone masked
+    describe: Callable[[], str]  # for log lines: no key, phone masked (made only when logged)
     parse: Callable[[RawResponse], T]
     error: Callable[[RawResponse], OctopodsError]
+
+    @property
+    def what(self) -> str:
+        """The call in a few words, for log lines."""
+        return self.describe()
 
 
 def send_call(base_url: str, request: SendRequest) -> ApiCall[SendResult]:
@@ -155,7 +160,7 @@ def send_call(base_url: str, request: SendRequest) -> ApiCall[SendResult]:
         "POST",
         send_url(base_url),
         encode_send(request),
-        f"send to {mask_phone(request.phone)}",
+        lambda: f"send to {mask_phone(request.phone)}",
         lambda response: parse_send_response(response, request),
         lambda response: error_from_response(response, Operation.SEND),
     )
@@ -168,7 +173,7 @@ def status_call(base_url: str, message_id: MessageId) -> ApiCall[MessageStatus]:
         "GET",
         status_url(base_url, message_id),
         None,
-        f"status of message {message_id}",
+        lambda: f"status of message {message_id}",
         lambda response: parse_status_response(response, message_id),
         lambda response: error_from_response(response, Operation.STATUS, message_id=message_id),
     )

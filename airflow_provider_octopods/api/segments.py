@@ -11,11 +11,12 @@ _GSM7_BASIC = frozenset(
     "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
 )
 _GSM7_EXTENSION = frozenset("^{}\\[~]|€\f")
+_GSM7 = _GSM7_BASIC | _GSM7_EXTENSION
 
 
 def is_gsm7(char: str) -> bool:
     """Whether ``char`` can be sent without switching the message to UCS-2."""
-    return char in _GSM7_BASIC or char in _GSM7_EXTENSION
+    return char in _GSM7
 
 
 class Encoding(str, Enum):
@@ -41,8 +42,9 @@ def count_segments(body: str) -> SegmentInfo:
     Any character outside GSM-7 switches the whole message to UCS-2: 70 in one SMS, 67 per part,
     counted in UTF-16 code units (an emoji is two).
     """
-    if all(c in _GSM7_BASIC or c in _GSM7_EXTENSION for c in body):
-        units = sum(2 if c in _GSM7_EXTENSION else 1 for c in body)
+    characters = set(body)
+    if characters <= _GSM7:
+        units = len(body) + sum(body.count(c) for c in characters & _GSM7_EXTENSION)
         return SegmentInfo(_parts(units, 160, 153), Encoding.GSM7, units)
     units = len(body.encode("utf-16-le")) // 2
     return SegmentInfo(_parts(units, 70, 67), Encoding.UCS2, units)

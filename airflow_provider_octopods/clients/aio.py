@@ -175,7 +175,7 @@ class AsyncOctopodsClient:
                     body, complete = await _read_capped(response.content)
                     if not complete:
                         response.close()
-                    status, headers = response.status, dict(response.headers)
+                    status, headers = response.status, response.headers
             except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
                 if type(exc) in (asyncio.TimeoutError, TimeoutError):
                     # aiohttp's own timeouts are subclasses; the bare class is the try's total.

@@ -2,9 +2,11 @@
 limiter), and the send record written off the event loop.
 
 ``max_in_flight`` workers take the sends in order. Intents are recorded ahead of them: each write
-tops the intents not yet started up to twice ``max_in_flight`` (at most twice ``chunk_size``), and
-is made while the sends before it still go out (once half a group is left), so that the workers
-seldom wait for the record and no more than twice ``max_in_flight`` intents are ever ahead. Results are
+tops the intents not yet started up to a *lead*, and is made while the sends before it still go
+out (once a quarter of the lead is left), so that the workers seldom wait for the record. The lead
+is twice ``max_in_flight`` (at most twice ``chunk_size``); when the record's writes are slow for the
+rate the sends go at, it grows to cover four writes' time of sends, but never past one second of
+sends nor twice ``chunk_size``. Results are
 recorded with the next write of intents, or with one write per ``chunk_size`` answers (or every
 second) when no write of intents comes first, also while sending goes on.
 A send that provably did not go out has its intent dropped, so a later try sends it; a send that
@@ -13,14 +15,15 @@ may have gone out keeps its intent and is reported as unknown.
 :meth:`BatchSender.stop` (from any thread) ends the batch cleanly: no new request starts, the
 requests in flight finish, and what they did is recorded (the client, given the same stop flag,
 gives up requests still waiting for their pacing slot or a retry). A process killed outright
-leaves in doubt at most the intents written ahead (twice ``max_in_flight``), the requests in
-flight and the answers of the last second: a later try reports those as unknown and does not
-send them.
+leaves in doubt at most the intents written ahead (the lead: twice ``max_in_flight``, or up to one
+second of sends), the requests in flight and the answers of the last second: a later try reports
+those as unknown and does not send them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -89,6 +92,8 @@ class BatchSender:
         self._intended = 0
         self._group = max(1, min(chunk_size, max_in_flight))
         self._failed: BaseException | None = None
+        self._write_seconds = 0.0
+        self._rate = 0.0
 
     def stop(self) -> None:
         """Start no new request (thread-safe); the ones in flight finish and are recorded."""
@@ -140,14 +145,19 @@ class BatchSender:
     async def _write_intents(self, todo: list[tuple[str, PlannedSend]]) -> None:
         """Record intents ahead of the sends: once half a group of recorded intents is left
         unstarted, top them up to two groups."""
+        last_write, started_then = time.monotonic(), 0
         try:
             while self._intended < len(todo) and self._go_on(todo):
                 unstarted = self._intended - self._started
-                if unstarted > self._group // 2:
+                if unstarted > self._lead() // 4:
                     self._wanted.clear()
                     await self._wanted.wait()
                     continue
-                ahead = todo[self._intended : self._intended + 2 * self._group - unstarted]
+                now = time.monotonic()
+                if now > last_write and self._intended:
+                    self._rate = (self._started - started_then) / (now - last_write)
+                last_write, started_then = now, self._started
+                ahead = todo[self._intended : self._intended + self._lead() - unstarted]
                 if self.record is not None:
                     intents = [(slot, send.request) for slot, send in ahead]
                     try:
@@ -160,6 +170,7 @@ class BatchSender:
                         # never sent, and must be dropped from the record as such.
                         self._not_sent.extend(slot for slot, _ in ahead)
                         raise
+                self._write_seconds = time.monotonic() - now
                 self._intended += len(ahead)
                 self._written.set()
                 self._written = asyncio.Event()
@@ -168,6 +179,12 @@ class BatchSender:
         finally:
             self._written.set()
 
+    def _lead(self) -> int:
+        """How many intents to keep written ahead of the sends (see the module docstring)."""
+        floor = 2 * self._group
+        cap = min(2 * max(self.chunk_size, self._group), max(floor, int(self._rate)))
+        return max(floor, min(math.ceil(4 * self._rate * self._write_seconds), cap))
+
     async def _work(self, todo: list[tuple[str, PlannedSend]], emit: Callable[[Sent], None]) -> None:
         while self._go_on(todo):
             if self._started >= self._intended:
@@ -175,7 +192,7 @@ class BatchSender:
                 continue
             slot, send = todo[self._started]
             self._started += 1
-            if self._intended - self._started <= self._group // 2:
+            if self._intended - self._started <= self._lead() // 4:
                 self._wanted.set()
             sent = await self._one(slot, send)
             try:

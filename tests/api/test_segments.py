@@ -26,3 +26,23 @@ from airflow_provider_octopods.api.segments import Encoding, count_segments
 def test_segments(body: str, segments: int, encoding: Encoding, units: int) -> None:
     info = count_segments(body)
     assert (info.segments, info.encoding, info.units) == (segments, encoding, units)
+
+
+def test_segments_agree_with_counting_character_by_character() -> None:
+    """The counting by character sets gives what counting each character gives."""
+    import random
+
+    from airflow_provider_octopods.api.segments import is_gsm7
+
+    extension = "^{}\\[~]|€\f"
+    alphabet = "aZ09 @£ÄñÑ\n" + extension + "çú✓🙂"
+    rng = random.Random(7)
+    for _ in range(2000):
+        body = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 400)))
+        if all(is_gsm7(c) for c in body):
+            units, single, per_part, encoding = sum(2 if c in extension else 1 for c in body), 160, 153, Encoding.GSM7
+        else:
+            units, single, per_part, encoding = len(body.encode("utf-16-le")) // 2, 70, 67, Encoding.UCS2
+        segments = 1 if units <= single else -(-units // per_part)
+        info = count_segments(body)
+        assert (info.segments, info.encoding, info.units) == (segments, encoding, units), body

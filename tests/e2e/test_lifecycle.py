@@ -98,7 +98,8 @@ def test_a_worker_killed_mid_batch_is_retried_and_no_recipient_gets_two_sms(
     received = Counter(bodies(slow_sandbox, "Kill check"))
     assert max(received.values()) == 1  # no recipient got two
     assert report["accepted"] + report["unknown"] == 300
-    # in doubt: intents written ahead (2 x max_in_flight) and results not yet written (<= 1 s at 20/s)
-    assert report["unknown"] <= 2 * 4 + 20
+    # in doubt: intents written ahead (2 x max_in_flight, or up to 1 s of sends when the record's
+    # writes are slow) and results not yet written (<= 1 s at 20/s)
+    assert report["unknown"] <= max(2 * 4, 20) + 20
     assert report["accepted"] <= len(received) <= 300
     assert received_at_kill < 300 - report["unknown"] <= len(received)  # the retry sent the rest
