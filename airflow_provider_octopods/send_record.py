@@ -189,6 +189,7 @@ class SendRecord:
         self._keyed: Any = None
         self._unreadable = False
         self._occurrences: dict[str, int] = {}
+        self._masked: dict[str, str] = {}
         self._lock = threading.RLock()
         self.writes = 0
 
@@ -222,7 +223,7 @@ class SendRecord:
         index = self._loaded().get(slot)
         return None if index is None else self._shards[index].get(slot)
 
-    def _put(self, slot: str, entry: list[Any]) -> None:
+    def _put(self, slot: str, entry: tuple[Any, ...]) -> None:
         """Set ``slot``'s entry, in its shard or, for a new slot, in the last shard with room."""
         shard_of = self._loaded()
         index = shard_of.get(slot)
@@ -289,10 +290,12 @@ class SendRecord:
             self._settle(accepted, not_sent)
             now = int(time.time())
             for slot, request in slots:
-                entry: list[Any] = [INTENT, self.try_number, mask_phone(request.phone), now]
-                if not _named_by_content(slot):  # such a slot needs no copy of its content
-                    entry += [None, None, None, self.content(request)]
-                self._put(slot, entry)
+                masked = mask_phone(request.phone)
+                masked = self._masked.setdefault(masked, masked)  # few distinct ones: shared, not one a row
+                if _named_by_content(slot):  # such a slot needs no copy of its content
+                    self._put(slot, (INTENT, self.try_number, masked, now))
+                else:
+                    self._put(slot, (INTENT, self.try_number, masked, now, None, None, None, self.content(request)))
             self._save()
 
     def accept(self, results: Iterable[tuple[str, SendResult]]) -> None:
@@ -327,7 +330,7 @@ class SendRecord:
                 ]
                 while entry[-1] is None:
                     entry.pop()
-                self._put(slot, entry)
+                self._put(slot, tuple(entry))
             for slot in not_sent:
                 index = shard_of.pop(slot, None)
                 if index is not None:
@@ -387,8 +390,8 @@ def _named_by_content(slot: str) -> bool:
 
 def _fields(entry: Any) -> list[Any] | None:
     """An entry as its eight fields (see the module docstring), whichever way it was written."""
-    if isinstance(entry, list) and entry:
-        return entry + [None] * (8 - len(entry))
+    if isinstance(entry, (list, tuple)) and entry:
+        return [*entry, *[None] * (8 - len(entry))]
     if isinstance(entry, Mapping):  # written as an object by an earlier version
         return [
             entry.get("state"),

@@ -6,7 +6,6 @@ import re
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from enum import Enum
-from functools import cached_property
 from typing import Any
 
 from airflow_provider_octopods.api.errors import OctopodsMalformedAnswerError
@@ -114,7 +113,7 @@ def _repr_with_masked_phone(obj: Any) -> str:
     return f"{type(obj).__name__}({', '.join(shown)})"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SendRequest:
     """A validated send: build it with :func:`airflow_provider_octopods.api.build_send_request`."""
 
@@ -123,11 +122,16 @@ class SendRequest:
     destination_user_name: str | None = None
     open_intercom_conversation: bool | None = None
     intercom_teammate_id: str | None = None
+    # Slots, no instance dict: a batch of 100,000 rows holds 100,000 of these.
+    _segments: SegmentInfo | None = field(default=None, init=False, repr=False, compare=False)
 
-    @cached_property
+    @property
     def segment_info(self) -> SegmentInfo:
         """How the body will be billed (segments, encoding); computed once per request."""
-        return count_segments(self.body)
+        if self._segments is None:
+            object.__setattr__(self, "_segments", count_segments(self.body))
+        assert self._segments is not None
+        return self._segments
 
     def to_payload(self) -> dict[str, Any]:
         """The JSON body of ``POST /api/v1/sms/messages``; optional fields only when set."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+from functools import lru_cache
 
 # GSM 03.38 basic character set; the extension characters below cost two septets each.
 _GSM7_BASIC = frozenset(
@@ -26,7 +27,7 @@ class Encoding(str, Enum):
     UCS2 = "UCS-2"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SegmentInfo:
     """How a body will be billed: ``segments`` parts in ``encoding``, ``units`` characters long."""
 
@@ -45,9 +46,16 @@ def count_segments(body: str) -> SegmentInfo:
     characters = set(body)
     if characters <= _GSM7:
         units = len(body) + sum(body.count(c) for c in characters & _GSM7_EXTENSION)
-        return SegmentInfo(_parts(units, 160, 153), Encoding.GSM7, units)
-    units = len(body.encode("utf-16-le")) // 2
-    return SegmentInfo(_parts(units, 70, 67), Encoding.UCS2, units)
+        return _info(units, Encoding.GSM7)
+    return _info(len(body.encode("utf-16-le")) // 2, Encoding.UCS2)
+
+
+@lru_cache(maxsize=4096)
+def _info(units: int, encoding: Encoding) -> SegmentInfo:
+    """One shared (immutable) instance per length and encoding: a batch's rows hold few distinct ones."""
+    if encoding is Encoding.GSM7:
+        return SegmentInfo(_parts(units, 160, 153), encoding, units)
+    return SegmentInfo(_parts(units, 70, 67), encoding, units)
 
 
 def _parts(units: int, single: int, per_part: int) -> int:
