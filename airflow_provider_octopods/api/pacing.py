@@ -13,6 +13,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from airflow_provider_octopods.api.errors import OctopodsValidationError
 from airflow_provider_octopods.api.validation import positive_number
@@ -20,6 +21,14 @@ from airflow_provider_octopods.api.validation import positive_number
 DEFAULT_MAX_BURST = 5
 RECOVER_SECONDS = 10.0
 _FLOAT_SLACK = 1e-9
+
+
+@dataclass(frozen=True, slots=True)
+class Booking:
+    """A request slot: the ``number``-th booked (from 0), to start at ``start`` on the limiter's clock."""
+
+    number: int
+    start: float
 
 
 class RateLimiter:
@@ -67,6 +76,7 @@ class RateLimiter:
         self._theoretical = -math.inf
         self._not_before = -math.inf
         self._recent: deque[float] = deque(maxlen=self.max_per_window)
+        self._booked = 0
         self._lock = threading.Lock()
 
     def _burst(self, burst: int | None) -> int:
@@ -88,6 +98,12 @@ class RateLimiter:
 
         The caller must wait that long and then start its request; it never sleeps here.
         """
+        booking = self.book()
+        return max(booking.start - self._clock(), 0.0)
+
+    def book(self) -> Booking:
+        """Book the next request slot (what :meth:`reserve` does), returning the slot itself: a
+        caller that may wake up late tells :meth:`started_late` when it does."""
         with self._lock:
             now = self._clock()
             if self.adaptive and self.per_second < self._highest and now - self._steady_since >= RECOVER_SECONDS:
@@ -104,7 +120,23 @@ class RateLimiter:
                 start = max(start, self._recent[0] + 1.0)
             self._theoretical = max(self._theoretical, start) + self._interval
             self._recent.append(start)
-            return start - now
+            self._booked += 1
+            return Booking(self._booked - 1, start)
+
+    def started_late(self, booking: Booking) -> bool:
+        """Whether ``booking``'s request may still start now, after its slot.
+
+        It may while no later booking relies on its slot's time: until ``max_per_window`` more are
+        booked, the one-second window guard takes the start as made instead (the booking that many
+        later is then at least a second after it), so late starts never bunch up with on-time ones.
+        Later than that, False: the caller books another slot.
+        """
+        with self._lock:
+            index = booking.number - (self._booked - len(self._recent))
+            if index < 0:
+                return False
+            self._recent[index] = max(self._recent[index], self._clock())
+            return True
 
     def now(self) -> float:
         """The limiter's clock, to tell whether a caller started at the time it booked."""

@@ -44,7 +44,6 @@ if TYPE_CHECKING:
     from airflow_provider_octopods.api.pacing import RateLimiter
 
 T = TypeVar("T")
-LATE_START_SECONDS = 0.003
 
 
 class AsyncOctopodsClient:
@@ -126,15 +125,15 @@ class AsyncOctopodsClient:
             await self._sleep(outcome.delay)
 
     async def _paced(self, limiter: RateLimiter) -> None:
-        """Wait for a start slot; a slot woken up late (the event loop was busy) is given up and
-        another booked, because late starts bunch up with on-time ones as the server counts them."""
+        """Wait for a start slot. Woken up late (the event loop was busy), the request starts if
+        the limiter can still count it as made (see ``RateLimiter.started_late``), else another
+        slot is booked: late starts must not bunch up with on-time ones as the server counts them."""
         while True:
-            pause = limiter.reserve()
-            if pause <= 0:
-                return
-            booked = limiter.now() + pause
-            await self._sleep(pause)
-            if limiter.now() - booked <= LATE_START_SECONDS:
+            booking = limiter.book()
+            pause = booking.start - limiter.now()
+            if pause > 0:
+                await self._sleep(pause)
+            if limiter.now() <= booking.start or limiter.started_late(booking):
                 return
 
     def _session(self) -> aiohttp.ClientSession:

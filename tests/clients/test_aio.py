@@ -527,7 +527,7 @@ def test_session_opens_on_first_use_without_async_with() -> None:
     assert asyncio.run(main()).status.value == "delivered"
 
 
-def test_a_slot_woken_up_late_is_given_up_and_another_booked() -> None:
+def test_a_slot_woken_up_late_starts_and_the_window_counts_it_as_made() -> None:
     clock = Clock()
     limiter = RateLimiter(2, burst=1, clock=clock)
     limiter.reserve()  # someone took the slot at 0: the next one is at 0.5
@@ -537,6 +537,23 @@ def test_a_slot_woken_up_late_is_given_up_and_another_booked() -> None:
 
     _, seen, sleeps = run(lambda c: c.get_status(42), DELIVERED, limiter=limiter, clock=clock, between=busy_loop)
     assert len(seen) == 1
-    # The late start would have bunched up with on-time ones: a new slot, at 1.0, is booked.
-    assert sleeps == pytest.approx([0.5, 0.3])
-    assert clock.now == pytest.approx(1.0)
+    assert sleeps == pytest.approx([0.5])  # started at 0.7, 0.2 s late, without booking another slot
+    assert clock.now == pytest.approx(0.7)
+    # The start at 0.7, not the slot at 0.5, bounds the window: at most 2 starts in any second.
+    assert [limiter.book().start for _ in range(2)] == pytest.approx([1.0, 1.7])
+
+
+def test_a_slot_woken_up_after_later_bookings_relied_on_it_is_given_up_and_another_booked() -> None:
+    clock = Clock()
+    limiter = RateLimiter(2, burst=1, clock=clock)
+    limiter.reserve()  # someone took the slot at 0: the next one is at 0.5
+
+    async def busy_loop(api: ScriptedApi, client: AsyncOctopodsClient) -> None:
+        limiter.reserve()  # two more callers booked 1.0 and 1.5 meanwhile; the one at 1.5 is a
+        limiter.reserve()  # second after the slot at 0.5, and would not be after a start at 0.7
+        clock.now += 0.2
+
+    _, seen, sleeps = run(lambda c: c.get_status(42), DELIVERED, limiter=limiter, clock=clock, between=busy_loop)
+    assert len(seen) == 1
+    assert sleeps == pytest.approx([0.5, 1.3])  # a new slot, at 2.0, is booked
+    assert clock.now == pytest.approx(2.0)

@@ -226,3 +226,29 @@ def test_cli_serves_and_logs_masked_without_keys() -> None:
     assert "5551234567" not in output
     assert KEY not in first + output
     assert "accepted 1 message(s)" in output
+
+
+def test_the_standalone_server_keeps_what_it_stores_out_of_full_collections() -> None:
+    """Stored messages are frozen every few seconds: a full collection over thousands of them
+    would stall the server and make its peak-rate meter see evenly paced requests as bunched."""
+    import gc
+    import threading
+
+    from airflow_provider_octopods.sandbox.cli import keep_stored_objects_frozen
+
+    stop = threading.Event()
+    stored = [{"message": [n]} for n in range(1000)]  # alive and tracked, as the sandbox's store keeps them
+    assert gc.get_freeze_count() == 0
+    worker = threading.Thread(target=keep_stored_objects_frozen, args=(stop, 0.01))
+    worker.start()
+    try:
+        deadline = time.monotonic() + 5
+        while gc.get_freeze_count() < len(stored) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        frozen = gc.get_freeze_count()
+    finally:
+        stop.set()
+        worker.join(5)
+        gc.unfreeze()
+    assert frozen >= 2 * len(stored)  # the rows and their lists, out of the collector's reach
+    assert not worker.is_alive()  # it ends with the server
