@@ -283,19 +283,26 @@ class SendRecord:
         slots: Iterable[tuple[str, SendRequest]],
         accepted: Iterable[tuple[str, SendResult]] = (),
         not_sent: Iterable[str] = (),
+        *,
+        named_by_content: bool = False,
     ) -> None:
         """Record the intent to send each ``(slot, request)``, and what :meth:`settle` would record
-        of ``accepted`` and ``not_sent``; one write for all of them."""
+        of ``accepted`` and ``not_sent``; one write for all of them.
+
+        :param named_by_content: the caller made every slot as ``f"{content(request)}#{n}"`` (a
+            batch does), so the record need not hash each request again to tell.
+        """
         with self._lock:
             self._settle(accepted, not_sent)
             now = int(time.time())
             for slot, request in slots:
                 masked = mask_phone(request.phone)
                 masked = self._masked.setdefault(masked, masked)  # few distinct ones: shared, not one a row
-                if _named_by_content(slot):  # such a slot needs no copy of its content
+                content = None if named_by_content else self.content(request)
+                if content is None or slot.startswith(f"{content}#"):  # such a slot needs no copy of it
                     self._put(slot, (INTENT, self.try_number, masked, now))
                 else:
-                    self._put(slot, (INTENT, self.try_number, masked, now, None, None, None, self.content(request)))
+                    self._put(slot, (INTENT, self.try_number, masked, now, None, None, None, content))
             self._save()
 
     def accept(self, results: Iterable[tuple[str, SendResult]]) -> None:
@@ -380,12 +387,6 @@ class SendRecord:
                 } | value
             self.store.save(self._shard_key(index), value, description=description)
         self._dirty = set()
-
-
-def _named_by_content(slot: str) -> bool:
-    """Whether ``slot`` is ``<content>#<n>`` (:meth:`SendRecord.next_slot`, a batch's rows), the
-    content of the request sent in it: 24 hex digits, as :meth:`SendRecord.content` makes them."""
-    return len(slot) > _CONTENT_CHARS + 1 and slot[_CONTENT_CHARS] == "#" and slot[_CONTENT_CHARS + 1 :].isdecimal()
 
 
 def _fields(entry: Any) -> list[Any] | None:

@@ -231,6 +231,20 @@ def test_operator_slot_with_changed_content_is_sent_as_a_new_message(
     assert requests_mock.call_count == 2
 
 
+def test_a_slot_of_the_users_that_looks_like_a_content_hash_is_still_sent_once(
+    octopods_conn: str, requests_mock: requests_mock.Mocker, store: MemoryStore
+) -> None:
+    """Only a batch vouches that its slots are named by their content: any other slot keeps the
+    content it was sent with, however it looks (here an id of the user's, 24 hex digits and #1)."""
+    requests_mock.post(SEND_URL, status_code=201, json={"message_id": 1})
+    slot = "64b7f0c2a9e1d3f4b5a6c7d8#1"
+    hook = OctopodsHook()
+    assert hook.send(build_send_request("+15551234567", "Hi"), slot=slot).message_id == 1
+    store.new_try()  # type: ignore[attr-defined]
+    assert hook.send(build_send_request("+15551234567", "Hi"), slot=slot).message_id == 1
+    assert requests_mock.call_count == 1
+
+
 def test_user_retry_inside_one_try_sends_once_after_a_not_sent_failure(
     octopods_conn: str, requests_mock: requests_mock.Mocker, store: MemoryStore
 ) -> None:

@@ -122,16 +122,12 @@ class SendRequest:
     destination_user_name: str | None = None
     open_intercom_conversation: bool | None = None
     intercom_teammate_id: str | None = None
-    # Slots, no instance dict: a batch of 100,000 rows holds 100,000 of these.
-    _segments: SegmentInfo | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def segment_info(self) -> SegmentInfo:
-        """How the body will be billed (segments, encoding); computed once per request."""
-        if self._segments is None:
-            object.__setattr__(self, "_segments", count_segments(self.body))
-        assert self._segments is not None
-        return self._segments
+        """How the body will be billed (segments, encoding). Counted at each call (a few µs): a
+        cache would need an instance dict, and a batch of 100,000 rows holds 100,000 requests."""
+        return count_segments(self.body)
 
     def to_payload(self) -> dict[str, Any]:
         """The JSON body of ``POST /api/v1/sms/messages``; optional fields only when set."""

@@ -34,11 +34,13 @@ class Booking:
 class RateLimiter:
     """A token bucket with a sliding one-second window guard.
 
-    Guarantee: in any one-second window, at most ``floor(per_second)`` request starts (at least 1),
-    of which at most ``burst`` back to back; over longer periods, ``per_second`` on average. Slots
-    are booked in time order, so callers that each start at their booked time start in turn. With
-    ``burst=1`` every start is an interval after the one before, whenever it was booked: a caller
-    that starts a few milliseconds late then cannot bunch up with the next one.
+    Guarantee: in any one-second window, at most ``floor(per_second)`` request starts (at least 1);
+    over longer periods, ``per_second`` on average. Slots are booked in time order, at most
+    ``burst`` back to back; with ``burst=1`` each slot is an interval after the one before. Callers
+    that start at their booked times start in turn. A caller that starts late tells
+    :meth:`started_late`, which counts its start as made in the one-second window (or refuses it):
+    the one-second guarantee then holds for the starts as made, though a late start may come
+    right next to an on-time one.
 
     :param per_second: the allowed request rate, e.g. ``10`` or ``0.5`` (one every two seconds).
     :param burst: how many requests may start at once after an idle period; default

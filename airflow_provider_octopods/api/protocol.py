@@ -143,7 +143,7 @@ class ApiCall(Generic[T]):
     method: str
     url: str
     body: bytes | None
-    describe: Callable[[], str]  # for log lines: no key, phone masked (made only when logged)
+    describe: Callable[[], str]  # for log lines: no key, phone masked (made only when a line needs it)
     parse: Callable[[RawResponse], T]
     error: Callable[[RawResponse], OctopodsError]
 

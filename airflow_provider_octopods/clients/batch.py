@@ -23,6 +23,7 @@ those as unknown and does not send them.
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 import threading
 import time
@@ -63,6 +64,8 @@ class BatchSender:
     :param chunk_size: answers recorded with one write (and the most intents in one write).
     :param on_sent: called on the event loop with each send's outcome as it settles; without it,
         :meth:`run` returns the outcomes.
+    :param named_by_content: every slot is ``f"{record.content(request)}#{n}"`` (see
+        ``SendRecord.begin``).
     """
 
     def __init__(
@@ -75,6 +78,7 @@ class BatchSender:
         to_thread: Callable[..., Any] = asyncio.to_thread,
         stop: threading.Event | None = None,
         on_sent: Callable[[Sent], None] | None = None,
+        named_by_content: bool = False,
     ) -> None:
         self.client = client
         self.record = record
@@ -83,6 +87,7 @@ class BatchSender:
         self._to_thread = to_thread
         self._stopping = stop or threading.Event()
         self._on_sent = on_sent
+        self._named_by_content = named_by_content
         self.done = 0
         self._accepted: list[tuple[str, SendResult]] = []
         self._not_sent: list[str] = []
@@ -143,28 +148,32 @@ class BatchSender:
         return self._started < len(todo) and not self.stopping and not self._closing and self._failed is None
 
     async def _write_intents(self, todo: list[tuple[str, PlannedSend]]) -> None:
-        """Record intents ahead of the sends: once half a group of recorded intents is left
-        unstarted, top them up to two groups."""
-        last_write, started_then = time.monotonic(), 0
+        """Record intents ahead of the sends: once a quarter of the lead is left unstarted, top
+        them up to the lead."""
+        last_write, done_then = time.monotonic(), 0
         try:
             while self._intended < len(todo) and self._go_on(todo):
                 unstarted = self._intended - self._started
-                if unstarted > self._lead() // 4:
+                lead = self._lead()
+                if unstarted > lead // 4:
                     self._wanted.clear()
                     await self._wanted.wait()
                     continue
                 now = time.monotonic()
                 if now > last_write and self._intended:
-                    self._rate = (self._started - started_then) / (now - last_write)
-                last_write, started_then = now, self._started
-                ahead = todo[self._intended : self._intended + self._lead() - unstarted]
+                    self._rate = self._sending_rate((self.done - done_then) / (now - last_write))
+                last_write, done_then = now, self.done
+                ahead = todo[self._intended : self._intended + lead - unstarted]
                 if self.record is not None:
                     intents = [(slot, send.request) for slot, send in ahead]
+                    begin = self.record.begin
+                    if self._named_by_content:
+                        begin = functools.partial(begin, named_by_content=True)
                     try:
                         if self._flushing is None:  # the answers so far go with the same write
-                            await self._write(self.record.begin, intents)
+                            await self._write(begin, intents)
                         else:
-                            await self._to_thread(self.record.begin, intents)
+                            await self._to_thread(begin, intents)
                     except Exception:
                         # Kept in memory, these intents would be saved by a later write: they were
                         # never sent, and must be dropped from the record as such.
@@ -178,6 +187,13 @@ class BatchSender:
             self._failed = self._failed or err
         finally:
             self._written.set()
+
+    def _sending_rate(self, answered_per_second: float) -> float:
+        """The rate sends go at: the answers per second since the last write, at most the
+        client's rate limit (answers can come back bunched; requests taken by the workers but
+        still waiting for their pacing slot are not counted at all)."""
+        limiter = getattr(self.client, "rate_limiter", None)
+        return min(answered_per_second, limiter.per_second) if limiter is not None else answered_per_second
 
     def _lead(self) -> int:
         """How many intents to keep written ahead of the sends (see the module docstring)."""

@@ -361,6 +361,7 @@ class OctopodsSendBatchOperator(BaseOperator):
                     chunk_size=self.chunk_size,
                     stop=stop,
                     on_sent=settle,
+                    named_by_content=True,  # the slots _resume made
                 )
                 counter["sender"] = sender
                 await sender.run(todo)

@@ -171,3 +171,34 @@ def test_intents_whose_write_failed_are_not_saved_by_a_later_write() -> None:
     reread = SendRecord(TaskKey("d", "r", "t"), store=record.store)
     for slot, _ in todo[sender.started :]:
         assert reread.prior(slot) is None  # never sent: the next try sends it
+
+
+def test_with_a_rate_limit_the_intents_ahead_never_pass_one_second_of_its_sends() -> None:
+    """Answers can come back faster than the limit for a while; the lead still counts the rate
+    limit's sends, so a killed worker leaves at most one second of them in doubt."""
+    from airflow_provider_octopods.api.pacing import api_pacer
+
+    todo, record = slots_and_record()
+    store = record.store
+    assert isinstance(store, MemoryStore)
+    values = store.values
+    started: set[str] = set()
+    ahead: list[int] = []
+    slot_of = {id(send.request): slot for slot, send in todo}
+
+    class Limited(Client):
+        rate_limiter = api_pacer(20)  # 19.8/s; this client does not pace itself: answers come at once
+
+        async def send(self, request: SendRequest) -> SendResult:
+            started.add(slot_of[id(request)])
+            entries = values[record.key.store_key]["entries"]
+            ahead.append(len({s for s, e in entries.items() if e[0] == INTENT} - started))
+            return await super().send(request)
+
+    async def slow_write(function: Any, *args: Any) -> Any:
+        await asyncio.sleep(0.05)
+        return function(*args)
+
+    asyncio.run(BatchSender(Limited(), record, max_in_flight=4, chunk_size=50, to_thread=slow_write).run(todo))
+    assert len(started) == len(todo)
+    assert max(ahead) <= 19  # one second of 19.8/s (without the limit: up to 100, twice chunk_size)

@@ -233,22 +233,40 @@ def test_the_standalone_server_keeps_what_it_stores_out_of_full_collections() ->
     would stall the server and make its peak-rate meter see evenly paced requests as bunched."""
     import gc
     import threading
+    import weakref
 
     from airflow_provider_octopods.sandbox.cli import keep_stored_objects_frozen
 
+    def collected() -> set[int]:  # what the collector walks; frozen objects are not among them
+        return {id(o) for o in gc.get_objects()}
+
     stop = threading.Event()
     stored = [{"message": [n]} for n in range(1000)]  # alive and tracked, as the sandbox's store keeps them
-    assert gc.get_freeze_count() == 0
+
+    class Node:
+        other: object = None
+
+    garbage = Node()
+    garbage.other = garbage  # a cycle: freed only by a collection, kept for good if frozen
+    gone = weakref.ref(garbage)
+    before = gc.get_freeze_count()
+    assert id(stored[0]) in collected()
+    del garbage
     worker = threading.Thread(target=keep_stored_objects_frozen, args=(stop, 0.01))
     worker.start()
     try:
         deadline = time.monotonic() + 5
-        while gc.get_freeze_count() < len(stored) and time.monotonic() < deadline:
-            time.sleep(0.01)
-        frozen = gc.get_freeze_count()
+        while gc.get_freeze_count() <= before and time.monotonic() < deadline:
+            time.sleep(0.01)  # (not gc.get_objects(): its list would keep the cycle alive meanwhile)
+        stop.set()
+        worker.join(5)
+        walked = collected()
     finally:
         stop.set()
         worker.join(5)
-        gc.unfreeze()
-    assert frozen >= 2 * len(stored)  # the rows and their lists, out of the collector's reach
+        if before == 0:
+            gc.unfreeze()
+    assert id(stored[0]) not in walked  # frozen
+    assert id(stored[-1]["message"]) not in walked
+    assert gone() is None  # collected first, not frozen for good
     assert not worker.is_alive()  # it ends with the server
