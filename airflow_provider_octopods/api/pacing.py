@@ -20,6 +20,7 @@ from airflow_provider_octopods.api.validation import positive_number
 
 DEFAULT_MAX_BURST = 5
 RECOVER_SECONDS = 10.0
+LATE_START_SECONDS = 0.003
 _FLOAT_SLACK = 1e-9
 
 
@@ -124,6 +125,14 @@ class RateLimiter:
             self._recent.append(start)
             self._booked += 1
             return Booking(self._booked - 1, start)
+
+    def may_start(self, booking: Booking) -> bool:
+        """Whether ``booking``'s request may start now: on time; or late, but counted as made (see
+        :meth:`started_late`); or at most ``LATE_START_SECONDS`` late, as timers always are a
+        little (so that more callers waiting at once than ``max_per_window`` never keep giving
+        up their slots). False: the caller books another slot."""
+        late = self._clock() - booking.start
+        return late <= 0 or self.started_late(booking) or late <= LATE_START_SECONDS
 
     def started_late(self, booking: Booking) -> bool:
         """Whether ``booking``'s request may still start now, after its slot.

@@ -133,7 +133,7 @@ class AsyncOctopodsClient:
             pause = booking.start - limiter.now()
             if pause > 0:
                 await self._sleep(pause)
-            if limiter.now() <= booking.start or limiter.started_late(booking):
+            if limiter.may_start(booking):
                 return
 
     def _session(self) -> aiohttp.ClientSession:

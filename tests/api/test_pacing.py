@@ -152,6 +152,34 @@ def test_late_starts_counted_as_made_keep_every_window_of_starts_as_made_within_
     assert len(starts) / (starts[-1] - starts[0]) > 0.95 * 99  # the stalls cost 2-3 %
 
 
+def test_more_callers_waiting_than_the_window_holds_all_start_when_their_timers_fire_a_little_late() -> None:
+    """A trigger reading 100 statuses at 10/s with 16 reads in flight: 16 callers booked ahead,
+    more than the 9 starts a second allows, each woken 0.5 ms after its slot (timers never fire
+    early). None may keep giving up its slot (a livelock)."""
+    clock = FakeClock()
+    limiter = api_pacer(10, clock=clock)
+    wake_ups: list[tuple[float, int, Booking]] = []
+    for caller in range(16):
+        booking = limiter.book()
+        wake_ups.append((booking.start + 0.0005, caller, booking))
+    starts: list[float] = []
+    for _ in range(10_000):
+        if len(starts) == 100:
+            break
+        wake_ups.sort(key=lambda w: w[0])
+        at, caller, booking = wake_ups.pop(0)
+        clock.now = max(clock.now, at)
+        if limiter.may_start(booking):
+            starts.append(clock())
+            booking = limiter.book()  # its next read
+        else:
+            booking = limiter.book()
+        wake_ups.append((max(clock(), booking.start) + 0.0005, caller, booking))
+    assert len(starts) == 100
+    assert starts[-1] - starts[0] < 100 / 9.9 + 1  # every slot used: no caller gave up for good
+    assert most_in_window(starts, 1.0) <= limiter.max_per_window + 1
+
+
 def test_the_api_pacer_leaves_a_start_a_few_milliseconds_late_under_the_limit() -> None:
     clock = FakeClock()
     pacer = api_pacer(100, clock=clock)
