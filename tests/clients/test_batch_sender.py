@@ -64,7 +64,9 @@ def test_an_exception_that_is_not_the_clients_own_is_an_unknown_outcome() -> Non
     assert SendRecord(TaskKey("d", "r", "t"), store=record.store).prior(odd.slot).state == INTENT  # type: ignore[union-attr]
 
 
-def test_every_intent_is_recorded_before_its_send_and_at_most_two_groups_ahead() -> None:
+def send_watching_intents(to_thread: Any) -> tuple[int, set[str], list[int]]:
+    """Send the 100 rows with the record written by ``to_thread``; check that each intent is
+    durable before its send. Returns the rows, the slots started and the intents ahead at each send."""
     todo, record = slots_and_record()
     store = record.store
     assert isinstance(store, MemoryStore)
@@ -82,11 +84,16 @@ def test_every_intent_is_recorded_before_its_send_and_at_most_two_groups_ahead()
             ahead.append(len(intents - started))
             return await super().send(request)
 
+    asyncio.run(BatchSender(Watching(), record, max_in_flight=4, chunk_size=50, to_thread=to_thread).run(todo))
+    return len(todo), started, ahead
+
+
+def test_every_intent_is_recorded_before_its_send_and_at_most_two_groups_ahead() -> None:
     async def quick_write(function: Any, *args: Any) -> Any:  # a record written in no time
         return function(*args)
 
-    asyncio.run(BatchSender(Watching(), record, max_in_flight=4, chunk_size=50, to_thread=quick_write).run(todo))
-    assert len(started) == len(todo)
+    rows, started, ahead = send_watching_intents(quick_write)
+    assert len(started) == rows
     assert 4 < max(ahead) <= 8  # written ahead while sends go out, never more than twice max_in_flight
 
 
@@ -95,31 +102,13 @@ def test_slow_writes_of_the_record_are_covered_by_more_intents_ahead_within_boun
     """Sends at about 4,000/s outrun a record written in 5 or 50 ms: the intents written ahead grow
     to cover four writes' time of sends, never past twice ``chunk_size`` (100 here), and each
     intent is still durable before its send."""
-    todo, record = slots_and_record()
-    store = record.store
-    assert isinstance(store, MemoryStore)
-    values = store.values
-    slot_of = {id(send.request): slot for slot, send in todo}
-    started: set[str] = set()
-    ahead: list[int] = []
-
-    class Fast(Client):
-        async def send(self, request: SendRequest) -> SendResult:
-            slot = slot_of[id(request)]
-            entries = values[record.key.store_key]["entries"]
-            intents = {s for s, e in entries.items() if e[0] == INTENT}
-            assert slot in intents  # durable before the request leaves
-            started.add(slot)
-            ahead.append(len(intents - started))
-            return await super().send(request)
 
     async def slow_write(function: Any, *args: Any) -> Any:
         await asyncio.sleep(write_seconds)
         return function(*args)
 
-    sender = BatchSender(Fast(), record, max_in_flight=4, chunk_size=50, to_thread=slow_write)
-    asyncio.run(sender.run(todo))
-    assert len(started) == len(todo)
+    rows, started, ahead = send_watching_intents(slow_write)
+    assert len(started) == rows
     print(f"most intents ahead: {max(ahead)}")
     assert 8 < max(ahead) <= 100  # more than the two groups of a quick record, within the caps
 
