@@ -26,9 +26,16 @@ instance (:class:`VariableStore`), the one store every worker can write on Airfl
 with one write. An entry is a short JSON list (``[state, try, masked phone, time, message id,
 request id, channel message id, content]``, trailing empty fields left out), which costs less than
 half of an object per key to encode and store; entries written as objects by earlier versions are
-still read. A record of more than ``SHARD_SIZE`` sends is split over several Variables
-(shards), and a write rewrites only the shards it changed: a batch of 100,000 rows costs
-about two writes per chunk of sends, each of one shard, never the whole record.
+still read.
+
+How it is stored: a *base* of up to ``SHARD_SIZE`` entries per Variable (shards; the first one,
+the head, also holds the salt, the shard count and the generation), and a *journal*: each write
+adds one small Variable holding only what changed since the write before (``null`` for a dropped
+intent), so a write costs one Variable of its own changes, never a rewrite of whole shards. A
+reader replays the journal, in order, over the base. Once the journal has ``JOURNAL_CHUNKS``
+parts it is folded in (compaction): the changed shards are rewritten, then the head with the next
+generation, which retires the old journal before it is deleted; a crash anywhere in between
+leaves either the old base with its whole journal or the new base, both complete.
 """
 
 from __future__ import annotations
@@ -56,6 +63,8 @@ ACCEPTED = "accepted"
 OPERATOR_SLOT = "operator"
 UNREADABLE = "unreadable"
 SHARD_SIZE = 500
+JOURNAL_CHUNKS = 32
+_MOST_CHUNKS = 8 * JOURNAL_CHUNKS  # more parts than any writer makes: the store is broken
 _CONTENT_CHARS = 24
 
 
@@ -184,7 +193,12 @@ class SendRecord:
         self._loaded_once = False
         self._shard_of: dict[str, int] = {}
         self._shards: list[dict[str, Any]] = [{}]
-        self._dirty: set[int] = set()
+        self._dirty: set[int] = set()  # shards changed since the base was last written
+        self._delta: dict[str, Any] = {}  # entries changed since the last write (None: dropped)
+        self._stored = False  # the head is in the store
+        self._generation = 0
+        self._chunks = 0  # journal parts of this generation in the store
+        self._stale_from = 0  # the oldest generation whose journal may still be in the store
         self._salt = ""
         self._keyed: Any = None
         self._unreadable = False
@@ -195,37 +209,66 @@ class SendRecord:
 
     def _loaded(self) -> dict[str, int]:
         """The shard of every recorded slot (the record is read from the store on first use)."""
-        if not self._loaded_once:  # set only once every shard is read: a failed read is made again
+        if not self._loaded_once:  # set only once every part is read: a failed read is made again
             self._shard_of.clear()
+            self._dirty, self._delta = set(), {}
             value = self.store.load(self.key.store_key) or {}
+            self._stored = bool(value)
             self._unreadable = bool(value.get(UNREADABLE))
             salt = value.get("salt")
             self._salt = salt if isinstance(salt, str) and salt else secrets.token_hex(16)
             self._keyed = hmac.new(self._salt.encode(), digestmod=hashlib.sha256)
+            generation = value.get("generation", 0)
+            self._generation = generation if isinstance(generation, int) and generation >= 0 else 0
+            stale_from = value.get("stale_from", self._generation)
+            self._stale_from = (
+                stale_from if isinstance(stale_from, int) and 0 <= stale_from <= self._generation else self._generation
+            )
             shards = value.get("shards", 1)
             self._shards = []
             for index in range(shards if isinstance(shards, int) and shards > 0 else 1):
                 part = value if index == 0 else (self.store.load(self._shard_key(index)) or {"entries": {}})
-                entries = part.get("entries", {} if index else None)
-                if part.get(UNREADABLE) or (bool(part) and not isinstance(entries, Mapping)):
-                    self._unreadable = True
-                    entries = {}
-                self._shards.append(dict(entries or {}))
-                for slot in entries or {}:
+                entries = self._readable_entries(part, required=index == 0)
+                self._shards.append(dict(entries))
+                for slot in entries:
                     self._shard_of[slot] = index
+            self._chunks = 0
+            while (change := self.store.load(self._journal_key(self._generation, self._chunks + 1))) is not None:
+                self._chunks += 1
+                if self._chunks > _MOST_CHUNKS:
+                    self._unreadable = True
+                    break
+                for slot, entry in self._readable_entries(change, required=True).items():
+                    if entry is None:
+                        self._drop(slot)
+                    else:
+                        self._put(slot, entry)
+            self._delta = {}  # what the journal holds is stored; the base still lacks it (_dirty)
             self._loaded_once = True
         return self._shard_of
 
+    def _readable_entries(self, part: dict[str, Any], *, required: bool) -> Mapping[str, Any]:
+        """The entries of a stored part, or none (and the record marked unreadable) if it is damaged."""
+        entries = part.get("entries", None if required else {})
+        if part.get(UNREADABLE) or (bool(part) and not isinstance(entries, Mapping)):
+            self._unreadable = True
+            return {}
+        return entries or {}
+
     def _shard_key(self, index: int) -> str:
         return self.key.store_key if index == 0 else f"{self.key.store_key}_{index}"
+
+    def _journal_key(self, generation: int, number: int) -> str:
+        return f"{self.key.store_key}_g{generation}_{number}"
 
     def _entry(self, slot: str) -> Any:
         index = self._loaded().get(slot)
         return None if index is None else self._shards[index].get(slot)
 
-    def _put(self, slot: str, entry: tuple[Any, ...]) -> None:
-        """Set ``slot``'s entry, in its shard or, for a new slot, in the last shard with room."""
-        shard_of = self._loaded()
+    def _put(self, slot: str, entry: Any) -> None:
+        """Set ``slot``'s entry (the record is loaded), in its shard or, for a new slot, in the last
+        shard with room."""
+        shard_of = self._shard_of
         index = shard_of.get(slot)
         if index is None:
             if len(self._shards[-1]) >= SHARD_SIZE:
@@ -235,6 +278,14 @@ class SendRecord:
             shard_of[slot] = index
         self._shards[index][slot] = entry
         self._dirty.add(index)
+        self._delta[slot] = entry
+
+    def _drop(self, slot: str) -> None:
+        index = self._shard_of.pop(slot, None)
+        if index is not None:
+            self._shards[index].pop(slot, None)
+            self._dirty.add(index)
+            self._delta[slot] = None
 
     def content(self, request: SendRequest) -> str:
         """The keyed hash naming ``request``'s recipient and text in this record."""
@@ -293,7 +344,7 @@ class SendRecord:
             batch does), so the record need not hash each request again to tell.
         """
         with self._lock:
-            self._settle(accepted, not_sent)
+            self._settle(accepted, not_sent)  # loads the record
             now = int(time.time())
             for slot, request in slots:
                 masked = mask_phone(request.phone)
@@ -321,7 +372,7 @@ class SendRecord:
 
     def _settle(self, accepted: Iterable[tuple[str, SendResult]], not_sent: Iterable[str]) -> None:
         with self._lock:
-            shard_of = self._loaded()
+            self._loaded()
             now = int(time.time())
             for slot, result in accepted:
                 earlier = _fields(self._entry(slot))
@@ -339,54 +390,107 @@ class SendRecord:
                     entry.pop()
                 self._put(slot, tuple(entry))
             for slot in not_sent:
-                index = shard_of.pop(slot, None)
-                if index is not None:
-                    self._shards[index].pop(slot, None)
-                    self._dirty.add(index)
+                self._drop(slot)
 
     def clear(self) -> None:
         """Delete the whole record: the task instance succeeded, nothing in it matters any more."""
         with self._lock:
             if not self._loaded_once or self._shard_of or self.writes:
                 self._loaded()
-                for index in range(len(self._shards) - 1, -1, -1):
-                    self.store.delete(self._shard_key(index))
-            self._shard_of = {}
-            self._shards = [{}]
-            self._dirty = set()
-            self._unreadable = False
+                self._delete_all()
+            self._reset()
+
+    def states(self) -> dict[str, str]:
+        """The state of every recorded slot (``intent`` or ``accepted``), as a later try would read it."""
+        with self._lock:
+            self._loaded()
+            return {
+                slot: str(entry[0] if isinstance(entry, (list, tuple)) else entry.get("state"))
+                for shard in self._shards
+                for slot, entry in shard.items()
+            }
+
+    def _reset(self) -> None:
+        self._shard_of = {}
+        self._shards = [{}]
+        self._dirty, self._delta = set(), {}
+        self._unreadable = self._stored = False
+        self._generation = self._stale_from = self._chunks = 0
 
     def _save(self) -> None:
-        """Write the shards changed since the last write; the first shard first when it counts a
-        new shard, so that no shard is ever written that a later try would not look for."""
+        """Make what changed since the last write durable: one journal part, or a compaction."""
         shard_of = self._loaded()
         self.writes += 1
         if not shard_of and not self._unreadable:
-            for index in range(len(self._shards) - 1, -1, -1):
-                self.store.delete(self._shard_key(index))
-            self._shard_of = {}
-            self._shards = [{}]
-            self._dirty = set()
+            self._delete_all()
+            self._reset()
             return
-        by_shard = {index: self._shards[index] for index in self._dirty}
-        description = (
+        if not self._stored or self._chunks >= JOURNAL_CHUNKS:
+            self._compact()
+            return
+        if not self._delta:
+            return
+        self.store.save(
+            self._journal_key(self._generation, self._chunks + 1),
+            {"entries": self._delta},
+            description=self._description(),
+        )
+        self._chunks += 1
+        self._delta = {}
+
+    def _compact(self) -> None:
+        """Fold the journal into the base: the changed shards, then the head, which names the next
+        generation (and so retires the old journal: a crash before it leaves the old head, whose
+        journal is still whole); then the old journal is deleted."""
+        generation = self._generation + 1 if self._stored else self._generation
+        for index in sorted(self._dirty - {0}):
+            self.store.save(self._shard_key(index), {"entries": self._shards[index]}, description=self._description())
+        head = {
+            "dag_id": self.key.dag_id,
+            "run_id": self.key.run_id,
+            "task_id": self.key.task_id,
+            "map_index": self.key.map_index,
+            "updated": time.time(),
+            "salt": self._salt,
+            "shards": len(self._shards),
+            "generation": generation,
+            "stale_from": self._stale_from,
+            "entries": self._shards[0],
+        }
+        self.store.save(self._shard_key(0), head, description=self._description())
+        retired, chunks = self._generation, self._chunks
+        self._stored, self._generation, self._chunks = True, generation, 0
+        self._dirty, self._delta = set(), {}
+        if generation != retired:
+            try:
+                self._delete_journals(retired, chunks)
+            except Exception:  # the next compaction or clear() deletes them: the head names them
+                log.warning("Could not delete an old journal of the Octopods send record %s", self.key.store_key)
+            else:
+                self._stale_from = generation
+
+    def _delete_journals(self, last: int, chunks: int) -> None:
+        """Delete the journals of the generations from ``_stale_from`` to ``last`` (whose parts
+        number ``chunks``), each from its end, so that what is left is always a prefix."""
+        for generation in range(self._stale_from, last + 1):
+            count = chunks if generation == last else 0
+            if generation != last:
+                while count < _MOST_CHUNKS and self.store.load(self._journal_key(generation, count + 1)) is not None:
+                    count += 1
+            for number in range(count, 0, -1):
+                self.store.delete(self._journal_key(generation, number))
+
+    def _delete_all(self) -> None:
+        """Delete every part: the journals, then the shards from the last, the head last of all."""
+        self._delete_journals(self._generation, self._chunks)
+        for index in range(len(self._shards) - 1, -1, -1):
+            self.store.delete(self._shard_key(index))
+
+    def _description(self) -> str:
+        return (
             f"airflow-provider-octopods: SMS sent by {self.key.dag_id}.{self.key.task_id} in run "
             f"{self.key.run_id}; deleted when that task instance succeeds"
         )
-        for index in sorted(by_shard):
-            value: dict[str, Any] = {"entries": by_shard[index]}
-            if index == 0:
-                value = {
-                    "dag_id": self.key.dag_id,
-                    "run_id": self.key.run_id,
-                    "task_id": self.key.task_id,
-                    "map_index": self.key.map_index,
-                    "updated": time.time(),
-                    "salt": self._salt,
-                    "shards": len(self._shards),
-                } | value
-            self.store.save(self._shard_key(index), value, description=description)
-        self._dirty = set()
 
 
 def _fields(entry: Any) -> list[Any] | None:

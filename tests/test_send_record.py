@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 from unittest import mock
 
 import pytest
@@ -286,31 +287,167 @@ class CountingStore(MemoryStore):
         super().save(key, value, description=description)
 
 
-def test_a_large_record_is_sharded_and_a_write_touches_only_the_shards_it_changed(
+def journal_key(generation: int, number: int) -> str:
+    return f"{KEY.store_key}_g{generation}_{number}"
+
+
+def test_a_write_stores_only_its_changes_and_the_journal_is_folded_into_shards(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(send_record, "SHARD_SIZE", 100)
+    monkeypatch.setattr(send_record, "JOURNAL_CHUNKS", 4)
     store = CountingStore()
     record = SendRecord(KEY, try_number=1, store=store)
     requests = [build_send_request(f"+1500555{n:04d}", "Your appointment is tomorrow") for n in range(250)]
     slots = [(f"{record.content(r)}#1", r) for r in requests]
+    writes: list[list[tuple[str, int]]] = []
     for start in range(0, 250, 50):  # chunks of 50: intents, then results, as a batch does
         chunk = slots[start : start + 50]
-        store.saved.clear()
-        record.begin(chunk)
-        record.accept(
-            [(slot, SendResult(None, 1000 + start + i, r.phone, 1, Encoding.GSM7)) for i, (slot, r) in enumerate(chunk)]
-        )
-        assert all(size <= 100 for _, size in store.saved)
-        assert len({key for key, _ in store.saved}) <= 2  # the chunk's shard (and the first one, to count a new shard)
-    assert sorted(store.values) == sorted([KEY.store_key, f"{KEY.store_key}_1", f"{KEY.store_key}_2"])
-    assert store.values[KEY.store_key]["shards"] == 3
-    again = SendRecord(KEY, try_number=2, store=store)  # a later try sees every shard
+        results = [
+            (slot, SendResult(None, 1000 + start + i, r.phone, 1, Encoding.GSM7)) for i, (slot, r) in enumerate(chunk)
+        ]
+        for write, changes in ((record.begin, chunk), (record.accept, results)):
+            store.saved.clear()
+            write(changes)  # type: ignore[operator]
+            writes.append(list(store.saved))
+    journal = [w for w in writes if len(w) == 1 and "_g" in w[0][0]]
+    folds = [w for w in writes if w not in journal]
+    assert all(size == 50 for [(_, size)] in journal)  # a write is one Variable of its own 50 changes
+    assert len(journal) == 8  # 10 writes: the first makes the head, the 6th folds 4 parts in
+    assert [[key for key, _ in w] for w in folds] == [
+        [KEY.store_key],
+        [f"{KEY.store_key}_1", KEY.store_key],  # the shards changed (150 slots now), then the head
+    ]
+    assert all(size <= 100 for w in folds for _, size in w)
+    assert store.values[KEY.store_key]["shards"] == 2
+    assert sorted(store.values) == sorted(  # the first journal is gone; 4 parts of the second one
+        [KEY.store_key, f"{KEY.store_key}_1", *(journal_key(1, n) for n in range(1, 5))]
+    )
+    again = SendRecord(KEY, try_number=2, store=store)  # a later try sees the shards and the journal,
+    # which holds the 100 slots of a third shard not written yet
     assert [again.prior(slot).message_id for slot, _ in slots] == list(range(1000, 1250))  # type: ignore[union-attr]
     again.forget([slots[0][0]])
     assert SendRecord(KEY, store=store).prior(slots[0][0]) is None
     again.clear()
     assert store.values == {}
+
+
+class FailingStore(MemoryStore):
+    """Raises on the ``nth`` save (or delete) of a key that ``matches``, as a crash would end the write."""
+
+    def __init__(
+        self,
+        values: dict[str, Any],
+        *,
+        saves: Callable[[str], bool] = lambda key: False,
+        deletes: Callable[[str], bool] = lambda key: False,
+    ) -> None:
+        super().__init__()
+        self.values = values
+        self.fail_save, self.fail_delete = saves, deletes
+
+    def save(self, key: str, value: dict, *, description: str) -> None:  # type: ignore[type-arg]
+        if self.fail_save(key):
+            raise OSError("worker killed")
+        super().save(key, value, description=description)
+
+    def delete(self, key: str) -> None:
+        if self.fail_delete(key):
+            raise OSError("worker killed")
+        super().delete(key)
+
+
+def filled(store: MemoryStore, n: int = 30) -> list[tuple[str, Any]]:
+    """A record of ``n`` sends written as a batch would: intents then results, one write each, by fives."""
+    record = SendRecord(KEY, try_number=1, store=store)
+    requests = [build_send_request(f"+1500555{i:04d}", "Hello") for i in range(n)]
+    slots = [(f"{record.content(r)}#1", r) for r in requests]
+    for start in range(0, n, 5):
+        chunk = slots[start : start + 5]
+        record.begin(chunk)
+        accepted_now = chunk[:4]  # the fifth one failed for sure: its intent is dropped
+        record.settle(
+            [
+                (slot, SendResult(None, 500 + start + i, r.phone, 1, Encoding.GSM7))
+                for i, (slot, r) in enumerate(accepted_now)
+            ],
+            [chunk[4][0]],
+        )
+    return slots
+
+
+def expected(slots: list[tuple[str, Any]]) -> dict[str, str]:
+    return {slot: send_record.ACCEPTED for i, (slot, _) in enumerate(slots) if i % 5 != 4}
+
+
+@pytest.mark.parametrize("crash_at", ["a shard", "the head"])
+def test_a_fold_cut_short_leaves_the_old_base_and_its_whole_journal(
+    monkeypatch: pytest.MonkeyPatch, crash_at: str
+) -> None:
+    monkeypatch.setattr(send_record, "SHARD_SIZE", 8)
+    monkeypatch.setattr(send_record, "JOURNAL_CHUNKS", 100)
+    store = MemoryStore()
+    slots = filled(store)
+    assert any("_g0_" in key for key in store.values)  # the dropped intents are in the journal, as nulls
+    record = SendRecord(KEY, try_number=2, store=store)
+    assert record.states() == expected(slots)
+    monkeypatch.setattr(send_record, "JOURNAL_CHUNKS", 1)  # the next write folds
+    crashed_key = KEY.store_key if crash_at == "the head" else f"{KEY.store_key}_2"
+    record.store = FailingStore(store.values, saves=lambda key: key == crashed_key)
+    extra = build_send_request("+15005559999", "Hello")
+    with pytest.raises(OSError, match="killed"):
+        record.begin([("extra#1", extra)])
+    states = SendRecord(KEY, try_number=3, store=store).states()
+    assert {slot: state for slot, state in states.items() if slot != "extra#1"} == expected(slots)
+
+
+def test_a_journal_left_by_a_fold_cut_short_is_never_read_again_and_is_deleted_later(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(send_record, "SHARD_SIZE", 8)
+    monkeypatch.setattr(send_record, "JOURNAL_CHUNKS", 100)
+    store = MemoryStore()
+    slots = filled(store)
+    old_journal = {key for key in store.values if "_g0_" in key}
+    assert len(old_journal) == 11  # 12 writes: the first made the head
+    monkeypatch.setattr(send_record, "JOURNAL_CHUNKS", 1)
+    record = SendRecord(
+        KEY, try_number=2, store=FailingStore(store.values, deletes=lambda key: key == journal_key(0, 5))
+    )
+    extra = build_send_request("+15005559999", "Hello")
+    record.begin([("extra#1", extra)])  # folded; deleting the old journal stopped half way (logged)
+    left = {key for key in store.values if "_g0_" in key}
+    assert left == {journal_key(0, n) for n in range(1, 6)}  # deleted from its end: a prefix is left
+    assert store.values[KEY.store_key]["generation"] == 1
+    assert SendRecord(KEY, store=store).states() == expected(slots) | {"extra#1": send_record.INTENT}
+    record.store = store
+    record.accept([("extra#1", SendResult(None, 9, extra.phone, 1, Encoding.GSM7))])  # a part of the new journal
+    record.begin([("extra#2", extra)])  # the next fold deletes what was left
+    assert not any("_g0_" in key for key in store.values)
+    assert SendRecord(KEY, store=store).states() == expected(slots) | {
+        "extra#1": send_record.ACCEPTED,
+        "extra#2": send_record.INTENT,
+    }
+    SendRecord(KEY, store=store).clear()
+    assert store.values == {}
+
+
+def test_a_part_of_the_journal_that_cannot_be_read_makes_every_slot_it_may_hold_unknown() -> None:
+    store = MemoryStore()
+    slots = filled(store, 10)
+    store.values[journal_key(0, 2)] = {send_record.UNREADABLE: True}
+    record = SendRecord(KEY, try_number=2, store=store)
+    assert record.prior("never-seen").state == send_record.UNREADABLE  # type: ignore[union-attr]
+    assert record.prior(slots[8][0]).accepted  # type: ignore[union-attr]  # a later part is still read
+
+
+def test_a_store_that_answers_every_key_is_read_as_unreadable_not_forever() -> None:
+    class Echo(MemoryStore):
+        def load(self, key: str) -> dict | None:  # type: ignore[type-arg]
+            return {"entries": {}}
+
+    record = SendRecord(KEY, try_number=2, store=Echo())
+    assert record.prior("never-seen").state == send_record.UNREADABLE  # type: ignore[union-attr]
 
 
 def test_a_missing_shard_counts_as_empty_and_an_unreadable_one_makes_every_unknown_slot_unknown(
@@ -321,14 +458,14 @@ def test_a_missing_shard_counts_as_empty_and_an_unreadable_one_makes_every_unkno
     record = SendRecord(KEY, try_number=1, store=store)
     first, second = (build_send_request(p, "hi") for p in ("+15005550100", "+15005550101"))
     record.begin([("a", first), ("b", second)])
-    store.values.pop(f"{KEY.store_key}_1")  # the crash came between counting the shard and writing it
+    store.values.pop(f"{KEY.store_key}_1")  # deleted by hand
     assert SendRecord(KEY, store=store).prior("b") is None
     assert SendRecord(KEY, store=store).prior("a").state == send_record.INTENT  # type: ignore[union-attr]
     store.values[f"{KEY.store_key}_1"] = {send_record.UNREADABLE: True}
     assert SendRecord(KEY, store=store).prior("never-seen").state == send_record.UNREADABLE  # type: ignore[union-attr]
 
 
-def test_a_record_emptied_and_filled_again_writes_its_first_shard_first(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_record_emptied_and_filled_again_writes_its_shards_then_its_head(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(send_record, "SHARD_SIZE", 1)
     store = CountingStore()
     record = SendRecord(KEY, try_number=1, store=store)
@@ -338,7 +475,7 @@ def test_a_record_emptied_and_filled_again_writes_its_first_shard_first(monkeypa
     assert store.values == {}
     store.saved.clear()
     record.begin([("c", first), ("d", second)])
-    assert [key for key, _ in store.saved] == [KEY.store_key, f"{KEY.store_key}_1"]
+    assert [key for key, _ in store.saved] == [f"{KEY.store_key}_1", KEY.store_key]
     assert SendRecord(KEY, store=store).prior("d") is not None
 
 
@@ -354,7 +491,7 @@ def test_entries_are_short_lists_and_entries_written_as_objects_by_an_earlier_ve
     slot = record.next_slot(REQUEST)
     record.begin([(slot, REQUEST)])
     record.accept([(slot, SendResult("req-1", 9, REQUEST.phone, 1, Encoding.GSM7))])
-    assert store.values[KEY.store_key]["entries"][slot] == ["accepted", 2, "+1*******567", mock.ANY, 9, "req-1"]
+    assert store.values[journal_key(0, 2)]["entries"][slot] == ["accepted", 2, "+1*******567", mock.ANY, 9, "req-1"]
     later = SendRecord(KEY, try_number=3, store=store)
     assert later.prior(older) == send_record.Prior(state="accepted", try_number=1, message_id=7, content=older[:-2])
     operator_slot = later.prior(send_record.OPERATOR_SLOT)

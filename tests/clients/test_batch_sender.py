@@ -70,7 +70,6 @@ def send_watching_intents(to_thread: Any) -> tuple[int, set[str], list[int]]:
     todo, record = slots_and_record()
     store = record.store
     assert isinstance(store, MemoryStore)
-    values = store.values
     slot_of = {id(send.request): slot for slot, send in todo}
     started: set[str] = set()
     ahead: list[int] = []
@@ -78,7 +77,8 @@ def send_watching_intents(to_thread: Any) -> tuple[int, set[str], list[int]]:
     class Watching(Client):
         async def send(self, request: SendRequest) -> SendResult:
             slot = slot_of[id(request)]
-            intents = {s for s, e in values[record.key.store_key]["entries"].items() if e[0] == INTENT}
+            stored = SendRecord(record.key, store=store).states()  # what a later try would read
+            intents = {s for s, state in stored.items() if state == INTENT}
             assert slot in intents  # durable before the request leaves
             started.add(slot)
             ahead.append(len(intents - started))
@@ -170,7 +170,6 @@ def test_with_a_rate_limit_the_intents_ahead_never_pass_one_second_of_its_sends(
     todo, record = slots_and_record()
     store = record.store
     assert isinstance(store, MemoryStore)
-    values = store.values
     started: set[str] = set()
     ahead: list[int] = []
     slot_of = {id(send.request): slot for slot, send in todo}
@@ -180,8 +179,8 @@ def test_with_a_rate_limit_the_intents_ahead_never_pass_one_second_of_its_sends(
 
         async def send(self, request: SendRequest) -> SendResult:
             started.add(slot_of[id(request)])
-            entries = values[record.key.store_key]["entries"]
-            ahead.append(len({s for s, e in entries.items() if e[0] == INTENT} - started))
+            stored = SendRecord(record.key, store=store).states()
+            ahead.append(len({s for s, state in stored.items() if state == INTENT} - started))
             return await super().send(request)
 
     async def slow_write(function: Any, *args: Any) -> Any:
