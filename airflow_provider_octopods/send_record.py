@@ -29,13 +29,15 @@ half of an object per key to encode and store; entries written as objects by ear
 still read.
 
 How it is stored: a *base* of up to ``SHARD_SIZE`` entries per Variable (shards; the first one,
-the head, also holds the salt, the shard count and the generation), and a *journal*: each write
-adds one small Variable holding only what changed since the write before (``null`` for a dropped
-intent), so a write costs one Variable of its own changes, never a rewrite of whole shards. A
-reader replays the journal, in order, over the base. Once the journal has ``JOURNAL_CHUNKS``
-parts it is folded in (compaction): the changed shards are rewritten, then the head with the next
-generation, which retires the old journal before it is deleted; a crash anywhere in between
-leaves either the old base with its whole journal or the new base, both complete.
+the head, also holds the salt, the shard count and the base's generation), and a *journal*: each
+write stores one small Variable, the next part, holding only what changed since the write before
+(``null`` for a dropped intent), so a write costs one Variable of its own changes, never a
+rewrite of whole shards. A reader replays, in order, the parts of the base's generation over the
+base. Once the journal has ``JOURNAL_CHUNKS`` parts it is folded in (compaction): the changed
+shards are rewritten, then the head with the next generation. Writing the head is what retires
+the old journal, whose parts are then overwritten one by one by the new one (no deletes); a
+crash anywhere in between leaves either the old base with its whole journal or the new base,
+both complete.
 """
 
 from __future__ import annotations
@@ -198,7 +200,7 @@ class SendRecord:
         self._stored = False  # the head is in the store
         self._generation = 0
         self._chunks = 0  # journal parts of this generation in the store
-        self._stale_from = 0  # the oldest generation whose journal may still be in the store
+        self._parts = 0  # journal parts of earlier generations that may still be in the store
         self._salt = ""
         self._keyed: Any = None
         self._unreadable = False
@@ -220,10 +222,8 @@ class SendRecord:
             self._keyed = hmac.new(self._salt.encode(), digestmod=hashlib.sha256)
             generation = value.get("generation", 0)
             self._generation = generation if isinstance(generation, int) and generation >= 0 else 0
-            stale_from = value.get("stale_from", self._generation)
-            self._stale_from = (
-                stale_from if isinstance(stale_from, int) and 0 <= stale_from <= self._generation else self._generation
-            )
+            parts = value.get("parts", 0)
+            self._parts = parts if isinstance(parts, int) and 0 <= parts <= _MOST_CHUNKS else _MOST_CHUNKS
             shards = value.get("shards", 1)
             self._shards = []
             for index in range(shards if isinstance(shards, int) and shards > 0 else 1):
@@ -233,7 +233,9 @@ class SendRecord:
                 for slot in entries:
                     self._shard_of[slot] = index
             self._chunks = 0
-            while (change := self.store.load(self._journal_key(self._generation, self._chunks + 1))) is not None:
+            while (change := self.store.load(self._journal_key(self._chunks + 1))) is not None:
+                if change.get("generation") != self._generation and not change.get(UNREADABLE):
+                    break  # a part of an older journal, not overwritten yet: this journal ends here
                 self._chunks += 1
                 if self._chunks > _MOST_CHUNKS:
                     self._unreadable = True
@@ -258,8 +260,8 @@ class SendRecord:
     def _shard_key(self, index: int) -> str:
         return self.key.store_key if index == 0 else f"{self.key.store_key}_{index}"
 
-    def _journal_key(self, generation: int, number: int) -> str:
-        return f"{self.key.store_key}_g{generation}_{number}"
+    def _journal_key(self, number: int) -> str:
+        return f"{self.key.store_key}_j{number}"
 
     def _entry(self, slot: str) -> Any:
         index = self._loaded().get(slot)
@@ -415,7 +417,7 @@ class SendRecord:
         self._shards = [{}]
         self._dirty, self._delta = set(), {}
         self._unreadable = self._stored = False
-        self._generation = self._stale_from = self._chunks = 0
+        self._generation = self._parts = self._chunks = 0
 
     def _save(self) -> None:
         """Make what changed since the last write durable: one journal part, or a compaction."""
@@ -431,8 +433,8 @@ class SendRecord:
         if not self._delta:
             return
         self.store.save(
-            self._journal_key(self._generation, self._chunks + 1),
-            {"entries": self._delta},
+            self._journal_key(self._chunks + 1),
+            {"generation": self._generation, "entries": self._delta},
             description=self._description(),
         )
         self._chunks += 1
@@ -441,10 +443,11 @@ class SendRecord:
     def _compact(self) -> None:
         """Fold the journal into the base: the changed shards, then the head, which names the next
         generation (and so retires the old journal: a crash before it leaves the old head, whose
-        journal is still whole); then the old journal is deleted."""
+        journal is still whole)."""
         generation = self._generation + 1 if self._stored else self._generation
         for index in sorted(self._dirty - {0}):
             self.store.save(self._shard_key(index), {"entries": self._shards[index]}, description=self._description())
+        parts = max(self._parts, self._chunks)
         head = {
             "dag_id": self.key.dag_id,
             "run_id": self.key.run_id,
@@ -454,35 +457,18 @@ class SendRecord:
             "salt": self._salt,
             "shards": len(self._shards),
             "generation": generation,
-            "stale_from": self._stale_from,
+            "parts": parts,
             "entries": self._shards[0],
         }
         self.store.save(self._shard_key(0), head, description=self._description())
-        retired, chunks = self._generation, self._chunks
-        self._stored, self._generation, self._chunks = True, generation, 0
+        self._stored, self._generation, self._chunks, self._parts = True, generation, 0, parts
         self._dirty, self._delta = set(), {}
-        if generation != retired:
-            try:
-                self._delete_journals(retired, chunks)
-            except Exception:  # the next compaction or clear() deletes them: the head names them
-                log.warning("Could not delete an old journal of the Octopods send record %s", self.key.store_key)
-            else:
-                self._stale_from = generation
-
-    def _delete_journals(self, last: int, chunks: int) -> None:
-        """Delete the journals of the generations from ``_stale_from`` to ``last`` (whose parts
-        number ``chunks``), each from its end, so that what is left is always a prefix."""
-        for generation in range(self._stale_from, last + 1):
-            count = chunks if generation == last else 0
-            if generation != last:
-                while count < _MOST_CHUNKS and self.store.load(self._journal_key(generation, count + 1)) is not None:
-                    count += 1
-            for number in range(count, 0, -1):
-                self.store.delete(self._journal_key(generation, number))
 
     def _delete_all(self) -> None:
-        """Delete every part: the journals, then the shards from the last, the head last of all."""
-        self._delete_journals(self._generation, self._chunks)
+        """Delete every part: the journal parts (of any generation), then the shards from the
+        last, the head last of all."""
+        for number in range(max(self._parts, self._chunks), 0, -1):
+            self.store.delete(self._journal_key(number))
         for index in range(len(self._shards) - 1, -1, -1):
             self.store.delete(self._shard_key(index))
 

@@ -281,14 +281,19 @@ class CountingStore(MemoryStore):
     def __init__(self) -> None:
         super().__init__()
         self.saved: list[tuple[str, int]] = []
+        self.deleted: list[str] = []
 
     def save(self, key: str, value: dict, *, description: str) -> None:  # type: ignore[type-arg]
         self.saved.append((key, len(value["entries"])))
         super().save(key, value, description=description)
 
+    def delete(self, key: str) -> None:
+        self.deleted.append(key)
+        super().delete(key)
 
-def journal_key(generation: int, number: int) -> str:
-    return f"{KEY.store_key}_g{generation}_{number}"
+
+def journal_key(number: int) -> str:
+    return f"{KEY.store_key}_j{number}"
 
 
 def test_a_write_stores_only_its_changes_and_the_journal_is_folded_into_shards(
@@ -310,7 +315,7 @@ def test_a_write_stores_only_its_changes_and_the_journal_is_folded_into_shards(
             store.saved.clear()
             write(changes)  # type: ignore[operator]
             writes.append(list(store.saved))
-    journal = [w for w in writes if len(w) == 1 and "_g" in w[0][0]]
+    journal = [w for w in writes if len(w) == 1 and "_j" in w[0][0]]
     folds = [w for w in writes if w not in journal]
     assert all(size == 50 for [(_, size)] in journal)  # a write is one Variable of its own 50 changes
     assert len(journal) == 8  # 10 writes: the first makes the head, the 6th folds 4 parts in
@@ -320,9 +325,10 @@ def test_a_write_stores_only_its_changes_and_the_journal_is_folded_into_shards(
     ]
     assert all(size <= 100 for w in folds for _, size in w)
     assert store.values[KEY.store_key]["shards"] == 2
-    assert sorted(store.values) == sorted(  # the first journal is gone; 4 parts of the second one
-        [KEY.store_key, f"{KEY.store_key}_1", *(journal_key(1, n) for n in range(1, 5))]
+    assert sorted(store.values) == sorted(  # 4 parts of the second journal over those of the first
+        [KEY.store_key, f"{KEY.store_key}_1", *(journal_key(n) for n in range(1, 5))]
     )
+    assert [store.values[journal_key(n)]["generation"] for n in range(1, 5)] == [1, 1, 1, 1]
     again = SendRecord(KEY, try_number=2, store=store)  # a later try sees the shards and the journal,
     # which holds the 100 slots of a third shard not written yet
     assert [again.prior(slot).message_id for slot, _ in slots] == list(range(1000, 1250))  # type: ignore[union-attr]
@@ -388,7 +394,7 @@ def test_a_fold_cut_short_leaves_the_old_base_and_its_whole_journal(
     monkeypatch.setattr(send_record, "JOURNAL_CHUNKS", 100)
     store = MemoryStore()
     slots = filled(store)
-    assert any("_g0_" in key for key in store.values)  # the dropped intents are in the journal, as nulls
+    assert any(None in store.values[journal_key(n)]["entries"].values() for n in (1, 2))  # dropped: null
     record = SendRecord(KEY, try_number=2, store=store)
     assert record.states() == expected(slots)
     monkeypatch.setattr(send_record, "JOURNAL_CHUNKS", 1)  # the next write folds
@@ -401,41 +407,40 @@ def test_a_fold_cut_short_leaves_the_old_base_and_its_whole_journal(
     assert {slot: state for slot, state in states.items() if slot != "extra#1"} == expected(slots)
 
 
-def test_a_journal_left_by_a_fold_cut_short_is_never_read_again_and_is_deleted_later(
+def test_a_new_journal_overwrites_the_old_one_and_a_reader_stops_at_the_first_older_part(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(send_record, "SHARD_SIZE", 8)
     monkeypatch.setattr(send_record, "JOURNAL_CHUNKS", 100)
-    store = MemoryStore()
+    store = CountingStore()
     slots = filled(store)
-    old_journal = {key for key in store.values if "_g0_" in key}
-    assert len(old_journal) == 11  # 12 writes: the first made the head
-    monkeypatch.setattr(send_record, "JOURNAL_CHUNKS", 1)
-    record = SendRecord(
-        KEY, try_number=2, store=FailingStore(store.values, deletes=lambda key: key == journal_key(0, 5))
-    )
+    assert sorted(k for k in store.values if "_j" in k) == sorted(journal_key(n) for n in range(1, 12))  # 12 writes
+    monkeypatch.setattr(send_record, "JOURNAL_CHUNKS", 2)
+    record = SendRecord(KEY, try_number=2, store=store)
     extra = build_send_request("+15005559999", "Hello")
-    record.begin([("extra#1", extra)])  # folded; deleting the old journal stopped half way (logged)
-    left = {key for key in store.values if "_g0_" in key}
-    assert left == {journal_key(0, n) for n in range(1, 6)}  # deleted from its end: a prefix is left
+    record.begin([("extra#1", extra)])  # folds the 11 parts in: generation 1
     assert store.values[KEY.store_key]["generation"] == 1
-    assert SendRecord(KEY, store=store).states() == expected(slots) | {"extra#1": send_record.INTENT}
-    record.store = store
-    record.accept([("extra#1", SendResult(None, 9, extra.phone, 1, Encoding.GSM7))])  # a part of the new journal
-    record.begin([("extra#2", extra)])  # the next fold deletes what was left
-    assert not any("_g0_" in key for key in store.values)
+    record.accept([("extra#1", SendResult(None, 9, extra.phone, 1, Encoding.GSM7))])  # part 1 of generation 1
+    assert store.values[journal_key(1)]["generation"] == 1
+    assert store.values[journal_key(2)]["generation"] == 0  # not read: the journal ended at part 1
+    assert SendRecord(KEY, store=store).states() == expected(slots) | {"extra#1": send_record.ACCEPTED}
+    record.begin([("extra#2", extra)])
+    record.forget(["extra#2"])  # 2 parts: the next write folds again
+    record.begin([("extra#3", extra)])
+    assert store.values[KEY.store_key]["generation"] == 2
     assert SendRecord(KEY, store=store).states() == expected(slots) | {
         "extra#1": send_record.ACCEPTED,
-        "extra#2": send_record.INTENT,
+        "extra#3": send_record.INTENT,
     }
-    SendRecord(KEY, store=store).clear()
+    assert store.deleted == []  # folding deletes nothing: the next journal writes over the old one
+    SendRecord(KEY, store=store).clear()  # every part, of every generation
     assert store.values == {}
 
 
 def test_a_part_of_the_journal_that_cannot_be_read_makes_every_slot_it_may_hold_unknown() -> None:
     store = MemoryStore()
     slots = filled(store, 10)
-    store.values[journal_key(0, 2)] = {send_record.UNREADABLE: True}
+    store.values[journal_key(2)] = {send_record.UNREADABLE: True}
     record = SendRecord(KEY, try_number=2, store=store)
     assert record.prior("never-seen").state == send_record.UNREADABLE  # type: ignore[union-attr]
     assert record.prior(slots[8][0]).accepted  # type: ignore[union-attr]  # a later part is still read
@@ -444,7 +449,7 @@ def test_a_part_of_the_journal_that_cannot_be_read_makes_every_slot_it_may_hold_
 def test_a_store_that_answers_every_key_is_read_as_unreadable_not_forever() -> None:
     class Echo(MemoryStore):
         def load(self, key: str) -> dict | None:  # type: ignore[type-arg]
-            return {"entries": {}}
+            return {"generation": 0, "entries": {}}
 
     record = SendRecord(KEY, try_number=2, store=Echo())
     assert record.prior("never-seen").state == send_record.UNREADABLE  # type: ignore[union-attr]
@@ -491,7 +496,7 @@ def test_entries_are_short_lists_and_entries_written_as_objects_by_an_earlier_ve
     slot = record.next_slot(REQUEST)
     record.begin([(slot, REQUEST)])
     record.accept([(slot, SendResult("req-1", 9, REQUEST.phone, 1, Encoding.GSM7))])
-    assert store.values[journal_key(0, 2)]["entries"][slot] == ["accepted", 2, "+1*******567", mock.ANY, 9, "req-1"]
+    assert store.values[journal_key(2)]["entries"][slot] == ["accepted", 2, "+1*******567", mock.ANY, 9, "req-1"]
     later = SendRecord(KEY, try_number=3, store=store)
     assert later.prior(older) == send_record.Prior(state="accepted", try_number=1, message_id=7, content=older[:-2])
     operator_slot = later.prior(send_record.OPERATOR_SLOT)
