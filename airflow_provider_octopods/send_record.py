@@ -29,15 +29,18 @@ half of an object per key to encode and store; entries written as objects by ear
 still read.
 
 How it is stored: a *base* of up to ``SHARD_SIZE`` entries per Variable (shards; the first one,
-the head, also holds the salt, the shard count and the base's generation), and a *journal*: each
-write stores one small Variable, the next part, holding only what changed since the write before
-(``null`` for a dropped intent), so a write costs one Variable of its own changes, never a
-rewrite of whole shards. A reader replays, in order, the parts of the base's generation over the
-base. Once the journal has ``JOURNAL_CHUNKS`` parts it is folded in (compaction): the changed
-shards are rewritten, then the head with the next generation. Writing the head is what retires
-the old journal, whose parts are then overwritten one by one by the new one (no deletes); a
-crash anywhere in between leaves either the old base with its whole journal or the new base,
-both complete.
+the head, also holds the salt, the shard count and the base's generation, a random token), and a
+*journal*: each write stores one small Variable, the next part, holding only what changed since
+the write before (``null`` for a dropped intent) and the generation it belongs to, so a write
+costs one Variable of its own changes, never a rewrite of whole shards. A reader replays, in
+order, the parts of the base's generation over the base, and stops at the first part missing or
+of another generation. Once the journal has ``JOURNAL_CHUNKS`` parts it is folded in: the changed
+shards are rewritten, then the head with a new generation, which retires the old journal; the new
+journal writes over its parts. Nothing is deleted before the task instance succeeds. A record
+found damaged (a part that cannot be read, or an entry of no known shape) stays marked so through
+later folds: what it held counts as unknown until the record is deleted. Entries are stored under
+``slots``, with a marker under ``entries`` that versions before the journal read as damaged: such
+a version, reading this record, sends nothing new rather than miss the journal.
 """
 
 from __future__ import annotations
@@ -65,6 +68,10 @@ ACCEPTED = "accepted"
 OPERATOR_SLOT = "operator"
 UNREADABLE = "unreadable"
 SHARD_SIZE = 500
+# Entries are stored under this field; "entries" holds a marker that versions before the journal
+# read as damaged, so that such a version, reading a record this one wrote, sends nothing new.
+SLOTS = "slots"
+_OLD_READERS = "written by airflow-provider-octopods >= 0.2: see slots"
 JOURNAL_CHUNKS = 32
 _MOST_CHUNKS = 8 * JOURNAL_CHUNKS  # more parts than any writer makes: the store is broken
 _CONTENT_CHARS = 24
@@ -198,7 +205,7 @@ class SendRecord:
         self._dirty: set[int] = set()  # shards changed since the base was last written
         self._delta: dict[str, Any] = {}  # entries changed since the last write (None: dropped)
         self._stored = False  # the head is in the store
-        self._generation = 0
+        self._generation: str | None = None  # the base's; its journal's parts carry it
         self._chunks = 0  # journal parts of this generation in the store
         self._parts = 0  # journal parts of earlier generations that may still be in the store
         self._salt = ""
@@ -214,33 +221,34 @@ class SendRecord:
         if not self._loaded_once:  # set only once every part is read: a failed read is made again
             self._shard_of.clear()
             self._dirty, self._delta = set(), {}
+            self._unreadable = False
             value = self.store.load(self.key.store_key) or {}
             self._stored = bool(value)
-            self._unreadable = bool(value.get(UNREADABLE))
             salt = value.get("salt")
             self._salt = salt if isinstance(salt, str) and salt else secrets.token_hex(16)
             self._keyed = hmac.new(self._salt.encode(), digestmod=hashlib.sha256)
-            generation = value.get("generation", 0)
-            self._generation = generation if isinstance(generation, int) and generation >= 0 else 0
+            generation = value.get("generation")
+            self._generation = generation if isinstance(generation, str) and generation else None
             parts = value.get("parts", 0)
             self._parts = parts if isinstance(parts, int) and 0 <= parts <= _MOST_CHUNKS else _MOST_CHUNKS
             shards = value.get("shards", 1)
             self._shards = []
             for index in range(shards if isinstance(shards, int) and shards > 0 else 1):
-                part = value if index == 0 else (self.store.load(self._shard_key(index)) or {"entries": {}})
-                entries = self._readable_entries(part, required=index == 0)
-                self._shards.append(dict(entries))
-                for slot in entries:
+                part = value if index == 0 else (self.store.load(self._shard_key(index)) or {SLOTS: {}})
+                self._shards.append({})
+                for slot, entry in self._readable_entries(part, required=index == 0).items():
                     self._shard_of[slot] = index
+                    self._shards[index][slot] = entry
             self._chunks = 0
-            while (change := self.store.load(self._journal_key(self._chunks + 1))) is not None:
-                if change.get("generation") != self._generation and not change.get(UNREADABLE):
-                    break  # a part of an older journal, not overwritten yet: this journal ends here
+            while self._generation is not None:
+                change = self.store.load(self._journal_key(self._chunks + 1))
+                if change is None or (change.get("generation") != self._generation and not change.get(UNREADABLE)):
+                    break  # the end, or a part of an older journal not written over yet
                 self._chunks += 1
                 if self._chunks > _MOST_CHUNKS:
                     self._unreadable = True
                     break
-                for slot, entry in self._readable_entries(change, required=True).items():
+                for slot, entry in self._readable_entries(change, required=True, dropped=True).items():
                     if entry is None:
                         self._drop(slot)
                     else:
@@ -249,13 +257,26 @@ class SendRecord:
             self._loaded_once = True
         return self._shard_of
 
-    def _readable_entries(self, part: dict[str, Any], *, required: bool) -> Mapping[str, Any]:
-        """The entries of a stored part, or none (and the record marked unreadable) if it is damaged."""
-        entries = part.get("entries", None if required else {})
-        if part.get(UNREADABLE) or (bool(part) and not isinstance(entries, Mapping)):
+    def _readable_entries(self, part: dict[str, Any], *, required: bool, dropped: bool = False) -> dict[str, Any]:
+        """The well-formed entries of a stored part (None for a dropped slot in a journal part).
+
+        Anything damaged (the part, or one entry) marks the record unreadable: what it held counts
+        as unknown. So does a part marked unreadable, which a fold writes when the record it
+        folded was (the mark stays until the record is deleted).
+        """
+        if part.get(UNREADABLE):
             self._unreadable = True
+        entries = part.get(SLOTS, part.get("entries", None if required else {}))  # "entries": before 0.2
+        if not isinstance(entries, Mapping):
+            self._unreadable = self._unreadable or bool(part)
             return {}
-        return entries or {}
+        good = {}
+        for slot, entry in entries.items():
+            if (entry is None and dropped) or (isinstance(entry, (list, Mapping)) and entry and isinstance(slot, str)):
+                good[slot] = entry
+            else:
+                self._unreadable = True
+        return good
 
     def _shard_key(self, index: int) -> str:
         return self.key.store_key if index == 0 else f"{self.key.store_key}_{index}"
@@ -397,58 +418,53 @@ class SendRecord:
     def clear(self) -> None:
         """Delete the whole record: the task instance succeeded, nothing in it matters any more."""
         with self._lock:
-            if not self._loaded_once or self._shard_of or self.writes:
-                self._loaded()
+            self._loaded()
+            if self._stored:
                 self._delete_all()
-            self._reset()
+            self._shard_of = {}
+            self._shards = [{}]
+            self._dirty, self._delta = set(), {}
+            self._unreadable = self._stored = False
+            self._generation, self._parts, self._chunks = None, 0, 0
 
     def states(self) -> dict[str, str]:
         """The state of every recorded slot (``intent`` or ``accepted``), as a later try would read it."""
         with self._lock:
             self._loaded()
-            return {
-                slot: str(entry[0] if isinstance(entry, (list, tuple)) else entry.get("state"))
-                for shard in self._shards
-                for slot, entry in shard.items()
-            }
-
-    def _reset(self) -> None:
-        self._shard_of = {}
-        self._shards = [{}]
-        self._dirty, self._delta = set(), {}
-        self._unreadable = self._stored = False
-        self._generation = self._parts = self._chunks = 0
+            return {slot: str((_fields(entry) or [None])[0]) for shard in self._shards for slot, entry in shard.items()}
 
     def _save(self) -> None:
-        """Make what changed since the last write durable: one journal part, or a compaction."""
-        shard_of = self._loaded()
+        """Make what changed since the last write durable: one journal part, or a fold."""
+        self._loaded()
         self.writes += 1
-        if not shard_of and not self._unreadable:
-            self._delete_all()
-            self._reset()
-            return
-        if not self._stored or self._chunks >= JOURNAL_CHUNKS:
+        if not self._stored or self._generation is None or self._chunks >= JOURNAL_CHUNKS:
             self._compact()
             return
         if not self._delta:
             return
         self.store.save(
             self._journal_key(self._chunks + 1),
-            {"generation": self._generation, "entries": self._delta},
+            {"generation": self._generation, SLOTS: self._delta},
             description=self._description(),
         )
         self._chunks += 1
         self._delta = {}
 
     def _compact(self) -> None:
-        """Fold the journal into the base: the changed shards, then the head, which names the next
-        generation (and so retires the old journal: a crash before it leaves the old head, whose
-        journal is still whole)."""
-        generation = self._generation + 1 if self._stored else self._generation
+        """Fold the journal into the base: the changed shards, then the head, which names a new
+        generation and so retires the old journal, whose parts the new one then writes over.
+
+        A crash before the head is written leaves the old head, its whole journal, and maybe some
+        shards already rewritten: replaying the old journal over those gives each slot it touched
+        the state it recorded last, and each other slot the state it had (a rewritten shard only
+        adds the journal's changes and this write's own, which nothing relies on yet).
+        """
         for index in sorted(self._dirty - {0}):
-            self.store.save(self._shard_key(index), {"entries": self._shards[index]}, description=self._description())
+            shard = {"entries": _OLD_READERS, SLOTS: self._shards[index]}
+            self.store.save(self._shard_key(index), shard, description=self._description())
+        generation = secrets.token_hex(8)  # never one an older part of any life of this record has
         parts = max(self._parts, self._chunks)
-        head = {
+        head: dict[str, Any] = {
             "dag_id": self.key.dag_id,
             "run_id": self.key.run_id,
             "task_id": self.key.task_id,
@@ -458,17 +474,23 @@ class SendRecord:
             "shards": len(self._shards),
             "generation": generation,
             "parts": parts,
-            "entries": self._shards[0],
+            "entries": _OLD_READERS,
+            SLOTS: self._shards[0],
         }
+        if self._unreadable:
+            head[UNREADABLE] = True
         self.store.save(self._shard_key(0), head, description=self._description())
         self._stored, self._generation, self._chunks, self._parts = True, generation, 0, parts
         self._dirty, self._delta = set(), {}
 
     def _delete_all(self) -> None:
-        """Delete every part: the journal parts (of any generation), then the shards from the
-        last, the head last of all."""
-        for number in range(max(self._parts, self._chunks), 0, -1):
-            self.store.delete(self._journal_key(number))
+        """Delete every part: the journal parts (of any generation, and any written past the
+        known ones by a write that failed after all), then the shards from the last, the head last."""
+        number = max(self._parts, self._chunks) + 1
+        while number <= _MOST_CHUNKS and self.store.load(self._journal_key(number)) is not None:
+            number += 1
+        for part in range(number - 1, 0, -1):
+            self.store.delete(self._journal_key(part))
         for index in range(len(self._shards) - 1, -1, -1):
             self.store.delete(self._shard_key(index))
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 from unittest import mock
 
@@ -284,7 +284,7 @@ class CountingStore(MemoryStore):
         self.deleted: list[str] = []
 
     def save(self, key: str, value: dict, *, description: str) -> None:  # type: ignore[type-arg]
-        self.saved.append((key, len(value["entries"])))
+        self.saved.append((key, len(value[send_record.SLOTS])))
         super().save(key, value, description=description)
 
     def delete(self, key: str) -> None:
@@ -328,7 +328,8 @@ def test_a_write_stores_only_its_changes_and_the_journal_is_folded_into_shards(
     assert sorted(store.values) == sorted(  # 4 parts of the second journal over those of the first
         [KEY.store_key, f"{KEY.store_key}_1", *(journal_key(n) for n in range(1, 5))]
     )
-    assert [store.values[journal_key(n)]["generation"] for n in range(1, 5)] == [1, 1, 1, 1]
+    generation = store.values[KEY.store_key]["generation"]
+    assert [store.values[journal_key(n)]["generation"] for n in range(1, 5)] == [generation] * 4
     again = SendRecord(KEY, try_number=2, store=store)  # a later try sees the shards and the journal,
     # which holds the 100 slots of a third shard not written yet
     assert [again.prior(slot).message_id for slot, _ in slots] == list(range(1000, 1250))  # type: ignore[union-attr]
@@ -394,7 +395,7 @@ def test_a_fold_cut_short_leaves_the_old_base_and_its_whole_journal(
     monkeypatch.setattr(send_record, "JOURNAL_CHUNKS", 100)
     store = MemoryStore()
     slots = filled(store)
-    assert any(None in store.values[journal_key(n)]["entries"].values() for n in (1, 2))  # dropped: null
+    assert any(None in store.values[journal_key(n)][send_record.SLOTS].values() for n in (1, 2))  # dropped: null
     record = SendRecord(KEY, try_number=2, store=store)
     assert record.states() == expected(slots)
     monkeypatch.setattr(send_record, "JOURNAL_CHUNKS", 1)  # the next write folds
@@ -418,16 +419,18 @@ def test_a_new_journal_overwrites_the_old_one_and_a_reader_stops_at_the_first_ol
     monkeypatch.setattr(send_record, "JOURNAL_CHUNKS", 2)
     record = SendRecord(KEY, try_number=2, store=store)
     extra = build_send_request("+15005559999", "Hello")
-    record.begin([("extra#1", extra)])  # folds the 11 parts in: generation 1
-    assert store.values[KEY.store_key]["generation"] == 1
-    record.accept([("extra#1", SendResult(None, 9, extra.phone, 1, Encoding.GSM7))])  # part 1 of generation 1
-    assert store.values[journal_key(1)]["generation"] == 1
-    assert store.values[journal_key(2)]["generation"] == 0  # not read: the journal ended at part 1
+    first = store.values[KEY.store_key]["generation"]
+    record.begin([("extra#1", extra)])  # folds the 11 parts in: a new generation
+    second = store.values[KEY.store_key]["generation"]
+    assert second != first
+    record.accept([("extra#1", SendResult(None, 9, extra.phone, 1, Encoding.GSM7))])  # part 1 of it
+    assert store.values[journal_key(1)]["generation"] == second
+    assert store.values[journal_key(2)]["generation"] == first  # not read: the journal ended at part 1
     assert SendRecord(KEY, store=store).states() == expected(slots) | {"extra#1": send_record.ACCEPTED}
     record.begin([("extra#2", extra)])
     record.forget(["extra#2"])  # 2 parts: the next write folds again
     record.begin([("extra#3", extra)])
-    assert store.values[KEY.store_key]["generation"] == 2
+    assert store.values[KEY.store_key]["generation"] not in (first, second)
     assert SendRecord(KEY, store=store).states() == expected(slots) | {
         "extra#1": send_record.ACCEPTED,
         "extra#3": send_record.INTENT,
@@ -449,7 +452,7 @@ def test_a_part_of_the_journal_that_cannot_be_read_makes_every_slot_it_may_hold_
 def test_a_store_that_answers_every_key_is_read_as_unreadable_not_forever() -> None:
     class Echo(MemoryStore):
         def load(self, key: str) -> dict | None:  # type: ignore[type-arg]
-            return {"generation": 0, "entries": {}}
+            return {"generation": "same", send_record.SLOTS: {}}
 
     record = SendRecord(KEY, try_number=2, store=Echo())
     assert record.prior("never-seen").state == send_record.UNREADABLE  # type: ignore[union-attr]
@@ -470,33 +473,122 @@ def test_a_missing_shard_counts_as_empty_and_an_unreadable_one_makes_every_unkno
     assert SendRecord(KEY, store=store).prior("never-seen").state == send_record.UNREADABLE  # type: ignore[union-attr]
 
 
-def test_a_record_emptied_and_filled_again_writes_its_shards_then_its_head(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_record_whose_intents_were_all_dropped_is_kept_and_written_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing is deleted before success: a delete that failed half way could leave a gap in the
+    journal, and the writes after it would never be read (found in review)."""
     monkeypatch.setattr(send_record, "SHARD_SIZE", 1)
     store = CountingStore()
     record = SendRecord(KEY, try_number=1, store=store)
     first, second = (build_send_request(p, "hi") for p in ("+15005550100", "+15005550101"))
     record.begin([("a", first), ("b", second)])
-    record.forget(["a", "b"])  # nothing went out: the record is empty and deleted
+    assert [key for key, _ in store.saved] == [f"{KEY.store_key}_1", KEY.store_key]  # shards, then the head
+    record.forget(["a", "b"])  # nothing went out
+    record.begin([("c", first)])
+    record.accept([("c", SendResult(None, 9, first.phone, 1, Encoding.GSM7))])
+    assert store.deleted == []
+    assert SendRecord(KEY, store=store).states() == {"c": send_record.ACCEPTED}
+
+
+class CommitsThenFails(MemoryStore):
+    """Stores the ``fail_at``-th save, then raises: the metadata DB committed, the answer was lost."""
+
+    def __init__(self, fail_at: int) -> None:
+        super().__init__()
+        self.fail_at = fail_at
+
+    def save(self, key: str, value: dict, *, description: str) -> None:  # type: ignore[type-arg]
+        super().save(key, value, description=description)
+        if self.writes == self.fail_at:
+            raise OSError("connection to the metadata DB lost")
+
+
+def test_a_part_stored_by_a_write_that_failed_is_never_read_in_a_later_life_of_the_record() -> None:
+    """Found in review: a stale ``{A: null}`` part left after the record was deleted and made again
+    was read as current, so an accepted send of A looked never made."""
+    store = CommitsThenFails(fail_at=3)
+    record = SendRecord(KEY, try_number=1, store=store)
+    a, b = (build_send_request(p, "hi") for p in ("+15005550100", "+15005550101"))
+    record.begin([("a", a)])  # the head
+    record.begin([("b", b)])  # part 1
+    with pytest.raises(OSError, match="lost"):
+        record.forget(["a"])  # part 2 {a: null} is stored, the write is reported failed
+    record.clear()  # the task instance succeeded
     assert store.values == {}
-    store.saved.clear()
-    record.begin([("c", first), ("d", second)])
-    assert [key for key, _ in store.saved] == [f"{KEY.store_key}_1", KEY.store_key]
-    assert SendRecord(KEY, store=store).prior("d") is not None
+    again = SendRecord(KEY, try_number=1, store=store)  # cleared by hand: a deliberate re-run
+    again.begin([("b", b)])
+    again.begin([("a", a)])
+    again.accept([("a", SendResult(None, 7, a.phone, 1, Encoding.GSM7))])
+    assert SendRecord(KEY, store=store).prior("a").accepted  # type: ignore[union-attr]
 
 
-def test_entries_are_short_lists_and_entries_written_as_objects_by_an_earlier_version_are_read() -> None:
+def test_a_record_found_damaged_stays_so_through_later_folds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found in review: a fold wrote a clean head, and slots only the damaged part held became
+    "never sent" for the next try."""
     store = MemoryStore()
-    first = SendRecord(KEY, try_number=1, store=store)
-    older = f"{first.content(build_send_request('+15551234568', 'Hi'))}#1"
-    first.begin([(older, build_send_request("+15551234568", "Hi"))])
-    entries = store.values[KEY.store_key]["entries"]  # as an earlier version wrote them
-    entries[older] = {"state": "accepted", "try": 1, "phone": "+1*******568", "at": 1.5, "message_id": 7}
-    entries[send_record.OPERATOR_SLOT] = {"state": "intent", "try": 1, "phone": "+1*******567", "content": "abc"}
+    filled(store, 10)
+    store.values[journal_key(2)] = {send_record.UNREADABLE: True}
+    monkeypatch.setattr(send_record, "JOURNAL_CHUNKS", 1)
+    record = SendRecord(KEY, try_number=2, store=store)
+    record.begin([("new#1", build_send_request("+15005559999", "Hello"))])  # folds
+    assert journal_key(2) not in {
+        k for k, v in store.values.items() if v.get("generation") == store.values[KEY.store_key]["generation"]
+    }
+    assert SendRecord(KEY, try_number=3, store=store).prior("never-seen").state == send_record.UNREADABLE  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("entry", [[], 5, "accepted", None])
+def test_an_entry_of_no_known_shape_makes_the_record_unreadable(entry: Any) -> None:
+    store = MemoryStore()
+    filled(store, 5)
+    store.values[journal_key(1)][send_record.SLOTS]["odd#1"] = entry
+    store.values[KEY.store_key][send_record.SLOTS]["odder#1"] = entry
+    record = SendRecord(KEY, try_number=2, store=store)
+    assert record.prior("odd#1").state == send_record.UNREADABLE  # type: ignore[union-attr]
+    assert record.prior("odder#1").state == send_record.UNREADABLE  # type: ignore[union-attr]
+
+
+def test_versions_before_the_journal_read_a_record_of_this_one_as_damaged(monkeypatch: pytest.MonkeyPatch) -> None:
+    """They read ``entries`` of the head and shards only; a mapping there would let them miss the
+    journal and send again. What they do with a value that is not one: count all as unknown."""
+    monkeypatch.setattr(send_record, "SHARD_SIZE", 4)
+    store = MemoryStore()
+    filled(store, 10)
+    shards = [v for k, v in store.values.items() if "_j" not in k]
+    assert len(shards) == 2  # the head and shard 1, from the first write; the rest is in the journal
+    assert all(not isinstance(value["entries"], Mapping) and value["entries"] for value in shards)
+
+
+def test_clear_deletes_a_record_that_holds_only_damage() -> None:
+    store = MemoryStore()
+    store.values[KEY.store_key] = {send_record.UNREADABLE: True}
+    record = SendRecord(KEY, try_number=2, store=store)
+    assert record.prior("a").state == send_record.UNREADABLE  # type: ignore[union-attr]
+    record.clear()
+    assert store.values == {}
+
+
+def test_entries_written_as_objects_by_an_earlier_version_are_read() -> None:
+    store = MemoryStore()
+    salt = "0" * 32
+    probe = SendRecord(KEY, store=store)
+    store.values[KEY.store_key] = {"salt": salt, "shards": 1, "entries": {}}  # as an earlier version wrote it
+    older = f"{probe.content(build_send_request('+15551234568', 'Hi'))}#1"
+    store.values[KEY.store_key]["entries"] = {
+        older: {"state": "accepted", "try": 1, "phone": "+1*******568", "at": 1.5, "message_id": 7},
+        send_record.OPERATOR_SLOT: {"state": "intent", "try": 1, "phone": "+1*******567", "content": "abc"},
+    }
     record = SendRecord(KEY, try_number=2, store=store)
     slot = record.next_slot(REQUEST)
-    record.begin([(slot, REQUEST)])
+    record.begin([(slot, REQUEST)])  # the first write makes the head of this version
     record.accept([(slot, SendResult("req-1", 9, REQUEST.phone, 1, Encoding.GSM7))])
-    assert store.values[journal_key(2)]["entries"][slot] == ["accepted", 2, "+1*******567", mock.ANY, 9, "req-1"]
+    assert store.values[journal_key(1)][send_record.SLOTS][slot] == [
+        "accepted",
+        2,
+        "+1*******567",
+        mock.ANY,
+        9,
+        "req-1",
+    ]
     later = SendRecord(KEY, try_number=3, store=store)
     assert later.prior(older) == send_record.Prior(state="accepted", try_number=1, message_id=7, content=older[:-2])
     operator_slot = later.prior(send_record.OPERATOR_SLOT)
