@@ -383,6 +383,13 @@ def filled(store: MemoryStore, n: int = 30) -> list[tuple[str, Any]]:
     return slots
 
 
+def filled_in_small_shards(store: MemoryStore, monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Any]]:
+    """:func:`filled` with 30 sends, in shards of 8 and a journal that is not folded."""
+    monkeypatch.setattr(send_record, "SHARD_SIZE", 8)
+    monkeypatch.setattr(send_record, "JOURNAL_CHUNKS", 100)
+    return filled(store)
+
+
 def expected(slots: list[tuple[str, Any]]) -> dict[str, str]:
     return {slot: send_record.ACCEPTED for i, (slot, _) in enumerate(slots) if i % 5 != 4}
 
@@ -391,10 +398,8 @@ def expected(slots: list[tuple[str, Any]]) -> dict[str, str]:
 def test_a_fold_cut_short_leaves_the_old_base_and_its_whole_journal(
     monkeypatch: pytest.MonkeyPatch, crash_at: str
 ) -> None:
-    monkeypatch.setattr(send_record, "SHARD_SIZE", 8)
-    monkeypatch.setattr(send_record, "JOURNAL_CHUNKS", 100)
     store = MemoryStore()
-    slots = filled(store)
+    slots = filled_in_small_shards(store, monkeypatch)
     assert any(None in store.values[journal_key(n)][send_record.SLOTS].values() for n in (1, 2))  # dropped: null
     record = SendRecord(KEY, try_number=2, store=store)
     assert record.states() == expected(slots)
@@ -411,10 +416,8 @@ def test_a_fold_cut_short_leaves_the_old_base_and_its_whole_journal(
 def test_a_new_journal_overwrites_the_old_one_and_a_reader_stops_at_the_first_older_part(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(send_record, "SHARD_SIZE", 8)
-    monkeypatch.setattr(send_record, "JOURNAL_CHUNKS", 100)
     store = CountingStore()
-    slots = filled(store)
+    slots = filled_in_small_shards(store, monkeypatch)
     assert sorted(k for k in store.values if "_j" in k) == sorted(journal_key(n) for n in range(1, 12))  # 12 writes
     monkeypatch.setattr(send_record, "JOURNAL_CHUNKS", 2)
     record = SendRecord(KEY, try_number=2, store=store)
