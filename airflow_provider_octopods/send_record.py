@@ -34,13 +34,18 @@ the head, also holds the salt, the shard count and the base's generation, a rand
 the write before (``null`` for a dropped intent) and the generation it belongs to, so a write
 costs one Variable of its own changes, never a rewrite of whole shards. A reader replays, in
 order, the parts of the base's generation over the base, and stops at the first part missing or
-of another generation. Once the journal has ``JOURNAL_CHUNKS`` parts it is folded in: the changed
-shards are rewritten, then the head with a new generation, which retires the old journal; the new
-journal writes over its parts. Nothing is deleted before the task instance succeeds. A record
-found damaged (a part that cannot be read, or an entry of no known shape) stays marked so through
-later folds: what it held counts as unknown until the record is deleted. Entries are stored under
-``slots``, with a marker under ``entries`` that versions before the journal read as damaged: such
-a version, reading this record, sends nothing new rather than miss the journal.
+of another generation (a part that cannot be read counts as one, and makes the record
+unreadable); then it reads the head again, and reads the whole record again if another process
+(a try Airflow believes dead, still running) folded the journal meanwhile. Once the journal has
+``JOURNAL_CHUNKS`` parts it is folded in: the changed shards are rewritten, then the head with a
+new generation, which retires the old journal; the new journal writes over its parts. Nothing is
+deleted before the provider's listener sees the task instance succeed. Two processes writing one
+record at once (a try Airflow believes dead and its retry) can still write over each other's
+parts: Variables have no compare-and-set. A record found damaged (a part that cannot be read, or
+an entry of no known shape) stays marked so through later folds: what it held counts as unknown
+until the record is deleted. Entries are stored under ``slots``, with a marker under ``entries``
+that versions before the journal read as damaged: such a version, reading this record, sends
+nothing new rather than miss the journal.
 """
 
 from __future__ import annotations
@@ -73,6 +78,7 @@ SHARD_SIZE = 500
 SLOTS = "slots"
 _OLD_READERS = "written by airflow-provider-octopods >= 0.2: see slots"
 JOURNAL_CHUNKS = 32
+_READS = 3  # reads of a record that another process keeps folding, before it counts as unreadable
 _MOST_CHUNKS = 8 * JOURNAL_CHUNKS  # more parts than any writer makes: the store is broken
 _CONTENT_CHARS = 24
 
@@ -216,46 +222,66 @@ class SendRecord:
         self._lock = threading.RLock()
         self.writes = 0
 
+    @property
+    def lock(self) -> threading.RLock:
+        """Held by every method; hold it to make several calls one step (``next_slot``, ``prior``
+        and ``begin`` of one send, when threads of a task send at once)."""
+        return self._lock
+
     def _loaded(self) -> dict[str, int]:
         """The shard of every recorded slot (the record is read from the store on first use)."""
         if not self._loaded_once:  # set only once every part is read: a failed read is made again
-            self._shard_of.clear()
-            self._dirty, self._delta = set(), {}
-            self._unreadable = False
-            value = self.store.load(self.key.store_key) or {}
-            self._stored = bool(value)
-            salt = value.get("salt")
-            self._salt = salt if isinstance(salt, str) and salt else secrets.token_hex(16)
-            self._keyed = hmac.new(self._salt.encode(), digestmod=hashlib.sha256)
-            generation = value.get("generation")
-            self._generation = generation if isinstance(generation, str) and generation else None
-            parts = value.get("parts", 0)
-            self._parts = parts if isinstance(parts, int) and 0 <= parts <= _MOST_CHUNKS else _MOST_CHUNKS
-            shards = value.get("shards", 1)
-            self._shards = []
-            for index in range(shards if isinstance(shards, int) and shards > 0 else 1):
-                part = value if index == 0 else (self.store.load(self._shard_key(index)) or {SLOTS: {}})
-                self._shards.append({})
-                for slot, entry in self._readable_entries(part, required=index == 0).items():
-                    self._shard_of[slot] = index
-                    self._shards[index][slot] = entry
-            self._chunks = 0
-            while self._generation is not None:
-                change = self.store.load(self._journal_key(self._chunks + 1))
-                if change is None or (change.get("generation") != self._generation and not change.get(UNREADABLE)):
-                    break  # the end, or a part of an older journal not written over yet
-                self._chunks += 1
-                if self._chunks > _MOST_CHUNKS:
-                    self._unreadable = True
+            for _ in range(_READS):
+                generation = self._read()
+                head = self.store.load(self.key.store_key) or {}
+                if head.get("generation") == generation:
                     break
-                for slot, entry in self._readable_entries(change, required=True, dropped=True).items():
-                    if entry is None:
-                        self._drop(slot)
-                    else:
-                        self._put(slot, entry)
-            self._delta = {}  # what the journal holds is stored; the base still lacks it (_dirty)
+                # Another process (a try Airflow believes dead, still running) folded the journal
+                # while this one read it: the parts read may be of two generations. Read again.
+            else:
+                self._unreadable = True
             self._loaded_once = True
         return self._shard_of
+
+    def _read(self) -> Any:
+        """Read the record: the head, the shards, then the journal replayed over them. Returns the
+        generation read in the head."""
+        self._shard_of.clear()
+        self._dirty, self._delta = set(), {}
+        self._unreadable = False
+        value = self.store.load(self.key.store_key) or {}
+        self._stored = bool(value)
+        salt = value.get("salt")
+        self._salt = salt if isinstance(salt, str) and salt else secrets.token_hex(16)
+        self._keyed = hmac.new(self._salt.encode(), digestmod=hashlib.sha256)
+        generation = value.get("generation")
+        self._generation = generation if isinstance(generation, str) and generation else None
+        parts = value.get("parts", 0)
+        self._parts = parts if isinstance(parts, int) and 0 <= parts <= _MOST_CHUNKS else _MOST_CHUNKS
+        shards = value.get("shards", 1)
+        self._shards = []
+        for index in range(shards if isinstance(shards, int) and shards > 0 else 1):
+            part = value if index == 0 else (self.store.load(self._shard_key(index)) or {SLOTS: {}})
+            self._shards.append({})
+            for slot, entry in self._readable_entries(part, required=index == 0).items():
+                self._shard_of[slot] = index
+                self._shards[index][slot] = entry
+        self._chunks = 0
+        while self._generation is not None:
+            change = self.store.load(self._journal_key(self._chunks + 1))
+            if change is None or (change.get("generation") != self._generation and not change.get(UNREADABLE)):
+                break  # the end, or a part of an older journal not written over yet
+            self._chunks += 1
+            if self._chunks > _MOST_CHUNKS:
+                self._unreadable = True
+                break
+            for slot, entry in self._readable_entries(change, required=True, dropped=True).items():
+                if entry is None:
+                    self._drop(slot)
+                else:
+                    self._put(slot, entry)
+        self._delta = {}  # what the journal holds is stored; the base still lacks it (_dirty)
+        return value.get("generation")
 
     def _readable_entries(self, part: dict[str, Any], *, required: bool, dropped: bool = False) -> dict[str, Any]:
         """The well-formed entries of a stored part (None for a dropped slot in a journal part).
@@ -485,13 +511,17 @@ class SendRecord:
 
     def _delete_all(self) -> None:
         """Delete every part: the journal parts (of any generation, and any written past the
-        known ones by a write that failed after all), then the shards from the last, the head last."""
+        known ones by a write that failed after all), then the shards (also any past the known ones)
+        from the last, the head last."""
         number = max(self._parts, self._chunks) + 1
         while number <= _MOST_CHUNKS and self.store.load(self._journal_key(number)) is not None:
             number += 1
         for part in range(number - 1, 0, -1):
             self.store.delete(self._journal_key(part))
-        for index in range(len(self._shards) - 1, -1, -1):
+        shards = len(self._shards)
+        while shards < len(self._shards) + _MOST_CHUNKS and self.store.load(self._shard_key(shards)) is not None:
+            shards += 1  # written by a fold whose head was never written
+        for index in range(shards - 1, -1, -1):
             self.store.delete(self._shard_key(index))
 
     def _description(self) -> str:
@@ -522,6 +552,7 @@ def _fields(entry: Any) -> list[Any] | None:
 # The records used in this process, so that every hook of one try shares one record (and its
 # count of repeated sends), and so that they can be deleted when the task instance succeeds.
 _ACTIVE: dict[TaskKey, SendRecord] = {}
+_ACTIVE_LOCK = threading.Lock()
 
 
 def current_record(store: RecordStore | None = None) -> SendRecord | None:
@@ -531,11 +562,12 @@ def current_record(store: RecordStore | None = None) -> SendRecord | None:
         return None
     key = TaskKey.of(ti)
     try_number = getattr(ti, "try_number", None)
-    record = _ACTIVE.get(key)
-    if record is None or record.try_number != try_number or (store is not None and record.store is not store):
-        record = SendRecord(key, try_number=try_number if isinstance(try_number, int) else None, store=store)
-        _ACTIVE[key] = record
-    return record
+    with _ACTIVE_LOCK:  # threads of one task share one record
+        record = _ACTIVE.get(key)
+        if record is None or record.try_number != try_number or (store is not None and record.store is not store):
+            record = SendRecord(key, try_number=try_number if isinstance(try_number, int) else None, store=store)
+            _ACTIVE[key] = record
+        return record
 
 
 def task_succeeded(task_instance: Any) -> None:

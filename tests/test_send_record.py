@@ -623,3 +623,105 @@ def test_a_record_whose_read_failed_half_way_is_read_again_whole(monkeypatch: py
     with pytest.raises(OSError, match="busy"):
         later.prior(slots[15][0])
     assert later.prior(slots[15][0]).message_id == 7015  # type: ignore[union-attr]  # not "never sent"
+
+
+def test_a_try_reading_while_another_process_folds_reads_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found in review: a try Airflow believes dead may still write. If it folds while a new try
+    reads (the head of one generation, then the first part of the next), the reader lost every
+    change since the old base; now it sees the head changed and reads the record again."""
+    monkeypatch.setattr(send_record, "JOURNAL_CHUNKS", 4)
+    shared = MemoryStore()
+    zombie = SendRecord(KEY, try_number=1, store=shared)
+    a = build_send_request("+15005550100", "hi")
+    zombie.begin([("first", a)])  # the head
+    zombie.accept([("first", SendResult(None, 1, a.phone, 1, Encoding.GSM7))])  # part 1: accepted
+    zombie.begin([("y1", a)])
+    zombie.begin([("y2", a)])
+    zombie.begin([("y3", a)])  # part 4: the next write folds
+
+    class FoldsMeanwhile(MemoryStore):
+        fired = False
+
+        def load(self, key: str) -> dict | None:  # type: ignore[type-arg]
+            if key == journal_key(1) and not self.fired:  # between the head and the first part
+                self.fired = True
+                zombie.begin([("z1", a)])  # the fold: a new head
+                zombie.begin([("z2", a)])  # part 1 of the new journal
+            return super().load(key)
+
+    meanwhile = FoldsMeanwhile()
+    meanwhile.values = shared.values
+    reader = SendRecord(KEY, try_number=2, store=meanwhile)
+    assert reader.prior("first").accepted  # type: ignore[union-attr]
+    assert reader.prior("z2").state == send_record.INTENT  # type: ignore[union-attr]
+    reader.accept([("z2", SendResult(None, 2, a.phone, 1, Encoding.GSM7))])  # written to the new journal
+    assert SendRecord(KEY, store=shared).prior("z2").accepted  # type: ignore[union-attr]
+
+
+def test_a_record_that_keeps_changing_under_the_reader_counts_as_unreadable() -> None:
+    class Folding(MemoryStore):
+        def load(self, key: str) -> dict | None:  # type: ignore[type-arg]
+            if key == KEY.store_key:
+                self.reads = getattr(self, "reads", 0) + 1
+                return {"salt": "s", "generation": f"g{self.reads}", send_record.SLOTS: {}}
+            return None
+
+    assert SendRecord(KEY, store=Folding()).prior("a").state == send_record.UNREADABLE  # type: ignore[union-attr]
+
+
+def test_clear_deletes_a_shard_a_fold_wrote_before_its_head_failed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(send_record, "SHARD_SIZE", 2)
+    store = MemoryStore()
+    a = build_send_request("+15005550100", "hi")
+    failing = FailingStore(store.values, saves=lambda key: key == KEY.store_key)
+    with pytest.raises(OSError, match="killed"):
+        SendRecord(KEY, store=failing).begin([("b", a), ("c", a), ("d", a)])  # shard 1 written, not the head
+    SendRecord(KEY, try_number=2, store=store).begin([("a", a)])  # a head of one shard
+    SendRecord(KEY, try_number=2, store=store).clear()
+    assert store.values == {}
+
+
+def test_threads_sending_the_same_sms_at_once_never_share_a_slot(
+    octopods_conn: str, requests_mock: requests_mock.Mocker, store: MemoryStore
+) -> None:
+    """Found in review: two threads sending the same text to the same number could both take slot
+    #1 (the second between the first's slot and its intent); a retry then found #1 accepted and
+    sent the other one again. Now slot, check and intent are one step: the second one gets slot #2
+    or, while the first is in flight, is refused."""
+    import contextlib
+    import threading
+
+    requests_mock.post(SEND_URL, [{"status_code": 201, "json": {"message_id": n}} for n in (1, 2)])
+    both_have_a_slot, both_have_checked = threading.Barrier(2), threading.Barrier(2)
+    original_prior = SendRecord.prior
+
+    def prior(self: SendRecord, slot: str) -> Any:
+        # The window: each thread waits for the other to have taken its slot, then to have checked
+        # it (without the lock both take #1 and find it free); with the lock the other one cannot
+        # come this far before this send's intent is recorded, and the waits time out.
+        with contextlib.suppress(threading.BrokenBarrierError):
+            both_have_a_slot.wait(0.5)
+        found = original_prior(self, slot)
+        with contextlib.suppress(threading.BrokenBarrierError):
+            both_have_checked.wait(0.5)
+        return found
+
+    hook = OctopodsHook()
+    results: list[SendResult] = []
+    refused: list[Exception] = []
+
+    def send() -> None:
+        try:
+            results.append(hook.send_sms("+15551234567", "Hi"))
+        except errors.OctopodsUnknownOutcomeError as err:  # the other one was still in flight
+            refused.append(err)
+
+    with mock.patch.object(SendRecord, "prior", prior):
+        threads = [threading.Thread(target=send) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(5)
+    assert len(results) + len(refused) == 2
+    accepted_slots = [s for s in SendRecord(KEY, store=store).states().values() if s == send_record.ACCEPTED]
+    assert requests_mock.call_count == len(results) == len(accepted_slots)  # each result its own send and slot

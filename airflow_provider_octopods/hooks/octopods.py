@@ -222,39 +222,40 @@ class OctopodsHook(BaseHook):
         record = self.send_record()
         if record is None:
             return self._send_now(request)
-        slot = slot or record.next_slot(request)
-        prior = record.prior(slot)
-        if prior is not None and prior.content and prior.content != record.content(request):
-            self.log.warning(
-                "Try %s sent a different SMS in this place (message %s; the recipient or text has changed "
-                "since), so this one is sent as a new message",
-                prior.try_number,
-                prior.message_id,
-            )
-            prior = None
-        if prior is not None and prior.accepted:
-            self.log.info(
-                "Not sending to %s again: try %s already sent it (message %s)",
-                mask_phone(request.phone),
-                prior.try_number,
-                prior.message_id,
-            )
-            return prior.result(request)
-        if prior is not None and not self.resend_unknown:
-            raise final(
-                OctopodsUnknownOutcomeError(
-                    f"an earlier try (try {prior.try_number}) of this task sent an SMS to "
-                    f"{mask_phone(request.phone)} and its outcome is unknown; {MAY_HAVE_BEEN_SENT}. "
-                    "To send it again anyway, set resend_unknown=True"
+        with record.lock:  # the slot, its check and its intent as one step: threads of a task share it
+            slot = slot or record.next_slot(request)
+            prior = record.prior(slot)
+            if prior is not None and prior.content and prior.content != record.content(request):
+                self.log.warning(
+                    "Try %s sent a different SMS in this place (message %s; the recipient or text has changed "
+                    "since), so this one is sent as a new message",
+                    prior.try_number,
+                    prior.message_id,
                 )
-            )
-        if prior is not None:
-            self.log.warning(
-                "Sending to %s again although try %s may have sent it (resend_unknown=True)",
-                mask_phone(request.phone),
-                prior.try_number,
-            )
-        record.begin([(slot, request)])
+                prior = None
+            if prior is not None and prior.accepted:
+                self.log.info(
+                    "Not sending to %s again: try %s already sent it (message %s)",
+                    mask_phone(request.phone),
+                    prior.try_number,
+                    prior.message_id,
+                )
+                return prior.result(request)
+            if prior is not None and not self.resend_unknown:
+                raise final(
+                    OctopodsUnknownOutcomeError(
+                        f"an earlier try (try {prior.try_number}) of this task sent an SMS to "
+                        f"{mask_phone(request.phone)} and its outcome is unknown; {MAY_HAVE_BEEN_SENT}. "
+                        "To send it again anyway, set resend_unknown=True"
+                    )
+                )
+            if prior is not None:
+                self.log.warning(
+                    "Sending to %s again although try %s may have sent it (resend_unknown=True)",
+                    mask_phone(request.phone),
+                    prior.try_number,
+                )
+            record.begin([(slot, request)])
         try:
             result = self._send_now(request)
         except Exception as err:
