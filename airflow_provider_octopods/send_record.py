@@ -579,10 +579,37 @@ def task_succeeded(task_instance: Any) -> None:
         return
     try:
         record = _ACTIVE.pop(TaskKey.of(task_instance), None)
-        if record is not None:
+        if record is not None and _success_stands(task_instance):
             record.clear()
     except Exception:
         log.exception("Could not delete the Octopods send record of a succeeded task; it stays as a Variable")
+
+
+def _success_stands(task_instance: Any) -> bool:
+    """Whether the metadata DB holds ``task_instance`` as succeeded.
+
+    Airflow 3 tells the listener of a success even when the API server refused it (409: the task
+    instance had already been given up, after lost heartbeats, and its retry may be running): the
+    retry then needs the record. Airflow 2.11's task instance has no such question to ask; it
+    writes its state itself before the listener runs.
+    """
+    count = getattr(task_instance, "get_ti_count", None)
+    if count is None:
+        return True
+    succeeded = count(
+        dag_id=task_instance.dag_id,
+        map_index=task_instance.map_index,
+        task_ids=[task_instance.task_id],
+        run_ids=[task_instance.run_id],
+        states=["success"],
+    )
+    if succeeded:
+        return True
+    log.warning(
+        "Airflow did not record this task instance's success (it may have been given up and retried): "
+        "its Octopods send record is kept, so that no try sends its SMS again"
+    )
+    return False
 
 
 def _running_task_instance() -> Any:

@@ -725,3 +725,25 @@ def test_threads_sending_the_same_sms_at_once_never_share_a_slot(
     assert len(results) + len(refused) == 2
     accepted_slots = [s for s in SendRecord(KEY, store=store).states().values() if s == send_record.ACCEPTED]
     assert requests_mock.call_count == len(results) == len(accepted_slots)  # each result its own send and slot
+
+
+def test_a_success_airflow_refused_keeps_the_record_for_the_retry() -> None:
+    """Found in review: Airflow 3 calls the success listener even when the API server refused the
+    success (the task instance had been given up after lost heartbeats, and its retry may run)."""
+    store = MemoryStore()
+    record = SendRecord(KEY, try_number=1, store=store)
+    record.begin([(record.next_slot(REQUEST), REQUEST)])
+    send_record._ACTIVE[KEY] = record
+    ti = mock.Mock(dag_id=KEY.dag_id, run_id=KEY.run_id, task_id=KEY.task_id, map_index=KEY.map_index)
+    ti.get_ti_count.return_value = 0  # the metadata DB does not hold it as succeeded
+    from airflow_provider_octopods.listeners import on_task_instance_success
+
+    on_task_instance_success(previous_state=None, task_instance=ti)
+    assert SendRecord(KEY, store=store).states() != {}
+    assert ti.get_ti_count.call_args.kwargs == {
+        "dag_id": KEY.dag_id,
+        "map_index": KEY.map_index,
+        "task_ids": [KEY.task_id],
+        "run_ids": [KEY.run_id],
+        "states": ["success"],
+    }
