@@ -747,3 +747,26 @@ def test_a_success_airflow_refused_keeps_the_record_for_the_retry() -> None:
         "run_ids": [KEY.run_id],
         "states": ["success"],
     }
+
+
+def test_a_send_whose_intent_could_not_be_recorded_is_not_refused_later_in_the_try(
+    octopods_conn: str, requests_mock: requests_mock.Mocker, store: MemoryStore
+) -> None:
+    """Found in review: the intent stayed in memory, the next write stored it, and the same SMS
+    sent again later in the try was refused as "outcome unknown" although nothing went out."""
+    requests_mock.post(SEND_URL, status_code=201, json={"message_id": 5})
+    saves = {"n": 0}
+    original = MemoryStore.save
+
+    def first_save_fails(self: MemoryStore, key: str, value: dict, *, description: str) -> None:  # type: ignore[type-arg]
+        saves["n"] += 1
+        if saves["n"] == 1:
+            raise OSError("metadata DB busy")
+        original(self, key, value, description=description)
+
+    hook = OctopodsHook()
+    with mock.patch.object(MemoryStore, "save", first_save_fails), pytest.raises(OSError, match="busy"):
+        hook.send_sms("+15551234567", "Hi")
+    assert requests_mock.call_count == 0
+    assert hook.send_sms("+15551234567", "Hi").message_id == 5  # user code tried again: sent once
+    assert requests_mock.call_count == 1
