@@ -387,7 +387,8 @@ class SendRecord:
         named_by_content: bool = False,
     ) -> None:
         """Record the intent to send each ``(slot, request)``, and what :meth:`settle` would record
-        of ``accepted`` and ``not_sent``; one write for all of them.
+        of ``accepted`` and ``not_sent``; one write for all of them. If the write fails, the slots
+        keep what they held before (a later write must not store intents of sends never started).
 
         :param named_by_content: the caller made every slot as ``f"{content(request)}#{n}"`` (a
             batch does), so the record need not hash each request again to tell.
@@ -395,7 +396,9 @@ class SendRecord:
         with self._lock:
             self._settle(accepted, not_sent)  # loads the record
             now = int(time.time())
+            before: dict[str, Any] = {}
             for slot, request in slots:
+                before[slot] = self._entry(slot)
                 masked = mask_phone(request.phone)
                 masked = self._masked.setdefault(masked, masked)  # few distinct ones: shared, not one a row
                 content = None if named_by_content else self.content(request)
@@ -403,7 +406,15 @@ class SendRecord:
                     self._put(slot, (INTENT, self.try_number, masked, now))
                 else:
                     self._put(slot, (INTENT, self.try_number, masked, now, None, None, None, content))
-            self._save()
+            try:
+                self._save()
+            except BaseException:  # these sends will not start: what the record held for them stands
+                for slot, entry in before.items():
+                    if entry is None:
+                        self._drop(slot)
+                    else:
+                        self._put(slot, entry)
+                raise
 
     def accept(self, results: Iterable[tuple[str, SendResult]]) -> None:
         """Record each ``(slot, result)`` the API accepted; one write for all of them."""

@@ -770,3 +770,19 @@ def test_a_send_whose_intent_could_not_be_recorded_is_not_refused_later_in_the_t
     assert requests_mock.call_count == 0
     assert hook.send_sms("+15551234567", "Hi").message_id == 5  # user code tried again: sent once
     assert requests_mock.call_count == 1
+
+
+def test_a_failed_intent_write_leaves_what_an_earlier_try_recorded() -> None:
+    """Sending again an SMS of unknown outcome (``resend_unknown``) whose new intent cannot be
+    written: the earlier try's intent stays, it is not dropped as never sent."""
+    store = MemoryStore()
+    SendRecord(KEY, try_number=1, store=store).begin([("a#1", REQUEST)])
+    failing = FailingStore(store.values, saves=lambda key: True)
+    record = SendRecord(KEY, try_number=2, store=failing)
+    with pytest.raises(OSError, match="killed"):
+        record.begin([("a#1", REQUEST), ("b#1", REQUEST)])
+    record.store = store
+    record.accept([])  # a later write of this try
+    again = SendRecord(KEY, try_number=3, store=store)
+    assert again.prior("a#1").try_number == 1  # type: ignore[union-attr]
+    assert again.prior("b#1") is None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -256,12 +255,7 @@ class OctopodsHook(BaseHook):
                     mask_phone(request.phone),
                     prior.try_number,
                 )
-            try:
-                record.begin([(slot, request)])
-            except Exception:  # not sent: the intent kept in memory must not be stored by a later write
-                with contextlib.suppress(Exception):
-                    record.forget([slot])
-                raise
+            record.begin([(slot, request)])
         try:
             result = self._send_now(request)
         except Exception as err:
