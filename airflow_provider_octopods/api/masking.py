@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 
@@ -30,14 +31,21 @@ def mask_phone(phone: object, *, keep_last: int = 3) -> str:
 
 def _country_code(e164: str) -> str:
     """The country calling code at the start of an E.164 number. Calling codes are prefix-free,
-    so the first prefix that is one is the code (a dict lookup; parsing the number costs 40 µs)."""
-    from phonenumbers import COUNTRY_CODE_TO_REGION_CODE
-
+    so the first prefix that is one is the code (a set lookup; parsing the number costs 40 µs)."""
     digits = e164[1:] if e164[1:].isdecimal() and e164.isascii() else "".join(_DIGITS.findall(e164))
+    codes = _calling_codes()
+    ascii_digits = digits[:3] if digits[:3].isascii() else "".join(str(int(d)) for d in digits[:3])
     for length in (1, 2, 3):
-        if digits[:length] and int(digits[:length]) in COUNTRY_CODE_TO_REGION_CODE:
+        if ascii_digits[:length] in codes:
             return digits[:length]
     return digits[:1]
+
+
+@functools.cache
+def _calling_codes() -> frozenset[str]:
+    from phonenumbers import COUNTRY_CODE_TO_REGION_CODE  # heavy metadata: loaded on first use
+
+    return frozenset(str(code) for code in COUNTRY_CODE_TO_REGION_CODE)
 
 
 # In free text, left to right: a UUID or an ISO date-time is kept as it is; otherwise a phone

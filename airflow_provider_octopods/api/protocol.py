@@ -131,8 +131,11 @@ def status_url(base_url: str, message_id: MessageId) -> str:
     return f"{base_url.rstrip('/')}{MESSAGES_PATH}/{quote(str(message_id), safe='')}"
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False)  # made once: json.dumps makes one a call for these options
+
+
 def encode_send(request: SendRequest) -> bytes:
-    return json.dumps(request.to_payload(), ensure_ascii=False).encode("utf-8")
+    return _ENCODER.encode(request.to_payload()).encode("utf-8")
 
 
 @dataclass(frozen=True, slots=True)

@@ -99,6 +99,7 @@ class BatchSender:
         self._failed: BaseException | None = None
         self._write_seconds = 0.0
         self._rate = 0.0
+        self._lead = self._lead_now()
 
     def stop(self) -> None:
         """Start no new request (thread-safe); the ones in flight finish and are recorded."""
@@ -154,7 +155,7 @@ class BatchSender:
         try:
             while self._intended < len(todo) and self._go_on(todo):
                 unstarted = self._intended - self._started
-                lead = self._lead()
+                lead = self._lead
                 if unstarted > lead // 4:
                     self._wanted.clear()
                     await self._wanted.wait()
@@ -162,6 +163,7 @@ class BatchSender:
                 now = time.monotonic()
                 if now > last_write and self._intended:
                     self._rate = self._sending_rate((self.done - done_then) / (now - last_write))
+                    self._lead = self._lead_now()
                 last_write, done_then = now, self.done
                 ahead = todo[self._intended : self._intended + lead - unstarted]
                 if self.record is not None:
@@ -180,6 +182,7 @@ class BatchSender:
                         self._not_sent.extend(slot for slot, _ in ahead)
                         raise
                 self._write_seconds = time.monotonic() - now
+                self._lead = self._lead_now()
                 self._intended += len(ahead)
                 self._written.set()
                 self._written = asyncio.Event()
@@ -195,7 +198,7 @@ class BatchSender:
         limiter = getattr(self.client, "rate_limiter", None)
         return min(answered_per_second, limiter.per_second) if limiter is not None else answered_per_second
 
-    def _lead(self) -> int:
+    def _lead_now(self) -> int:
         """How many intents to keep written ahead of the sends (see the module docstring)."""
         floor = 2 * self._group
         cap = min(2 * max(self.chunk_size, self._group), max(floor, int(self._rate)))
@@ -208,7 +211,7 @@ class BatchSender:
                 continue
             slot, send = todo[self._started]
             self._started += 1
-            if self._intended - self._started <= self._lead() // 4:
+            if self._intended - self._started <= self._lead // 4:
                 self._wanted.set()
             sent = await self._one(slot, send)
             try:

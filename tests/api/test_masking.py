@@ -30,3 +30,15 @@ def test_an_e164_number_is_masked_as_the_same_number_written_with_spaces() -> No
         digits = str(rng.randint(1, 9)) + "".join(str(rng.randint(0, 9)) for _ in range(rng.randint(4, 14)))
         spaced = f"+{digits[:2]} {digits[2:]}"
         assert mask_phone(f"+{digits}") == mask_phone(spaced), digits
+
+
+def test_every_country_calling_code_is_kept_whole() -> None:
+    """The code is found by its digits alone; every code phonenumbers knows is kept, in ASCII or in
+    other decimal digits (Arabic-Indic here), and nothing longer is taken for one."""
+    from phonenumbers import COUNTRY_CODE_TO_REGION_CODE
+
+    arabic = str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")
+    for code in COUNTRY_CODE_TO_REGION_CODE:
+        number = f"+{code}5550001234"
+        assert mask_phone(number).startswith(f"+{code}*"), number
+        assert mask_phone(number.translate(arabic)).startswith(f"+{str(code).translate(arabic)}*"), number
