@@ -7,9 +7,9 @@
   ``OctopodsHook.send_sms``, (b) the same loop over Airflow's ``HttpHook``, (c) the batch operator
   end to end (validation, per-row Jinja, the send record in a real Airflow metadata DB, the
   report), (d) the local limit: bare aiohttp posting the same payloads at 64 in flight; and, for
-  reference, (e) a minimal HTTP/1.1 client on asyncio (keep-alive, Content-Length answers only;
-  no TLS, proxy or answer cap): what a leaner transport than aiohttp's could reach. Each of (c),
-  (d) and (e) also prints this process's CPU per message.
+  reference, (e) the floor of HTTP/1.1 on asyncio (keep-alive, Content-Length answers only; no
+  TLS, timeouts or answer cap), which the provider's own transport (``clients/http1.py``) comes
+  close to. Each of (c), (d) and (e) also prints this process's CPU per message.
 * ``paced``: 100 ms server latency and ``rate_limit=100`` over ``--paced`` messages (10,000):
   sustained msg/s and the sandbox's peak requests in any one-second window.
 * ``scale``: 100,000 rows: a dry run's wall time, and the process's memory growth over a dry run

@@ -1,22 +1,25 @@
-"""The asynchronous client (aiohttp), for triggers and batch sends. Same rules as the sync client.
+"""The asynchronous client, for triggers and batch sends. Same rules as the sync client.
 
-aiohttp rather than httpx: measured against the sandbox on a 2-core machine, httpx's own ceiling
-was about 1,000-1,500 requests/s at 8 in flight and fell to 360-560 at 64, while aiohttp made
-5,400-7,600/s at 64 in flight; batch sends need the latter. With aiohttp this client makes 70-90 %
-of bare aiohttp's sends/s at 64 in flight (about 7 times what it made on httpx), and a status read
-costs a trigger about 0.2 ms of CPU instead of 0.7-1.1 ms (``benchmarks/sandbox_throughput.py``,
-``benchmarks/track_many.py``). aiohttp is also what the sandbox is built on.
+Its requests go over :mod:`~airflow_provider_octopods.clients.http1`, this package's own HTTP/1.1
+on asyncio, when they go straight to the API, and over aiohttp when the environment names a
+proxy for the API's host. Measured against the sandbox on a 2-core machine: httpx's ceiling was
+about 1,000-1,500 requests/s and fell to 360-560 at 64 in flight; aiohttp spends about 90-140 µs
+of CPU per request at 64 in flight, ``http1`` about 60 (``benchmarks/batch.py``, (d) and (e)), and
+a trigger's status read costs less than with either (``benchmarks/track_many.py``).
 
-What aiohttp does differently from httpx, and what this client does about it:
+Rules both transports keep:
 
-* Its session needs a running event loop, so it is opened on first use, not in ``__init__``.
-* It repeats a GET by itself when a kept-alive connection drops; that is switched off, so that
-  :mod:`airflow_provider_octopods.api.decision` alone decides what is retried.
-* Its connect timeout would count the time spent queued for a free connection; calls queue on
-  this client's own semaphore instead, so every timeout starts when a connection is free.
-* It reads no proxy or CA settings from the environment by default; this client reads the same
-  ones httpx did (``HTTP(S)_PROXY``/``ALL_PROXY``/``NO_PROXY``, ``SSL_CERT_FILE``/``SSL_CERT_DIR``,
-  else certifi's CA bundle), never ``.netrc``.
+* Nothing is repeated by the transport itself (aiohttp repeats a GET when a kept-alive
+  connection drops; that is switched off): :mod:`airflow_provider_octopods.api.decision` alone
+  decides what is retried.
+* Calls queue on this client's own semaphore for a free connection, so every timeout starts
+  when a connection is free: ``connect_timeout`` to connect (TLS included), ``read_timeout``
+  between two reads, ``connect_timeout + read_timeout`` for the whole try.
+* An answer is read up to :data:`MAX_ANSWER_BYTES` after decompression, then reading stops.
+* Proxy and CA settings come from the same environment variables httpx read
+  (``HTTP(S)_PROXY``/``ALL_PROXY``/``NO_PROXY``, ``SSL_CERT_FILE``/``SSL_CERT_DIR``, else
+  certifi's CA bundle), never ``.netrc``. Sessions and connections open on first use (they need
+  the running event loop), not in ``__init__``.
 """
 
 from __future__ import annotations
@@ -32,10 +35,11 @@ from airflow_provider_octopods.api import protocol
 from airflow_provider_octopods.api.decision import Stage, transport_error
 from airflow_provider_octopods.api.errors import OctopodsError, OctopodsRateLimitError
 from airflow_provider_octopods.api.models import MessageId, MessageStatus, SendRequest, SendResult
-from airflow_provider_octopods.api.protocol import MAX_ANSWER_BYTES  # noqa: F401  # the cap, as read here
+from airflow_provider_octopods.api.protocol import MAX_ANSWER_BYTES
 from airflow_provider_octopods.api.retry import RetryingCall, RetryPolicy, Wait
 from airflow_provider_octopods.api.settings import ClientSettings
 from airflow_provider_octopods.api.transport import deadline_passed, failure_from_exception
+from airflow_provider_octopods.clients.http1 import BadAnswer, ConnectFailed, Http1Pool, ReadTimeout, within
 from airflow_provider_octopods.clients.sync import log_retry
 
 if TYPE_CHECKING:
@@ -84,15 +88,21 @@ class AsyncOctopodsClient:
         self._proxy = _proxy_from_environment(settings.base_url)
         self._slots = asyncio.Semaphore(max_connections)
         self._http: aiohttp.ClientSession | None = None
+        self._direct: Http1Pool | None = None
 
     async def __aenter__(self) -> AsyncOctopodsClient:
-        self._session()
+        if self._proxy is None:
+            self._pool()
+        else:
+            self._session()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
     async def aclose(self) -> None:
+        if self._direct is not None:
+            self._direct.close()
         if self._http is not None:
             await self._http.close()
 
@@ -136,6 +146,43 @@ class AsyncOctopodsClient:
             if limiter.may_start(booking):
                 return
 
+    def _pool(self) -> Http1Pool:
+        """The direct connections' pool, made on first use (CA certificates only for https)."""
+        if self._direct is None:
+            https = urlsplit(self.settings.base_url).scheme == "https"
+            self._direct = Http1Pool(
+                self.settings.base_url,
+                self._headers,
+                ssl_context=_tls_context(self.settings.ca_bundle) if https else None,
+                connect_timeout=self.settings.connect_timeout,
+                read_timeout=self.settings.read_timeout,
+                max_body=MAX_ANSWER_BYTES,
+                limit=self.max_connections,
+            )
+        return self._direct
+
+    async def _once_direct(self, call: protocol.ApiCall[Any]) -> protocol.RawResponse:
+        pool = self._pool()
+        async with self._slots:
+            try:
+                status, headers, body, complete = await within(
+                    self.settings.try_timeout, pool.request(call.method, call.url, call.body)
+                )
+            except ConnectFailed as exc:
+                raise self._failure(call, exc, connecting=True) from None
+            except ReadTimeout as exc:
+                raise self._failure(call, exc, connecting=False) from None
+            except (TimeoutError, asyncio.TimeoutError):
+                raise deadline_passed(call.operation, self.settings.try_timeout) from None
+            except (OSError, BadAnswer) as exc:
+                raise self._failure(call, exc, connecting=False) from None
+        return protocol.capped_answer(call.operation, status, body, headers, complete=complete)
+
+    def _failure(self, call: protocol.ApiCall[Any], exc: BaseException, *, connecting: bool) -> OctopodsError:
+        return failure_from_exception(
+            call.operation, exc, host=urlsplit(call.url).netloc, connecting=connecting, hint=self.settings.scheme_hint
+        )
+
     def _session(self) -> aiohttp.ClientSession:
         """The session, opened on first use (aiohttp needs the running event loop)."""
         if self._http is None:
@@ -158,6 +205,8 @@ class AsyncOctopodsClient:
         return self._http
 
     async def _once(self, call: protocol.ApiCall[Any]) -> protocol.RawResponse:
+        if self._proxy is None:
+            return await self._once_direct(call)
         import aiohttp
 
         session = self._session()
@@ -179,13 +228,7 @@ class AsyncOctopodsClient:
                 if type(exc) in (asyncio.TimeoutError, TimeoutError):
                     # aiohttp's own timeouts are subclasses; the bare class is the try's total.
                     raise deadline_passed(call.operation, self.settings.try_timeout) from None
-                raise failure_from_exception(
-                    call.operation,
-                    exc,
-                    host=urlsplit(call.url).netloc,
-                    connecting=_while_connecting(exc),
-                    hint=self.settings.scheme_hint,
-                ) from None
+                raise self._failure(call, exc, connecting=_while_connecting(exc)) from None
         return protocol.capped_answer(call.operation, status, body, headers, complete=complete)
 
 
