@@ -5,7 +5,7 @@ on asyncio, when they go straight to the API, and over aiohttp when the environm
 proxy for the API's host. Measured against the sandbox on a 2-core machine: httpx's ceiling was
 about 1,000-1,500 requests/s and fell to 360-560 at 64 in flight; aiohttp spends about 90-140 µs
 of CPU per request at 64 in flight, ``http1`` about 60 (``benchmarks/batch.py``, (d) and (e)), and
-a trigger's status read costs less than with either (``benchmarks/track_many.py``).
+a trigger's status read 0.5-0.6 ms of CPU instead of 0.6-0.9 (``benchmarks/track_many.py``).
 
 Rules both transports keep:
 
