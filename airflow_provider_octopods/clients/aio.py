@@ -39,7 +39,7 @@ from airflow_provider_octopods.api.protocol import MAX_ANSWER_BYTES
 from airflow_provider_octopods.api.retry import RetryingCall, RetryPolicy, Wait
 from airflow_provider_octopods.api.settings import ClientSettings
 from airflow_provider_octopods.api.transport import deadline_passed, failure_from_exception
-from airflow_provider_octopods.clients.http1 import BadAnswer, ConnectFailed, Http1Pool, ReadTimeout, within
+from airflow_provider_octopods.clients.http1 import BadAnswer, ConnectFailed, DeadlinePassed, Http1Pool
 from airflow_provider_octopods.clients.sync import log_retry
 
 if TYPE_CHECKING:
@@ -156,6 +156,7 @@ class AsyncOctopodsClient:
                 ssl_context=_tls_context(self.settings.ca_bundle) if https else None,
                 connect_timeout=self.settings.connect_timeout,
                 read_timeout=self.settings.read_timeout,
+                try_timeout=self.settings.try_timeout,
                 max_body=MAX_ANSWER_BYTES,
                 limit=self.max_connections,
             )
@@ -165,14 +166,10 @@ class AsyncOctopodsClient:
         pool = self._pool()
         async with self._slots:
             try:
-                status, headers, body, complete = await within(
-                    self.settings.try_timeout, pool.request(call.method, call.url, call.body)
-                )
+                status, headers, body, complete = await pool.request(call.method, call.url, call.body)
             except ConnectFailed as exc:
                 raise self._failure(call, exc, connecting=True) from None
-            except ReadTimeout as exc:
-                raise self._failure(call, exc, connecting=False) from None
-            except (TimeoutError, asyncio.TimeoutError):
+            except DeadlinePassed:
                 raise deadline_passed(call.operation, self.settings.try_timeout) from None
             except (OSError, BadAnswer) as exc:
                 raise self._failure(call, exc, connecting=False) from None

@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 
 T = TypeVar("T")
 MAX_HEAD_BYTES = 64 * 1024
+_FRAMING = frozenset({"connection", "content-length", "transfer-encoding", "content-encoding"})
 _MAX_CHUNK_LINE = 1024
 
 
@@ -49,6 +50,10 @@ class ReadTimeout(TimeoutError):
     """No byte of the answer for ``read_timeout`` seconds."""
 
 
+class DeadlinePassed(TimeoutError):
+    """The request's ``try_timeout`` passed before its answer was complete; it went out."""
+
+
 Answer = tuple[int, dict[str, str], bytes, bool]  # status, headers, body (capped), complete
 
 
@@ -58,6 +63,7 @@ class Http1Pool:
     :param ssl_context: for an ``https`` origin (certificates checked as it says); else ignored.
     :param connect_timeout: seconds to connect, TLS handshake included.
     :param read_timeout: seconds the answer may stay silent once the request is written.
+    :param try_timeout: seconds one request may take in all, connecting included.
     :param max_body: the most body bytes kept (after decompression); past it reading stops.
     """
 
@@ -69,6 +75,7 @@ class Http1Pool:
         ssl_context: ssl.SSLContext | None,
         connect_timeout: float,
         read_timeout: float,
+        try_timeout: float,
         max_body: int,
         limit: int,
     ) -> None:
@@ -77,7 +84,8 @@ class Http1Pool:
         self.host = parts.hostname or ""
         self.port = parts.port or (443 if self.https else 80)
         self._ssl = (ssl_context or ssl.create_default_context()) if self.https else None
-        self.connect_timeout, self.read_timeout = connect_timeout, read_timeout
+        self.connect_timeout, self.read_timeout, self.try_timeout = connect_timeout, read_timeout, try_timeout
+        self._origin = f"{parts.scheme}://{parts.netloc}"
         self.max_body, self.limit = max_body, limit
         netloc = parts.netloc.rpartition("@")[2]
         fields = {"Host": netloc, **headers, "Accept-Encoding": "gzip, deflate"}
@@ -88,21 +96,33 @@ class Http1Pool:
         self._idle: list[_Connection] = []
 
     async def request(self, method: str, url: str, body: bytes | None) -> Answer:
-        """Make one request to ``url`` (of this pool's origin) and read its answer."""
-        parts = urlsplit(url)
-        if (parts.hostname or "", parts.port or self.port) != (self.host, self.port):
+        """Make one request to ``url`` (of this pool's origin) and read its answer.
+
+        :raises ConnectFailed: nothing was sent. :raises ReadTimeout, DeadlinePassed, BadAnswer,
+            OSError: the request went out, or may have.
+        """
+        deadline = asyncio.get_running_loop().time() + self.try_timeout
+        target = url[len(self._origin) :] if url.startswith(self._origin) else self._target(url)
+        if target[:1] not in ("/", "?", ""):
             raise ValueError("the URL is not on this pool's origin")
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        head = f"{method} {target} HTTP/1.1\r\n".encode() + self._fields
+        head = f"{method} {target or '/'} HTTP/1.1\r\n".encode() + self._fields
         if body is not None or method in ("POST", "PUT", "PATCH"):
             head += b"Content-Length: %d\r\n" % len(body or b"")
         connection = await self._connection()
-        answer = await connection.exchange(head + b"\r\n" + (body or b""), method == "HEAD")
+        answer = await connection.exchange(head + b"\r\n" + (body or b""), method == "HEAD", deadline)
         if connection.reusable and len(self._idle) < self.limit:
             self._idle.append(connection)
         else:
             connection.close()
         return answer
+
+    def _target(self, url: str) -> str:
+        """The path and query of ``url``, written otherwise than the base URL (``HTTPS://``...)."""
+        parts = urlsplit(url)
+        https = parts.scheme == "https"
+        if (https, parts.hostname or "", parts.port or (443 if https else 80)) != (self.https, self.host, self.port):
+            raise ValueError("the URL is not on this pool's origin")
+        return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
 
     def close(self) -> None:
         for connection in self._idle:
@@ -119,7 +139,7 @@ class Http1Pool:
             _, connection = await within(
                 self.connect_timeout,
                 loop.create_connection(
-                    lambda: _Connection(self.read_timeout, self.max_body),
+                    lambda: _Connection(loop, self.read_timeout, self.max_body),
                     self.host,
                     self.port,
                     ssl=self._ssl,
@@ -147,13 +167,15 @@ async def within(seconds: float, awaitable: Awaitable[T]) -> T:
 class _Connection(asyncio.Protocol):
     """One connection: writes a request, parses its answer as the bytes arrive."""
 
-    def __init__(self, read_timeout: float, max_body: int) -> None:
-        self.read_timeout, self.max_body = read_timeout, max_body
+    def __init__(self, loop: asyncio.AbstractEventLoop, read_timeout: float, max_body: int) -> None:
+        self.loop, self.read_timeout, self.max_body = loop, read_timeout, max_body
         self.transport: asyncio.Transport | None = None
         self.open = False
         self.reusable = False
         self._waiting: asyncio.Future[Answer] | None = None
+        # One timer an exchange, for both limits: each read only notes its time.
         self._timer: asyncio.TimerHandle | None = None
+        self._deadline = self._last_read = 0.0
         self._buffer = bytearray()
         # The answer being read:
         self._head_only = False
@@ -178,7 +200,7 @@ class _Connection(asyncio.Protocol):
             self.close()  # bytes nobody asked for: the connection cannot be trusted any more
             return
         self._buffer += data
-        self._arm_timer()
+        self._last_read = self.loop.time()
         try:
             self._parse()
         except BadAnswer as exc:
@@ -202,16 +224,17 @@ class _Connection(asyncio.Protocol):
 
     # -- one exchange -------------------------------------------------------------------------------
 
-    async def exchange(self, request: bytes, head_only: bool) -> Answer:
+    async def exchange(self, request: bytes, head_only: bool, deadline: float) -> Answer:
         assert self.transport is not None
-        self._waiting = asyncio.get_running_loop().create_future()
+        self._waiting = self.loop.create_future()
         self._head_only = head_only
         self._status, self._headers, self._framing = 0, {}, ""
         self._remaining, self._decoder, self._kept = 0, None, []
         self._kept_size, self._over, self._keep_alive = 0, False, True
         self.reusable = False
         self.transport.write(request)
-        self._arm_timer()
+        self._deadline, self._last_read = deadline, self.loop.time()
+        self._timer = self.loop.call_at(min(deadline, self._last_read + self.read_timeout), self._check_time)
         try:
             return await self._waiting
         finally:
@@ -224,17 +247,19 @@ class _Connection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.close()
 
-    def _arm_timer(self) -> None:
-        self._cancel_timer()
-        self._timer = asyncio.get_running_loop().call_later(self.read_timeout, self._timed_out)
-
     def _cancel_timer(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
 
-    def _timed_out(self) -> None:
-        self._fail(ReadTimeout(f"no answer for {self.read_timeout:g} s"))
+    def _check_time(self) -> None:
+        now = self.loop.time()
+        if now >= self._deadline:
+            self._fail(DeadlinePassed("the answer was not complete by the try's deadline"))
+        elif now - self._last_read >= self.read_timeout:
+            self._fail(ReadTimeout(f"no answer for {self.read_timeout:g} s"))
+        else:  # bytes came since the timer was set
+            self._timer = self.loop.call_at(min(self._deadline, self._last_read + self.read_timeout), self._check_time)
 
     def _fail(self, exc: BaseException) -> None:
         if self._waiting is not None and not self._waiting.done():
@@ -280,33 +305,32 @@ class _Connection(asyncio.Protocol):
         status_line, *lines = head.split("\r\n")
         version, _, rest = status_line.partition(" ")
         code = rest[:3]
-        if (
-            version not in ("HTTP/1.1", "HTTP/1.0")
-            or not (code.isascii() and code.isdigit())
-            or rest[3:4] not in ("", " ")
-        ):
+        well_formed = code.isascii() and code.isdigit() and rest[3:4] in ("", " ")
+        if version not in ("HTTP/1.1", "HTTP/1.0") or not well_formed:
             raise BadAnswer(f"not an HTTP/1.x status line: {status_line[:60]!r}")
         headers: dict[str, str] = {}
+        framing: dict[str, str] = {}  # the fields that say how the body comes, by lower-case name
         for line in lines:
             name, colon, value = line.partition(":")
             if not colon or not name or name != name.strip() or line[:1] in (" ", "\t"):
                 raise BadAnswer(f"not a header line: {line[:60]!r}")
+            value = value.strip()
+            headers[name] = f"{headers[name]}, {value}" if name in headers else value
             key = name.lower()
-            headers[name] = f"{headers[name]}, {value.strip()}" if name in headers else value.strip()
-            if key == "connection" and "close" in value.lower():
-                self._keep_alive = False
+            if key in _FRAMING:
+                framing[key] = f"{framing[key]}, {value}" if key in framing else value
         status = int(code)
         if 100 <= status < 200:
             return  # an interim answer: the real one follows
-        if version == "HTTP/1.0" and "keep-alive" not in _get(headers, "connection").lower():
+        connection = framing.get("connection", "").lower()
+        if "close" in connection or (version == "HTTP/1.0" and "keep-alive" not in connection):
             self._keep_alive = False
         self._status, self._headers = status, headers
-        self._decoder = _decoder(_get(headers, "content-encoding"))
-        chunked = "chunked" in _get(headers, "transfer-encoding").lower()
-        lengths = {v.strip() for k, v in headers.items() if k.lower() == "content-length" for v in v.split(",")}
+        self._decoder = _decoder(framing.get("content-encoding", ""))
+        lengths = {v.strip() for v in framing["content-length"].split(",")} if "content-length" in framing else set()
         if self._head_only or status in (204, 304):
             self._framing, self._remaining = "length", 0
-        elif chunked:
+        elif "chunked" in framing.get("transfer-encoding", "").lower():
             self._framing, self._remaining = "chunked", -1
         elif lengths:
             if len(lengths) > 1 or not all(v.isascii() and v.isdigit() for v in lengths):
@@ -372,13 +396,6 @@ class _Connection(asyncio.Protocol):
             data, self._over = data[: room - 1], True
         self._kept.append(data)
         self._kept_size += len(data)
-
-
-def _get(headers: Mapping[str, str], name: str) -> str:
-    for key, value in headers.items():
-        if key.lower() == name:
-            return value
-    return ""
 
 
 def _decoder(coding: str) -> zlib._Decompress | None:

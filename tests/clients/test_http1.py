@@ -20,7 +20,7 @@ from airflow_provider_octopods.api import build_send_request, errors
 from airflow_provider_octopods.api.decision import Operation, decide
 from airflow_provider_octopods.api.settings import ClientSettings
 from airflow_provider_octopods.clients.aio import AsyncOctopodsClient
-from airflow_provider_octopods.clients.http1 import BadAnswer, Http1Pool, ReadTimeout
+from airflow_provider_octopods.clients.http1 import BadAnswer, DeadlinePassed, Http1Pool, ReadTimeout
 
 CLOSE = b"<close>"
 BODY = b'{"message_id": 42, "status": "delivered"}'
@@ -81,6 +81,7 @@ def with_pool(
             ssl_context=None,
             connect_timeout=1,
             read_timeout=read_timeout,
+            try_timeout=1 + read_timeout,
             max_body=max_body,
             limit=4,
         )
@@ -218,6 +219,7 @@ def test_a_header_that_would_split_the_request_is_refused_before_connecting() ->
             ssl_context=None,
             connect_timeout=1,
             read_timeout=1,
+            try_timeout=2,
             max_body=10,
             limit=1,
         )
@@ -253,3 +255,59 @@ def test_through_the_client_a_bad_send_answer_is_unknown_and_a_bad_status_answer
     read = asyncio.run(main(status_api, Operation.STATUS))
     assert decide(Operation.STATUS, read).retry_call
     assert len(status_api.requests) == 4
+
+
+def test_silence_after_some_bytes_is_a_read_timeout_counted_from_the_last_byte() -> None:
+    """Bytes moved the read timer on: the timeout comes ``read_timeout`` after the last of them."""
+
+    async def use(pool: Http1Pool) -> float:
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(ReadTimeout):
+            await get(pool)
+        return asyncio.get_running_loop().time() - started
+
+    class SlowStart(RawApi):
+        async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            await asyncio.sleep(0.2)
+            writer.write(b"HTTP/1.1 200 OK\r\n")  # then nothing
+            await asyncio.sleep(5)
+
+    took = with_pool(SlowStart(b""), use, read_timeout=0.3)
+    assert 0.45 <= took < 1.2
+
+
+def test_an_answer_still_coming_at_the_deadline_is_cut_there() -> None:
+    class Trickle(RawApi):
+        async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
+            for _ in range(100):
+                await asyncio.sleep(0.05)
+                writer.write(b"a")
+
+    async def use(pool: Http1Pool) -> float:
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(DeadlinePassed):
+            await get(pool)
+        return asyncio.get_running_loop().time() - started
+
+    took = with_pool(Trickle(b""), use, read_timeout=0.3)  # try_timeout 1.3 s
+    assert 1.25 <= took < 2.5
+
+
+def test_urls_of_the_origin_written_otherwise_are_sent_and_other_origins_refused() -> None:
+    api = RawApi(reply())
+
+    async def use(pool: Http1Pool) -> list[Any]:
+        same = await pool.request("GET", f"HTTP://127.0.0.1:{pool.port}/api/v1/sms/messages/7?x=1", None)
+        with pytest.raises(ValueError, match="origin"):
+            await pool.request("GET", f"http://127.0.0.1:{pool.port + 1}/api", None)
+        with pytest.raises(ValueError, match="origin"):
+            await pool.request("GET", f"http://127.0.0.1:{pool.port}@evil.example/api", None)
+        return [same]
+
+    [(status, _, _, _)] = with_pool(api, use)
+    assert status == 200
+    assert api.requests[0].startswith(b"GET /api/v1/sms/messages/7?x=1 HTTP/1.1\r\n")
+    assert len(api.requests) == 1
