@@ -31,15 +31,23 @@ _HANDSHAKE_MARKERS = (
 
 
 def failure_from_exception(
-    operation: Operation, exc: BaseException, *, host: str, connecting: bool, hint: str | None = None
+    operation: Operation,
+    exc: BaseException,
+    *,
+    host: str,
+    connecting: bool,
+    hint: str | None = None,
+    handshake_done: bool = False,
 ) -> OctopodsError:
     """The error for ``exc`` raised by a transport while making ``operation`` to ``host``.
 
     :param connecting: the client's own reading of its exception type: it failed while
         connecting (refused, DNS, connect timeout), so the request never left this machine.
     :param hint: a sentence about the connection's settings worth adding (e.g. an assumed scheme).
+    :param handshake_done: the client knows the TLS handshake had ended (it connects before it
+        writes): a TLS error then came after the request went out, whatever its reason says.
     """
-    tls = tls_handshake_failure(exc)
+    tls = None if handshake_done else tls_handshake_failure(exc)
     if tls is not None:
         what = f"TLS verification of {host}" if "certif" in tls.lower() else f"TLS handshake with {host}"
         return OctopodsTLSError(

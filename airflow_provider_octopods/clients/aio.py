@@ -176,8 +176,14 @@ class AsyncOctopodsClient:
         return protocol.capped_answer(call.operation, status, body, headers, complete=complete)
 
     def _failure(self, call: protocol.ApiCall[Any], exc: BaseException, *, connecting: bool) -> OctopodsError:
+        # Both transports finish connecting, TLS handshake included, before they write a byte.
         return failure_from_exception(
-            call.operation, exc, host=urlsplit(call.url).netloc, connecting=connecting, hint=self.settings.scheme_hint
+            call.operation,
+            exc,
+            host=urlsplit(call.url).netloc,
+            connecting=connecting,
+            hint=self.settings.scheme_hint,
+            handshake_done=not connecting,
         )
 
     def _session(self) -> aiohttp.ClientSession:

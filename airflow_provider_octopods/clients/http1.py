@@ -30,6 +30,10 @@ from urllib.parse import urlsplit
 
 T = TypeVar("T")
 MAX_HEAD_BYTES = 64 * 1024
+# A kept-alive connection idle longer is closed rather than reused: servers and load balancers
+# drop idle ones after 60 s or so, and one dropped just as a send is written makes its outcome
+# unknown. aiohttp keeps them 15 s.
+IDLE_SECONDS = 15.0
 _FRAMING = frozenset({"connection", "content-length", "transfer-encoding", "content-encoding"})
 _MAX_CHUNK_LINE = 1024
 
@@ -87,12 +91,8 @@ class Http1Pool:
         self.connect_timeout, self.read_timeout, self.try_timeout = connect_timeout, read_timeout, try_timeout
         self._origin = f"{parts.scheme}://{parts.netloc}"
         self.max_body, self.limit = max_body, limit
-        netloc = parts.netloc.rpartition("@")[2]
-        fields = {"Host": netloc, **headers, "Accept-Encoding": "gzip, deflate"}
-        for name, value in fields.items():
-            if any(c in f"{name}{value}" for c in "\r\n\0") or ":" in name:
-                raise ValueError(f"header {name!r} holds a line break or NUL; it cannot be sent")
-        self._fields = "".join(f"{name}: {value}\r\n" for name, value in fields.items()).encode("latin-1")
+        fields = {"Host": _host_header(self.host, parts.port), **headers, "Accept-Encoding": "gzip, deflate"}
+        self._fields = b"".join(_field(name, value) for name, value in fields.items())
         self._idle: list[_Connection] = []
 
     async def request(self, method: str, url: str, body: bytes | None) -> Answer:
@@ -109,8 +109,13 @@ class Http1Pool:
         if body is not None or method in ("POST", "PUT", "PATCH"):
             head += b"Content-Length: %d\r\n" % len(body or b"")
         connection = await self._connection()
-        answer = await connection.exchange(head + b"\r\n" + (body or b""), method == "HEAD", deadline)
+        try:
+            answer = await connection.exchange(head + b"\r\n" + (body or b""), method == "HEAD", deadline)
+        except BaseException:  # cancelled even after a complete answer: the connection goes
+            connection.close()
+            raise
         if connection.reusable and len(self._idle) < self.limit:
+            connection.idle_since = connection.loop.time()
             self._idle.append(connection)
         else:
             connection.close()
@@ -130,11 +135,12 @@ class Http1Pool:
         self._idle.clear()
 
     async def _connection(self) -> _Connection:
-        while self._idle:
-            connection = self._idle.pop()
-            if connection.open:
-                return connection
         loop = asyncio.get_running_loop()
+        while self._idle:
+            connection = self._idle.pop()  # the one used last: the least likely to be closed by now
+            if connection.open and loop.time() - connection.idle_since < IDLE_SECONDS:
+                return connection
+            connection.close()
         try:
             _, connection = await within(
                 self.connect_timeout,
@@ -148,7 +154,7 @@ class Http1Pool:
             )
         except (TimeoutError, asyncio.TimeoutError):
             raise ConnectTimeout(f"connect timeout ({self.connect_timeout:g} s)") from None
-        except (OSError, ssl.SSLError) as exc:
+        except (OSError, ValueError) as exc:  # ssl's errors are OSErrors; a bad host name a UnicodeError
             raise ConnectFailed(f"could not connect: {type(exc).__name__}") from exc
         return connection
 
@@ -164,6 +170,27 @@ async def within(seconds: float, awaitable: Awaitable[T]) -> T:
         return await awaitable
 
 
+def _host_header(host: str, port: int | None) -> str:
+    """``Host`` as the server expects it: an international name in its ASCII (IDNA) form."""
+    try:
+        name = host.encode("idna").decode("ascii") if not host.isascii() else host
+    except UnicodeError:
+        raise ValueError("the host name of the base URL is not a valid international name") from None
+    name = f"[{name}]" if ":" in name else name
+    return f"{name}:{port}" if port else name
+
+
+def _field(name: str, value: str) -> bytes:
+    """One header line. Refused without showing the value (it may be the key): line breaks, NUL,
+    or characters HTTP/1.1 cannot carry."""
+    if any(c in f"{name}{value}" for c in "\r\n\0") or ":" in name or not name.isascii():
+        raise ValueError(f"header {name!r} holds a line break, NUL or colon; it cannot be sent")
+    try:
+        return f"{name}: {value}\r\n".encode("latin-1")
+    except UnicodeEncodeError:
+        raise ValueError(f"header {name!r} holds characters HTTP/1.1 cannot carry") from None
+
+
 class _Connection(asyncio.Protocol):
     """One connection: writes a request, parses its answer as the bytes arrive."""
 
@@ -172,6 +199,7 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.open = False
         self.reusable = False
+        self.idle_since = 0.0
         self._waiting: asyncio.Future[Answer] | None = None
         # One timer an exchange, for both limits: each read only notes its time.
         self._timer: asyncio.TimerHandle | None = None
@@ -183,9 +211,8 @@ class _Connection(asyncio.Protocol):
         self._headers: dict[str, str] = {}
         self._framing = ""  # "length", "chunked" or "close" once the head is read
         self._remaining = 0
-        self._decoder: zlib._Decompress | None = None
-        self._kept: list[bytes] = []
-        self._kept_size = 0
+        self._decoder: zlib._Decompress | _Deflate | None = None
+        self._kept = bytearray()
         self._over = False
         self._keep_alive = True
 
@@ -205,6 +232,8 @@ class _Connection(asyncio.Protocol):
             self._parse()
         except BadAnswer as exc:
             self._fail(exc)
+        except Exception as exc:  # a parser bug must not escape into the event loop
+            self._fail(BadAnswer(f"the answer could not be read: {type(exc).__name__}"))
 
     def eof_received(self) -> bool:
         return False  # close; connection_lost says what that means
@@ -229,8 +258,8 @@ class _Connection(asyncio.Protocol):
         self._waiting = self.loop.create_future()
         self._head_only = head_only
         self._status, self._headers, self._framing = 0, {}, ""
-        self._remaining, self._decoder, self._kept = 0, None, []
-        self._kept_size, self._over, self._keep_alive = 0, False, True
+        self._remaining, self._decoder, self._kept = 0, None, bytearray()
+        self._over, self._keep_alive = False, True
         self.reusable = False
         self.transport.write(request)
         self._deadline, self._last_read = deadline, self.loop.time()
@@ -269,7 +298,7 @@ class _Connection(asyncio.Protocol):
     def _finish(self, *, complete: bool, reusable: bool) -> None:
         self.reusable = reusable and complete and self._keep_alive and not self._buffer and self.open
         assert self._waiting is not None
-        self._waiting.set_result((self._status, self._headers, b"".join(self._kept), complete))
+        self._waiting.set_result((self._status, self._headers, bytes(self._kept), complete))
 
     # -- parsing ------------------------------------------------------------------------------------
 
@@ -315,7 +344,7 @@ class _Connection(asyncio.Protocol):
             if not colon or not name or name != name.strip() or line[:1] in (" ", "\t"):
                 raise BadAnswer(f"not a header line: {line[:60]!r}")
             value = value.strip()
-            headers[name] = f"{headers[name]}, {value}" if name in headers else value
+            headers.setdefault(name, value)  # a repeated field keeps its first value, as aiohttp's get did
             key = name.lower()
             if key in _FRAMING:
                 framing[key] = f"{framing[key]}, {value}" if key in framing else value
@@ -330,10 +359,15 @@ class _Connection(asyncio.Protocol):
         lengths = {v.strip() for v in framing["content-length"].split(",")} if "content-length" in framing else set()
         if self._head_only or status in (204, 304):
             self._framing, self._remaining = "length", 0
-        elif "chunked" in framing.get("transfer-encoding", "").lower():
+        elif "transfer-encoding" in framing:
+            codings = [c.strip() for c in framing["transfer-encoding"].lower().split(",")]
+            if codings != ["chunked"]:
+                raise BadAnswer(f"the answer's Transfer-Encoding {framing['transfer-encoding'][:30]!r} is not chunked")
             self._framing, self._remaining = "chunked", -1
+            if "content-length" in framing:  # both framings at once: read by the chunks, then hang up
+                self._keep_alive = False
         elif lengths:
-            if len(lengths) > 1 or not all(v.isascii() and v.isdigit() for v in lengths):
+            if len(lengths) > 1 or not all(v.isascii() and v.isdigit() and len(v) <= 18 for v in lengths):
                 raise BadAnswer("the answer's Content-Length is not one number")
             self._framing, self._remaining = "length", int(lengths.pop())
         else:
@@ -384,7 +418,7 @@ class _Connection(asyncio.Protocol):
         """Keep (decoded) body bytes up to ``max_body``; past it, note the answer as over the cap."""
         if self._over:
             return
-        room = self.max_body + 1 - self._kept_size
+        room = self.max_body + 1 - len(self._kept)
         if self._decoder is not None:
             try:
                 data = self._decoder.decompress(data, room)
@@ -394,16 +428,35 @@ class _Connection(asyncio.Protocol):
                 raise BadAnswer(f"the answer's body does not decompress: {exc}") from None
         if len(data) >= room:
             data, self._over = data[: room - 1], True
-        self._kept.append(data)
-        self._kept_size += len(data)
+        self._kept += data
 
 
-def _decoder(coding: str) -> zlib._Decompress | None:
+def _decoder(coding: str) -> zlib._Decompress | _Deflate | None:
     coding = coding.strip().lower()
     if coding in ("", "identity"):
         return None
     if coding in ("gzip", "x-gzip"):
         return zlib.decompressobj(16 + zlib.MAX_WBITS)
     if coding == "deflate":
-        return zlib.decompressobj()
+        return _Deflate()
     raise BadAnswer(f"the answer's Content-Encoding {coding[:30]!r} is not gzip or deflate")
+
+
+class _Deflate:
+    """``deflate`` as servers send it: zlib-wrapped as HTTP says, or raw, as some do."""
+
+    def __init__(self) -> None:
+        self._inner = zlib.decompressobj()
+        self._first = True
+
+    def decompress(self, data: bytes, max_length: int) -> bytes:
+        if self._first and data:
+            self._first = False
+            try:
+                return self._inner.decompress(data, max_length)
+            except zlib.error:
+                self._inner = zlib.decompressobj(-zlib.MAX_WBITS)
+        return self._inner.decompress(data, max_length)
+
+    def flush(self) -> bytes:
+        return self._inner.flush()

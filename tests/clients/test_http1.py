@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import tracemalloc
 import zlib
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -19,8 +20,9 @@ import pytest
 from airflow_provider_octopods.api import build_send_request, errors
 from airflow_provider_octopods.api.decision import Operation, decide
 from airflow_provider_octopods.api.settings import ClientSettings
+from airflow_provider_octopods.clients import http1
 from airflow_provider_octopods.clients.aio import AsyncOctopodsClient
-from airflow_provider_octopods.clients.http1 import BadAnswer, DeadlinePassed, Http1Pool, ReadTimeout
+from airflow_provider_octopods.clients.http1 import BadAnswer, ConnectFailed, DeadlinePassed, Http1Pool, ReadTimeout
 
 CLOSE = b"<close>"
 BODY = b'{"message_id": 42, "status": "delivered"}'
@@ -194,6 +196,9 @@ def test_a_connection_the_server_closed_while_idle_is_not_reused() -> None:
         pytest.param(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", id="bad-chunk-size"),
         pytest.param(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabc\r\n", id="chunk-overrun"),
         pytest.param(b"HTTP/1.1 200 OK\r\n" + b"X-Big: " + b"a" * 70_000 + b"\r\n\r\n", id="head-over-64k"),
+        pytest.param(b"HTTP/1.1 200 OK\r\nContent-Length: " + b"1" * 5000 + b"\r\n\r\n{}", id="length-of-5000-digits"),
+        pytest.param(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nContent-Length: 2\r\n\r\n{}", id="te-not-chunked"),
+        pytest.param(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", id="te-gzip-chunked"),
     ],
 )
 def test_a_broken_answer_is_a_bad_answer(broken: bytes) -> None:
@@ -311,3 +316,182 @@ def test_urls_of_the_origin_written_otherwise_are_sent_and_other_origins_refused
     assert status == 200
     assert api.requests[0].startswith(b"GET /api/v1/sms/messages/7?x=1 HTTP/1.1\r\n")
     assert len(api.requests) == 1
+
+
+def test_both_framings_at_once_are_read_by_the_chunks_and_the_connection_dropped() -> None:
+    both = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n2\r\n{}\r\n0\r\n\r\n"
+    api = RawApi(both)
+    answers = with_pool(api, lambda pool: get(pool, 2))
+    assert [body for _, _, body, _ in answers] == [b"{}", b"{}"]
+    assert api.connections == 2
+
+
+def test_raw_deflate_is_decoded_like_zlib_wrapped_deflate() -> None:
+    raw = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+    api = RawApi(reply(raw.compress(BODY) + raw.flush(), **{"Content-Encoding": "deflate"}))
+    [(_, _, body, complete)] = with_pool(api, get)
+    assert (body, complete) == (BODY, True)
+
+
+def test_a_repeated_header_keeps_its_first_value() -> None:
+    api = RawApi(b"HTTP/1.1 429 Too Many\r\nRetry-After: 5\r\nRetry-After: 7\r\nContent-Length: 0\r\n\r\n")
+    [(status, headers, _, _)] = with_pool(api, get)
+    assert (status, headers["Retry-After"]) == (429, "5")
+
+
+@pytest.mark.parametrize("status", ["204 No Content", "304 Not Modified"])
+def test_answers_that_have_no_body_end_at_their_head(status: str) -> None:
+    api = RawApi(f"HTTP/1.1 {status}\r\nContent-Length: 42\r\n\r\n".encode())
+    answers = with_pool(api, lambda pool: get(pool, 2))
+    assert [(body, complete) for _, _, body, complete in answers] == [(b"", True)] * 2
+    assert api.connections == 1
+
+
+def test_the_answer_to_head_has_no_body_whatever_its_length_says() -> None:
+    api = RawApi(b"HTTP/1.1 200 OK\r\nContent-Length: 42\r\n\r\n")
+
+    async def use(pool: Http1Pool) -> list[Any]:
+        url = f"http://{pool.host}:{pool.port}/x"
+        return [await pool.request("HEAD", url, None), await pool.request("HEAD", url, None)]
+
+    answers = with_pool(api, use)
+    assert [(status, body, complete) for status, _, body, complete in answers] == [(200, b"", True)] * 2
+    assert api.connections == 1
+
+
+def test_an_http_1_0_answer_without_keep_alive_ends_its_connection() -> None:
+    api = RawApi(reply().replace(b"HTTP/1.1", b"HTTP/1.0"))
+    with_pool(api, lambda pool: get(pool, 2))
+    assert api.connections == 2
+    kept = RawApi(reply(Connection="keep-alive").replace(b"HTTP/1.1", b"HTTP/1.0"))
+    with_pool(kept, lambda pool: get(pool, 2))
+    assert kept.connections == 1
+
+
+def test_no_more_idle_connections_are_kept_than_the_limit() -> None:
+    api = RawApi(reply())
+
+    async def use(pool: Http1Pool) -> int:
+        await asyncio.gather(*(get(pool) for _ in range(10)))
+        return len(pool._idle)
+
+    assert with_pool(api, use) == 4  # the limit with_pool sets
+    assert api.connections == 10
+
+
+def test_a_connection_idle_too_long_is_closed_not_reused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(http1, "IDLE_SECONDS", 0.05)
+    api = RawApi(reply())
+
+    async def use(pool: Http1Pool) -> None:
+        await get(pool)
+        await asyncio.sleep(0.1)
+        await get(pool)
+
+    with_pool(api, use)
+    assert api.connections == 2
+
+
+class Watched(RawApi):
+    """Notes when the client hangs up."""
+
+    def __init__(self, *script: bytes) -> None:
+        super().__init__(*script)
+        self.hung_up: asyncio.Event | None = None
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.hung_up = self.hung_up or asyncio.Event()
+        head = await reader.readuntil(b"\r\n\r\n")
+        self.requests.append(head)
+        writer.write(self.script[0])
+        await reader.read()  # until the client closes
+        self.hung_up.set()
+        writer.close()
+
+
+def test_a_request_cancelled_mid_answer_closes_its_connection() -> None:
+    api = Watched(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nabc")
+
+    async def use(pool: Http1Pool) -> int:
+        task = asyncio.ensure_future(get(pool))
+        await asyncio.sleep(0.1)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert api.hung_up is not None
+        await asyncio.wait_for(api.hung_up.wait(), 2)
+        return len(pool._idle)
+
+    assert with_pool(api, use) == 0
+
+
+def test_a_request_cancelled_after_its_answer_came_closes_its_connection(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cancelled in the loop turn between the answer's end and the task going on (a trigger
+    cancelling its reads): the connection is closed, not left open and owned by nobody."""
+    api = Watched(reply())
+    finish = http1._Connection._finish
+    tasks: list[asyncio.Task[Any]] = []
+
+    def finish_then_cancel(self: http1._Connection, **kwargs: bool) -> None:
+        finish(self, **kwargs)
+        tasks[0].cancel()
+
+    monkeypatch.setattr(http1._Connection, "_finish", finish_then_cancel)
+
+    async def use(pool: Http1Pool) -> int:
+        tasks.append(asyncio.ensure_future(get(pool)))
+        with pytest.raises(asyncio.CancelledError):
+            await tasks[0]
+        assert api.hung_up is not None
+        await asyncio.wait_for(api.hung_up.wait(), 2)
+        return len(pool._idle)
+
+    assert with_pool(api, use) == 0
+
+
+def test_a_body_in_tiny_chunks_costs_no_more_memory_than_the_cap() -> None:
+    cap = 256 * 1024
+    api = RawApi(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + b"2\r\nab\r\n" * cap + b"0\r\n\r\n")
+
+    async def use(pool: Http1Pool) -> tuple[int, bool, int]:
+        tracemalloc.start()
+        try:
+            [(_, _, body, complete)] = await get(pool)
+            return len(body), complete, tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    size, complete, peak = with_pool(api, use, max_body=cap)
+    assert (size, complete) == (cap, False)
+    # Kept one piece a chunk, the 131,072 pieces took over 5 MiB; now the body and the reads' buffers.
+    assert peak < 8 * cap
+
+
+def test_host_names_are_sent_in_their_ascii_form() -> None:
+    assert http1._host_header("bücher.example", None) == "xn--bcher-kva.example"
+    assert http1._host_header("例え.jp", 8443) == "xn--r8jz45g.jp:8443"
+    assert http1._host_header("::1", 8080) == "[::1]:8080"
+
+
+def test_a_header_http_cannot_carry_is_refused_without_showing_it() -> None:
+    with pytest.raises(ValueError, match="X-Octopods-Auth") as err:
+        http1._field("X-Octopods-Auth", "ключ-secret")
+    assert "secret" not in repr(err.value)
+
+
+def test_a_host_name_that_cannot_be_looked_up_means_nothing_was_sent() -> None:
+    async def use() -> None:
+        pool = Http1Pool(
+            "https://api..octopods.io",
+            {},
+            ssl_context=None,
+            connect_timeout=1,
+            read_timeout=1,
+            try_timeout=2,
+            max_body=10,
+            limit=1,
+        )
+        await pool.request("GET", "https://api..octopods.io/x", None)
+
+    with pytest.raises(ConnectFailed):
+        asyncio.run(use())

@@ -112,3 +112,42 @@ def test_https_assumed_for_a_plain_http_sandbox_says_what_to_write(send: object)
     text = str(err.value)
     assert "https:// was assumed" in text
     assert f"http://127.0.0.1:{port}" in text
+
+
+def test_a_tls_error_after_the_send_went_out_is_an_unknown_outcome(tmp_path: Path) -> None:
+    """A TLS terminator that takes the whole request, then answers in plain text: ssl's error
+    reads like a failed handshake (WRONG_VERSION_NUMBER), but the handshake had ended and the SMS
+    may be out. It is an unknown outcome, never "nothing was sent" (which would send it again)."""
+    import os
+    import socket
+
+    from airflow_provider_octopods.api.decision import Operation, decide
+
+    cert, key = self_signed(tmp_path)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    listener = socket.create_server(("127.0.0.1", 0))
+    received: list[bytes] = []
+
+    def serve() -> None:
+        raw, _ = listener.accept()
+        with context.wrap_socket(raw, server_side=True) as tls:
+            data = b""
+            while b"\r\n\r\n" not in data or not data.endswith(REQUEST.body.encode()[-5:] + b'"}'):
+                data += tls.recv(65536)
+            received.append(data)
+            os.write(tls.fileno(), b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")  # past TLS
+            threading.Event().wait(0.5)
+
+    threading.Thread(target=serve, daemon=True).start()
+    settings = ClientSettings(
+        base_url=f"https://127.0.0.1:{listener.getsockname()[1]}", api_key=KEY, ca_bundle=str(cert)
+    )
+    try:
+        with pytest.raises(errors.OctopodsError) as err:
+            send_async(settings)
+    finally:
+        listener.close()
+    assert len(received) == 1
+    assert not isinstance(err.value, errors.OctopodsTLSError)
+    assert decide(Operation.SEND, err.value).maybe_sent
