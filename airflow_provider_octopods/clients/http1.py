@@ -1,22 +1,27 @@
 """HTTP/1.1 over asyncio for the async client's direct connections: kept-alive connections to one
 origin, one request at a time on each, and nothing the API's two calls do not need.
 
-Why not aiohttp's client here: measured against the sandbox on a 2-core machine, aiohttp spends
-about 90-140 µs of CPU per request at 64 in flight, and this module about 60 (``benchmarks/batch.py``
-(d) and (e)); a batch's sends and a trigger's status reads are that many requests.
-(aiohttp still carries the calls made through a proxy: see ``clients/aio.py``.)
+Why not aiohttp's client here: measured against the sandbox on a 2-core machine, bare aiohttp
+spends 95-170 µs of CPU per request at 64 in flight, while the whole batch operator over this
+module spends 113-158 µs a message, validation and send record included (``benchmarks/batch.py``
+(d) and (c)); a batch's sends and a trigger's status reads are that many requests. (aiohttp
+still carries the calls made through a proxy: see ``clients/aio.py``.)
 
 What it does, and what it refuses:
 
 * Answers framed by ``Content-Length``, ``Transfer-Encoding: chunked`` or the end of the
-  connection; ``1xx`` interim answers are skipped. ``gzip`` and ``deflate`` bodies are
-  decompressed, never past the cap the caller sets (a gzip bomb costs no more memory than it).
-* An answer's head over 64 KiB, a status line or header that is not HTTP/1.x, conflicting
-  lengths, or a coding other than gzip/deflate is a :class:`BadAnswer`: the request went out.
-* :class:`ConnectFailed` means nothing was sent (refused, DNS, TLS, connect timeout). Any other
-  error comes after the request was written, or may have.
-* A connection closed by the server while idle is never reused. One that answered with
-  ``Connection: close``, was left mid-answer or holds bytes past its answer is closed.
+  connection; ``1xx`` interim answers are skipped; none for ``HEAD``, 204 and 304. ``gzip`` and
+  ``deflate`` (zlib or raw) bodies are decompressed, never past the cap the caller sets (a gzip
+  bomb costs no more memory than it).
+* An answer's head over 64 KiB, a status line or header that is not HTTP/1.x, conflicting or
+  overlong lengths, a transfer coding other than chunked or a content coding other than
+  gzip/deflate is a :class:`BadAnswer`: the request went out.
+* :class:`ConnectFailed` means nothing was sent (refused, DNS, a bad host name, TLS, connect
+  timeout). Any other error comes after the request was written, or may have.
+* A connection is reused only after a complete answer with nothing past it, that did not say
+  ``Connection: close`` (or was HTTP/1.0 without keep-alive), and only within ``IDLE_SECONDS``.
+  One closed by the server while idle, left mid-answer or cancelled is closed.
+* A repeated header keeps its first value; names keep the case the server wrote.
 """
 
 from __future__ import annotations
