@@ -71,22 +71,28 @@ class RawApi:
             writer.close()
 
 
+def pool_at(
+    url: str, headers: dict[str, str] | None = None, *, read_timeout: float = 2.0, max_body: int = 1 << 20
+) -> Http1Pool:
+    return Http1Pool(
+        url,
+        {"X-Octopods-Auth": "k"} if headers is None else headers,
+        ssl_context=None,
+        connect_timeout=1,
+        read_timeout=read_timeout,
+        try_timeout=1 + read_timeout,
+        max_body=max_body,
+        limit=4,
+    )
+
+
 def with_pool(
     api: RawApi, use: Callable[[Http1Pool], Awaitable[Any]], *, read_timeout: float = 2.0, max_body: int = 1 << 20
 ) -> Any:
     async def main() -> Any:
         server = await asyncio.start_server(api.serve, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
-        pool = Http1Pool(
-            f"http://127.0.0.1:{port}",
-            {"X-Octopods-Auth": "k"},
-            ssl_context=None,
-            connect_timeout=1,
-            read_timeout=read_timeout,
-            try_timeout=1 + read_timeout,
-            max_body=max_body,
-            limit=4,
-        )
+        pool = pool_at(f"http://127.0.0.1:{port}", read_timeout=read_timeout, max_body=max_body)
         try:
             return await use(pool)
         finally:
@@ -218,16 +224,7 @@ def test_silence_after_the_request_is_a_read_timeout() -> None:
 
 def test_a_header_that_would_split_the_request_is_refused_before_connecting() -> None:
     with pytest.raises(ValueError, match="line break") as err:
-        Http1Pool(
-            "http://127.0.0.1:9",
-            {"X-Octopods-Auth": "k\r\nX-Evil: 1"},
-            ssl_context=None,
-            connect_timeout=1,
-            read_timeout=1,
-            try_timeout=2,
-            max_body=10,
-            limit=1,
-        )
+        pool_at("http://127.0.0.1:9", {"X-Octopods-Auth": "k\r\nX-Evil: 1"})
     assert "X-Evil" not in str(err.value)
 
 
@@ -481,16 +478,7 @@ def test_a_header_http_cannot_carry_is_refused_without_showing_it() -> None:
 
 def test_a_host_name_that_cannot_be_looked_up_means_nothing_was_sent() -> None:
     async def use() -> None:
-        pool = Http1Pool(
-            "https://api..octopods.io",
-            {},
-            ssl_context=None,
-            connect_timeout=1,
-            read_timeout=1,
-            try_timeout=2,
-            max_body=10,
-            limit=1,
-        )
+        pool = pool_at("https://api..octopods.io")
         await pool.request("GET", "https://api..octopods.io/x", None)
 
     with pytest.raises(ConnectFailed):
