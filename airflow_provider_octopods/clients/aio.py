@@ -3,7 +3,7 @@
 Its requests go over :mod:`~airflow_provider_octopods.clients.http1`, this package's own HTTP/1.1
 on asyncio, when they go straight to the API, and over aiohttp when the environment names a
 proxy for the API's host. Measured against the sandbox on a 2-core machine: httpx's ceiling was
-about 1,000-1,500 requests/s and fell to 360-560 at 64 in flight; bare aiohttp spends 95-170 µs of
+about 1,000-1,500 requests/s and fell to 360-560 at 64 in flight; bare aiohttp spends 95-168 µs of
 CPU per request at 64 in flight, and the whole batch operator over ``http1`` 113-158 µs
 (``benchmarks/batch.py``, (d) and (c)); a trigger's status read costs 0.50-0.64 ms of CPU instead
 of 0.62-0.90 (``benchmarks/track_many.py``).
@@ -92,9 +92,7 @@ class AsyncOctopodsClient:
         self._direct: Http1Pool | None = None
 
     async def __aenter__(self) -> AsyncOctopodsClient:
-        if self._proxy is None:
-            self._pool()
-        else:
+        if self._proxy is not None:
             self._session()
         return self
 
@@ -164,7 +162,10 @@ class AsyncOctopodsClient:
         return self._direct
 
     async def _once_direct(self, call: protocol.ApiCall[Any]) -> protocol.RawResponse:
-        pool = self._pool()
+        try:
+            pool = self._pool()
+        except ValueError as exc:  # a host name or header that cannot be sent: nothing was
+            raise self._failure(call, exc, connecting=True) from None
         async with self._slots:
             try:
                 status, headers, body, complete = await pool.request(call.method, call.url, call.body)

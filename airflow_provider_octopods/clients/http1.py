@@ -2,7 +2,7 @@
 origin, one request at a time on each, and nothing the API's two calls do not need.
 
 Why not aiohttp's client here: measured against the sandbox on a 2-core machine, bare aiohttp
-spends 95-170 µs of CPU per request at 64 in flight, while the whole batch operator over this
+spends 95-168 µs of CPU per request at 64 in flight, while the whole batch operator over this
 module spends 113-158 µs a message, validation and send record included (``benchmarks/batch.py``
 (d) and (c)); a batch's sends and a trigger's status reads are that many requests. (aiohttp
 still carries the calls made through a proxy: see ``clients/aio.py``.)
@@ -15,11 +15,12 @@ What it does, and what it refuses:
   bomb costs no more memory than it).
 * An answer's head over 64 KiB, a status line or header that is not HTTP/1.x, conflicting or
   overlong lengths, a transfer coding other than chunked or a content coding other than
-  gzip/deflate is a :class:`BadAnswer`: the request went out.
+  gzip/deflate, or a compressed body cut short is a :class:`BadAnswer`: the request went out.
 * :class:`ConnectFailed` means nothing was sent (refused, DNS, a bad host name, TLS, connect
   timeout). Any other error comes after the request was written, or may have.
 * A connection is reused only after a complete answer with nothing past it, that did not say
-  ``Connection: close`` (or was HTTP/1.0 without keep-alive), and only within ``IDLE_SECONDS``.
+  ``Connection: close`` (or was HTTP/1.0 without keep-alive), and only within ``IDLE_SECONDS``
+  or a second less than the idle time the server announces (``Keep-Alive: timeout=``).
   One closed by the server while idle, left mid-answer or cancelled is closed.
 * A repeated header keeps its first value; names keep the case the server wrote.
 """
@@ -27,6 +28,7 @@ What it does, and what it refuses:
 from __future__ import annotations
 
 import asyncio
+import re
 import ssl
 import zlib
 from collections.abc import Awaitable, Mapping
@@ -39,7 +41,10 @@ MAX_HEAD_BYTES = 64 * 1024
 # drop idle ones after 60 s or so, and one dropped just as a send is written makes its outcome
 # unknown. aiohttp keeps them 15 s.
 IDLE_SECONDS = 15.0
-_FRAMING = frozenset({"connection", "content-length", "transfer-encoding", "content-encoding"})
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_KEEP_ALIVE_TIMEOUT = re.compile(r"(?:^|[,;\s])timeout\s*=\s*(\d{1,6})", re.IGNORECASE)
+_FRAMING = frozenset({"connection", "content-length", "transfer-encoding", "content-encoding", "keep-alive"})
 _MAX_CHUNK_LINE = 1024
 
 
@@ -143,7 +148,7 @@ class Http1Pool:
         loop = asyncio.get_running_loop()
         while self._idle:
             connection = self._idle.pop()  # the one used last: the least likely to be closed by now
-            if connection.open and loop.time() - connection.idle_since < IDLE_SECONDS:
+            if connection.open and loop.time() - connection.idle_since < min(connection.idle_limit, IDLE_SECONDS):
                 return connection
             connection.close()
         try:
@@ -186,10 +191,12 @@ def _host_header(host: str, port: int | None) -> str:
 
 
 def _field(name: str, value: str) -> bytes:
-    """One header line. Refused without showing the value (it may be the key): line breaks, NUL,
-    or characters HTTP/1.1 cannot carry."""
-    if any(c in f"{name}{value}" for c in "\r\n\0") or ":" in name or not name.isascii():
-        raise ValueError(f"header {name!r} holds a line break, NUL or colon; it cannot be sent")
+    """One header line. Refused without showing the value (it may be the key): a name that is not
+    an HTTP token, control characters (tab aside), or characters HTTP/1.1 cannot carry."""
+    if not _TOKEN.fullmatch(name):
+        raise ValueError(f"header name {name[:40]!r} is not an HTTP token; it cannot be sent")
+    if _CONTROL.search(value):
+        raise ValueError(f"header {name!r} holds a line break or another control character; it cannot be sent")
     try:
         return f"{name}: {value}\r\n".encode("latin-1")
     except UnicodeEncodeError:
@@ -205,6 +212,7 @@ class _Connection(asyncio.Protocol):
         self.open = False
         self.reusable = False
         self.idle_since = 0.0
+        self.idle_limit = IDLE_SECONDS
         self._waiting: asyncio.Future[Answer] | None = None
         # One timer an exchange, for both limits: each read only notes its time.
         self._timer: asyncio.TimerHandle | None = None
@@ -241,6 +249,7 @@ class _Connection(asyncio.Protocol):
             self._fail(BadAnswer(f"the answer could not be read: {type(exc).__name__}"))
 
     def eof_received(self) -> bool:
+        self.open = False  # not to be taken from the idle list before connection_lost comes
         return False  # close; connection_lost says what that means
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -249,8 +258,12 @@ class _Connection(asyncio.Protocol):
         if self._waiting is None or self._waiting.done():
             return
         if self._framing == "close" and exc is None:
-            self._body_bytes(b"", final=True)
-            self._finish(complete=True, reusable=False)
+            try:
+                self._body_bytes(b"", final=True)
+            except BadAnswer as bad:
+                self._waiting.set_exception(bad)
+                return
+            self._finish(complete=not self._over, reusable=False)
         elif exc is not None:
             self._waiting.set_exception(exc)
         else:
@@ -290,7 +303,7 @@ class _Connection(asyncio.Protocol):
         now = self.loop.time()
         if now >= self._deadline:
             self._fail(DeadlinePassed("the answer was not complete by the try's deadline"))
-        elif now - self._last_read >= self.read_timeout:
+        elif now >= self._last_read + self.read_timeout:
             self._fail(ReadTimeout(f"no answer for {self.read_timeout:g} s"))
         else:  # bytes came since the timer was set
             self._timer = self.loop.call_at(min(self._deadline, self._last_read + self.read_timeout), self._check_time)
@@ -356,6 +369,9 @@ class _Connection(asyncio.Protocol):
         status = int(code)
         if 100 <= status < 200:
             return  # an interim answer: the real one follows
+        announced = _KEEP_ALIVE_TIMEOUT.search(framing.get("keep-alive", ""))
+        if announced:  # the server says when it drops an idle connection: drop it a second before
+            self.idle_limit = min(IDLE_SECONDS, max(int(announced.group(1)) - 1.0, 0.0))
         connection = framing.get("connection", "").lower()
         if "close" in connection or (version == "HTTP/1.0" and "keep-alive" not in connection):
             self._keep_alive = False
@@ -431,6 +447,8 @@ class _Connection(asyncio.Protocol):
                     data += self._decoder.flush()
             except zlib.error as exc:
                 raise BadAnswer(f"the answer's body does not decompress: {exc}") from None
+            if final and len(data) < room and not self._decoder.eof:
+                raise BadAnswer("the answer's compressed body is cut short")
         if len(data) >= room:
             data, self._over = data[: room - 1], True
         self._kept += data
@@ -448,20 +466,29 @@ def _decoder(coding: str) -> zlib._Decompress | _Deflate | None:
 
 
 class _Deflate:
-    """``deflate`` as servers send it: zlib-wrapped as HTTP says, or raw, as some do."""
+    """``deflate`` as servers send it: zlib-wrapped as HTTP says, or raw, as some do. Which one
+    is told by the first two bytes (a zlib header), whatever pieces they come in."""
 
     def __init__(self) -> None:
-        self._inner = zlib.decompressobj()
-        self._first = True
+        self._inner: zlib._Decompress | None = None
+        self._start = b""
+
+    @property
+    def eof(self) -> bool:
+        return self._inner is not None and self._inner.eof
 
     def decompress(self, data: bytes, max_length: int) -> bytes:
-        if self._first and data:
-            self._first = False
-            try:
-                return self._inner.decompress(data, max_length)
-            except zlib.error:
-                self._inner = zlib.decompressobj(-zlib.MAX_WBITS)
+        if self._inner is None:
+            self._start += data
+            if len(self._start) < 2:
+                return b""
+            first, second = self._start[0], self._start[1]
+            wrapped = first & 0x0F == 8 and (first * 256 + second) % 31 == 0
+            self._inner = zlib.decompressobj() if wrapped else zlib.decompressobj(-zlib.MAX_WBITS)
+            data, self._start = self._start, b""
         return self._inner.decompress(data, max_length)
 
     def flush(self) -> bytes:
+        if self._inner is None:  # fewer than two bytes in all: not a deflate stream
+            raise zlib.error("the deflate stream is cut short")
         return self._inner.flush()

@@ -448,7 +448,20 @@ def test_a_request_cancelled_after_its_answer_came_closes_its_connection(monkeyp
 
 def test_a_body_in_tiny_chunks_costs_no_more_memory_than_the_cap() -> None:
     cap = 256 * 1024
-    api = RawApi(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + b"2\r\nab\r\n" * cap + b"0\r\n\r\n")
+    answer = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + b"2\r\nab\r\n" * cap + b"0\r\n\r\n"
+
+    class Piecewise(RawApi):
+        """Writes the answer in 64 KiB views (the server shares the process: no copy of it is
+        counted as the client's)."""
+
+        async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            view = memoryview(answer)
+            for start in range(0, len(view), 65536):
+                writer.write(view[start : start + 65536])
+                await writer.drain()
+            await reader.read()
+            writer.close()
 
     async def use(pool: Http1Pool) -> tuple[int, bool, int]:
         tracemalloc.start()
@@ -458,7 +471,7 @@ def test_a_body_in_tiny_chunks_costs_no_more_memory_than_the_cap() -> None:
         finally:
             tracemalloc.stop()
 
-    size, complete, peak = with_pool(api, use, max_body=cap)
+    size, complete, peak = with_pool(Piecewise(b""), use, max_body=cap)
     assert (size, complete) == (cap, False)
     # Kept one piece a chunk, the 131,072 pieces took over 5 MiB; now the body and the reads' buffers.
     assert peak < 8 * cap
@@ -483,3 +496,66 @@ def test_a_host_name_that_cannot_be_looked_up_means_nothing_was_sent() -> None:
 
     with pytest.raises(ConnectFailed):
         asyncio.run(use())
+
+
+def chunked(*pieces: bytes, **headers: str) -> bytes:
+    fields = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    body = b"".join(b"%x\r\n%s\r\n" % (len(piece), piece) for piece in pieces)
+    return f"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n{fields}\r\n".encode() + body + b"0\r\n\r\n"
+
+
+@pytest.mark.parametrize("wbits", [zlib.MAX_WBITS, -zlib.MAX_WBITS], ids=["zlib", "raw"])
+def test_deflate_is_told_apart_by_its_first_two_bytes_whatever_pieces_they_come_in(wbits: int) -> None:
+    compressor = zlib.compressobj(wbits=wbits)
+    stream = compressor.compress(BODY) + compressor.flush()
+    api = RawApi(chunked(stream[:1], stream[1:2], stream[2:], **{"Content-Encoding": "deflate"}))
+    [(_, _, body, complete)] = with_pool(api, get)
+    assert (body, complete) == (BODY, True)
+
+
+@pytest.mark.parametrize("framing", ["length", "close"])
+def test_a_compressed_body_cut_short_is_a_bad_answer(framing: str) -> None:
+    cut = gzip.compress(BODY)[:-8]  # without the gzip trailer
+    answer = reply(cut, **{"Content-Encoding": "gzip"})
+    if framing == "close":
+        answer = b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\n\r\n" + cut + CLOSE
+    with pytest.raises(BadAnswer, match="cut short"):
+        with_pool(RawApi(answer), get)
+
+
+def test_a_connection_is_dropped_before_the_idle_time_the_server_announces() -> None:
+    api = RawApi(reply(**{"Keep-Alive": "timeout=1, max=100"}))
+
+    async def use(pool: Http1Pool) -> None:
+        await get(pool)  # the server drops it after 1 s: kept at most 0 s
+        await asyncio.sleep(0.01)
+        await get(pool)
+
+    with_pool(api, use)
+    assert api.connections == 2
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("X Bad", "v"), ("", "v"), ("X-Ok", "a\x01b"), ("X-Ok", "a\x7fb"), ("X-Ok", "a\nb")],
+)
+def test_header_names_must_be_tokens_and_values_free_of_control_characters(name: str, value: str) -> None:
+    with pytest.raises(ValueError, match="cannot be sent"):
+        http1._field(name, value)
+
+
+def test_a_base_url_whose_host_name_cannot_be_written_in_ascii_means_nothing_was_sent() -> None:
+    settings = ClientSettings(base_url="http://bü..example", api_key="k")
+
+    async def main() -> errors.OctopodsError:
+        async def no_wait(_: float) -> None:
+            pass
+
+        async with AsyncOctopodsClient(settings, sleep=no_wait) as client:
+            with pytest.raises(errors.OctopodsError) as err:
+                await client.send(build_send_request("+15551234567", "Hi"))
+            return err.value
+
+    error = asyncio.run(main())
+    assert not decide(Operation.SEND, error).maybe_sent
+    assert "nothing was sent" in str(error)
