@@ -3,8 +3,8 @@
 Its requests go over :mod:`~airflow_provider_octopods.clients.http1`, this package's own HTTP/1.1
 on asyncio, when they go straight to the API, and over aiohttp when the environment names a
 proxy for the API's host. Measured against the sandbox on a 2-core machine: httpx's ceiling was
-about 1,000-1,500 requests/s and fell to 360-560 at 64 in flight; bare aiohttp spends 95-168 µs of
-CPU per request at 64 in flight, and the whole batch operator over ``http1`` 113-158 µs
+about 1,000-1,500 requests/s and fell to 360-560 at 64 in flight; bare aiohttp spends 86-168 µs of
+CPU per request at 64 in flight, and the whole batch operator over ``http1`` 111-158 µs
 (``benchmarks/batch.py``, (d) and (c)); a trigger's status read costs 0.50-0.64 ms of CPU instead
 of 0.62-0.90 (``benchmarks/track_many.py``).
 

@@ -2,8 +2,8 @@
 origin, one request at a time on each, and nothing the API's two calls do not need.
 
 Why not aiohttp's client here: measured against the sandbox on a 2-core machine, bare aiohttp
-spends 95-168 µs of CPU per request at 64 in flight, while the whole batch operator over this
-module spends 113-158 µs a message, validation and send record included (``benchmarks/batch.py``
+spends 86-168 µs of CPU per request at 64 in flight, while the whole batch operator over this
+module spends 111-158 µs a message, validation and send record included (``benchmarks/batch.py``
 (d) and (c)); a batch's sends and a trigger's status reads are that many requests. (aiohttp
 still carries the calls made through a proxy: see ``clients/aio.py``.)
 
