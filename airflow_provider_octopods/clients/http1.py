@@ -148,7 +148,7 @@ class Http1Pool:
         loop = asyncio.get_running_loop()
         while self._idle:
             connection = self._idle.pop()  # the one used last: the least likely to be closed by now
-            if connection.open and loop.time() - connection.idle_since < min(connection.idle_limit, IDLE_SECONDS):
+            if connection.open and loop.time() - connection.idle_since < connection.idle_limit:
                 return connection
             connection.close()
         try:
@@ -323,12 +323,10 @@ class _Connection(asyncio.Protocol):
     def _parse(self) -> None:
         while not self._framing:
             end = self._buffer.find(b"\r\n\r\n")
-            if end < 0:
-                if len(self._buffer) > MAX_HEAD_BYTES:
-                    raise BadAnswer(f"the answer's head is over {MAX_HEAD_BYTES // 1024} KiB")
-                return
-            if end > MAX_HEAD_BYTES:
+            if end > MAX_HEAD_BYTES or (end < 0 and len(self._buffer) > MAX_HEAD_BYTES):
                 raise BadAnswer(f"the answer's head is over {MAX_HEAD_BYTES // 1024} KiB")
+            if end < 0:
+                return
             head = bytes(self._buffer[:end]).decode("latin-1")
             del self._buffer[: end + 4]
             self._read_head(head)
