@@ -63,7 +63,7 @@ def get_provider_info() -> dict[str, Any]:
                 "integration-name": "Octopods",
                 "python-modules": [
                     "airflow_provider_octopods.operators.octopods",
-                    "airflow_provider_octopods.operators.batch",
+                    "airflow_provider_octopods.batch.operator",
                 ],
             }
         ],

@@ -6,10 +6,9 @@
 * ``throughput``: no rate limit, no latency, printed side by side: (a) a loop over
   ``OctopodsHook.send_sms``, (b) the same loop over Airflow's ``HttpHook``, (c) the batch operator
   end to end (validation, per-row Jinja, the send record in a real Airflow metadata DB, the
-  report), (d) the local limit: bare aiohttp posting the same payloads at 64 in flight; and, for
-  reference, (e) the floor of HTTP/1.1 on asyncio (keep-alive, Content-Length answers only; no
-  TLS, timeouts or answer cap), which the provider's own transport (``clients/http1.py``) comes
-  close to. Each of (c), (d) and (e) also prints this process's CPU per message.
+  report), (d) the local limit: bare aiohttp posting the same payloads at 64 in flight. (c) and
+  (d) run ``--runs`` times each (5), alternating, and print their medians and this process's
+  CPU per message; (c)/(d) is the median of the runs' ratios.
 * ``paced``: 100 ms server latency and ``rate_limit=100`` over ``--paced`` messages (10,000):
   sustained msg/s and the sandbox's peak requests in any one-second window.
 * ``scale``: 100,000 rows: a dry run's wall time, and the process's memory growth over a dry run
@@ -19,8 +18,8 @@
 The sandbox runs in its own process (``benchmarks/_sandbox.py``); Airflow gets a throwaway home.
 ``throughput``, ``paced`` and ``scale`` first run a 50-row batch (a real send and a dry run, against the same
 sandbox, whose counters are then reset), as a worker has done before a task's ``execute``: so
-that neither the first imports of Airflow, aiohttp and the Task SDK (seconds and tens of MB
-without bytecode caching) nor their memory are counted as the batch's.
+that neither the first imports of Airflow, aiohttp and the Task SDK nor their memory are
+counted as the batch's.
 """
 
 from __future__ import annotations
@@ -31,7 +30,9 @@ import json
 import os
 import sys
 import time
+from functools import partial
 from pathlib import Path
+from statistics import median
 from types import SimpleNamespace
 from typing import Any
 
@@ -118,72 +119,6 @@ async def bare_aiohttp(url: str, n: int, in_flight: int = 64) -> float:
     return n / (time.perf_counter() - started)
 
 
-class _RawConnection(asyncio.Protocol):
-    """One keep-alive connection of (e): a request at a time, answers with Content-Length only."""
-
-    def __init__(self) -> None:
-        self.buffer = bytearray()
-        self.waiting: asyncio.Future[bytes] | None = None
-        self.transport: Any = None
-
-    def connection_made(self, transport: Any) -> None:
-        self.transport = transport
-
-    def data_received(self, data: bytes) -> None:
-        self.buffer += data
-        end = self.buffer.find(b"\r\n\r\n")
-        if end < 0 or self.waiting is None:
-            return
-        length = 0
-        for line in bytes(self.buffer[:end]).split(b"\r\n")[1:]:
-            name, _, value = line.partition(b":")
-            if name.strip().lower() == b"content-length":
-                length = int(value)
-        if len(self.buffer) < end + 4 + length:
-            return
-        body = bytes(self.buffer[end + 4 : end + 4 + length])
-        del self.buffer[: end + 4 + length]
-        waiting, self.waiting = self.waiting, None
-        waiting.set_result(body)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self.waiting is not None and not self.waiting.done():
-            self.waiting.set_exception(exc or ConnectionError("closed by the server"))
-
-    def post(self, request: bytes) -> asyncio.Future[bytes]:
-        self.waiting = asyncio.get_running_loop().create_future()
-        self.transport.write(request)
-        return self.waiting
-
-
-async def raw_http(url: str, n: int, in_flight: int = 64) -> float:
-    from urllib.parse import urlsplit
-
-    target = urlsplit(url)
-    head = (
-        f"POST /api/v1/sms/messages HTTP/1.1\r\nHost: {target.netloc}\r\nX-Octopods-Auth: {KEY}\r\n"
-        "Content-Type: application/json\r\n"
-    ).encode()
-    payloads = [json.dumps({"destination_phone": p, "body": b}).encode() for p, b in texts(n)]
-    loop = asyncio.get_running_loop()
-    started = time.perf_counter()
-    connections = [
-        (await loop.create_connection(_RawConnection, target.hostname or "127.0.0.1", target.port or 80))[1]
-        for _ in range(in_flight)
-    ]
-    work = iter(payloads)
-
-    async def worker(connection: _RawConnection) -> None:
-        for payload in work:
-            answer = await connection.post(head + b"Content-Length: %d\r\n\r\n" % len(payload) + payload)
-            json.loads(answer)
-
-    await asyncio.gather(*(worker(c) for c in connections))
-    for connection in connections:
-        connection.transport.close()
-    return n / (time.perf_counter() - started)
-
-
 def timed(run: Any, n: int) -> tuple[float, float]:
     """What ``run()`` returns (msg/s), and this process's CPU per message in µs while it ran."""
     cpu = time.process_time()
@@ -212,43 +147,49 @@ def warm_up(url: str) -> None:
     reset(url)
 
 
-def throughput(n: int) -> None:
+def batch_run(n: int, run_id: str) -> float:
+    """(c): the batch operator sends ``n`` messages as task run ``run_id``; its msg/s."""
+    rate, report = operator(n, run_id)
+    assert report["accepted"] == n, report
+    return rate
+
+
+def aiohttp_run(url: str, n: int) -> float:
+    """(d): bare aiohttp posts ``n`` messages; its msg/s."""
+    return asyncio.run(bare_aiohttp(url, n))
+
+
+def throughput(n: int, runs: int) -> None:
     print(f"\n== throughput: {n:,} messages, no rate limit, no latency ==")
     with sandbox_process("--sent-after", "0", "--final-after", "0") as url:
         use_sandbox(url)
         warm_up(url)  # (d) runs with aiohttp loaded by (c): (c) gets the same
         small = min(n, 2000)
-        results = {
+        loops = {
             "(a) loop over OctopodsHook.send_sms": hook_loop(small),
             "(b) loop over Airflow's HttpHook": http_hook_loop(small),
         }
-        asyncio.run(raw_http(url, 50))
-        reports: list[dict[str, Any]] = []
-        cpu: dict[str, float] = {}
-
-        def batch() -> float:
-            rate, report = operator(n, "throughput")
-            reports.append(report)
-            return rate
-
-        c_name, d_name, e_name = (
-            "(c) OctopodsSendBatchOperator end to end",
-            "(d) bare aiohttp, 64 in flight",
-            "(e) minimal HTTP/1.1 on asyncio, 64 in flight",
-        )
-        results[c_name], cpu[c_name] = timed(batch, n)
-        assert reports[0]["accepted"] == n, reports[0]
-        results[d_name], cpu[d_name] = timed(lambda: asyncio.run(bare_aiohttp(url, n)), n)
-        results[e_name], cpu[e_name] = timed(lambda: asyncio.run(raw_http(url, n)), n)
-        for name, value in results.items():
-            used = f"  {cpu[name]:>4.0f} µs CPU a message" if name in cpu else ""
-            print(f"  {name:<46} {value:>8,.0f} msg/s{used}")
-        c = results["(c) OctopodsSendBatchOperator end to end"]
-        d = results["(d) bare aiohttp, 64 in flight"]
-        b = results["(b) loop over Airflow's HttpHook"]
-        print(f"  (c)/(d) = {c / d:.0%} (goal >= 60%)")
-        print(f"  (c)/(b) = {c / b:.1f}x (goal >= 4x)")
-        print(f"  loops (a), (b) over {small:,} messages; (c), (d), (e) over {n:,}")
+        c_name, d_name = "(c) OctopodsSendBatchOperator end to end", "(d) bare aiohttp, 64 in flight"
+        rates: dict[str, list[float]] = {c_name: [], d_name: []}
+        cpu: dict[str, list[float]] = {c_name: [], d_name: []}
+        for run in range(runs):  # alternating, so that a slower stretch of the machine hits both
+            for name, work in (
+                (c_name, partial(batch_run, n, f"throughput-{run}")),
+                (d_name, partial(aiohttp_run, url, n)),
+            ):
+                rate, used = timed(work, n)
+                rates[name].append(rate)
+                cpu[name].append(used)
+        for name, value in loops.items():
+            print(f"  {name:<42} {value:>8,.0f} msg/s")
+        for name in (c_name, d_name):
+            print(f"  {name:<42} {median(rates[name]):>8,.0f} msg/s  {median(cpu[name]):>5.0f} µs CPU a message")
+        ratios = [c / d for c, d in zip(rates[c_name], rates[d_name], strict=True)]
+        each = ", ".join(f"{ratio:.0%}" for ratio in ratios)
+        print(f"  (c)/(d) = {median(ratios):.0%}: median of {runs} alternating runs ({each}); goal >= 60%")
+        b = loops["(b) loop over Airflow's HttpHook"]
+        print(f"  (c)/(b) = {median(rates[c_name]) / b:.1f}x (goal >= 4x)")
+        print(f"  loops (a), (b) over {small:,} messages; (c), (d) over {n:,}, medians of {runs} runs each")
 
 
 def paced(n: int) -> None:
@@ -300,7 +241,7 @@ def _peak_rss() -> int:
 def record_size() -> None:
     from airflow_provider_octopods.api.models import SendRequest, SendResult
     from airflow_provider_octopods.api.segments import Encoding
-    from airflow_provider_octopods.send_record import MemoryStore, SendRecord, TaskKey
+    from airflow_provider_octopods.send_record import MemoryStore, SendGuard, TaskKey
 
     class Sizing(MemoryStore):
         written = 0
@@ -313,15 +254,15 @@ def record_size() -> None:
     in_flight, chunk = 16, 200
     for n in (10_000, 100_000):
         store = Sizing()
-        record = SendRecord(TaskKey("d", "r", "t"), try_number=1, store=store)
+        record = SendGuard(TaskKey("d", "r", "t"), try_number=1, store=store)
         requests = [SendRequest(phone, body) for phone, body in texts(n)]
-        slots = [(f"{record.content(r)}#1", r) for r in requests]
+        slots = [(record.slot(r, 1), r) for r in requests]
         started = time.process_time()
         intended = answered = 0
         for sent in range(n + 1):  # as BatchSender writes it: intents topped up to twice max_in_flight
             if sent < n and intended - sent <= in_flight // 2:
                 ahead = slots[intended : intended + 2 * in_flight - (intended - sent)]
-                record.begin(ahead)
+                record.begin(ahead, named_by_content=True)  # as the batch operator writes them
                 intended += len(ahead)
             if sent - answered >= chunk or sent == n:  # results: one write per chunk_size answers
                 record.settle(
@@ -344,6 +285,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", choices=["throughput", "paced", "scale", "record-size"])
     parser.add_argument("--messages", type=int, default=10_000, help="throughput run size")
+    parser.add_argument("--runs", type=int, default=5, help="throughput runs of (c) and of (d), alternating")
     parser.add_argument("--paced", type=int, default=10_000, help="paced run size")
     parser.add_argument("--rows", type=int, default=100_000, help="scale run size")
     args = parser.parse_args()
@@ -355,7 +297,7 @@ def main() -> None:
     if args.only in (None, "record-size"):
         record_size()
     if args.only in (None, "throughput"):
-        throughput(args.messages)
+        throughput(args.messages, args.runs)
     if args.only in (None, "paced"):
         paced(args.paced)
     if args.only in (None, "scale"):

@@ -59,7 +59,10 @@ def status_reads(url: str) -> int:
 
 
 def run_trigger(ids: list[int], poll: float, max_in_flight: int) -> dict[str, Any]:
+    from unittest import mock
+
     from airflow_provider_octopods.clients.aio import AsyncOctopodsClient
+    from airflow_provider_octopods.hooks.octopods import OctopodsHook
     from airflow_provider_octopods.triggers.octopods import OctopodsDeliveryTrigger
 
     class Counting(AsyncOctopodsClient):
@@ -74,11 +77,11 @@ def run_trigger(ids: list[int], poll: float, max_in_flight: int) -> dict[str, An
             finally:
                 Counting.in_flight -= 1
 
-    class Measured(OctopodsDeliveryTrigger):
-        def _client(self, settings: Any) -> Any:
-            return Counting(settings, max_connections=self.max_in_flight)
+    async def counting_client(hook: OctopodsHook, **kwargs: Any) -> AsyncOctopodsClient:
+        """The trigger's client, as the hook makes it, counting its requests."""
+        return Counting(await hook.aget_settings(), **kwargs)
 
-    trigger = Measured(
+    trigger = OctopodsDeliveryTrigger(
         message_ids=ids,
         octopods_conn_id="octopods_default",
         poll_interval=poll,
@@ -90,7 +93,8 @@ def run_trigger(ids: list[int], poll: float, max_in_flight: int) -> dict[str, An
         return [event async for event in trigger.run()]
 
     cpu, started = time.process_time(), time.time()
-    events = asyncio.run(main())
+    with mock.patch.object(OctopodsHook, "aget_async_client", counting_client):
+        events = asyncio.run(main())
     return {
         "events": len(events),
         "outcome": events[0].payload["outcome"],

@@ -127,3 +127,8 @@ def _rebuild(cls: type[OctopodsError], args: tuple[object, ...], fields: dict[st
     error.args = args
     error.__dict__.update(fields)
     return error
+
+
+class OctopodsSupersededError(OctopodsError):
+    """A later try of the same task instance has started (Airflow gave this one up while it still
+    ran): this try sends nothing more, so that no SMS goes out twice. Never retried."""

@@ -31,7 +31,7 @@ def mask_phone(phone: object, *, keep_last: int = 3) -> str:
 
 def _country_code(e164: str) -> str:
     """The country calling code at the start of an E.164 number. Calling codes are prefix-free,
-    so the first prefix that is one is the code (a set lookup; parsing the number costs 40 µs)."""
+    so the first prefix that is one is the code (a set lookup, without parsing the number)."""
     digits = e164[1:] if e164[1:].isdecimal() and e164.isascii() else "".join(_DIGITS.findall(e164))
     codes = _calling_codes()
     ascii_digits = digits[:3] if digits[:3].isascii() else "".join(str(int(d)) for d in digits[:3])

@@ -125,8 +125,8 @@ class SendRequest:
 
     @property
     def segment_info(self) -> SegmentInfo:
-        """How the body will be billed (segments, encoding). Counted at each call (a few µs): a
-        cache would need an instance dict, and a batch of 100,000 rows holds 100,000 requests."""
+        """How the body will be billed (segments, encoding). Counted at each call: a cache would
+        need an instance dict, and a batch holds one request per row."""
         return count_segments(self.body)
 
     def to_payload(self) -> dict[str, Any]:

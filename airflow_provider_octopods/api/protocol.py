@@ -1,7 +1,7 @@
 """The wire protocol: URLs, headers, request bodies, and turning responses into results or errors.
 
-Transports (the sync ``requests`` client, later the async one) only move bytes; every rule
-about what the bytes mean lives here, once.
+Transports (``requests`` in the sync client, aiohttp in the async one) only move bytes; every
+rule about what the bytes mean lives here, once.
 """
 
 from __future__ import annotations

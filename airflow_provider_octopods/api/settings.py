@@ -63,8 +63,9 @@ def settings_from_connection(
 ) -> ClientSettings:
     """Validate a connection's fields into :class:`ClientSettings`.
 
-    ``host`` is the base URL (``https://app.octopods.io`` when empty); plain ``http`` is only
-    allowed for loopback addresses such as the local sandbox. ``password`` is the channel API key.
+    ``host`` is the base URL (``https://app.octopods.io`` when empty), without whitespace or
+    control characters inside it; plain ``http`` is only allowed for loopback addresses such as
+    the local sandbox. ``password`` is the channel API key.
     Extras: ``connect_timeout``, ``read_timeout`` (seconds), ``default_region`` (e.g. ``US``) and
     ``ca_bundle`` (path of a PEM file of CA certificates to trust). TLS verification cannot be
     switched off: ``verify``, ``verify_ssl``, ``ssl_verify``, ``tls_verify`` set to false or
@@ -145,6 +146,7 @@ def _base_url(conn_id: str, host: str | None, schema: str | None, port: int | No
     text = (host or "").strip()
     if not text:
         return DEFAULT_BASE_URL, None
+    _refuse_unprintable_host(conn_id, text)
     assumed_https = None
     if "://" not in text:
         # Airflow URIs such as octopods://127.0.0.1:8080 arrive as host + port, with the
@@ -169,6 +171,19 @@ def _base_url(conn_id: str, host: str | None, schema: str | None, port: int | No
         )
     hint = _scheme_hint(assumed_https, parts.hostname) if assumed_https else None
     return text.rstrip("/"), hint
+
+
+def _refuse_unprintable_host(conn_id: str, host: str) -> None:
+    """Refuse a host holding whitespace or a control character (a line break could add a header
+    to every request). The error shows the character's code and position, never the host, which
+    may hold a password."""
+    for position, char in enumerate(host, start=1):
+        if char.isspace() or not char.isprintable():
+            kind = "a line break" if char in "\r\n" else "whitespace" if char.isspace() else "a control character"
+            raise OctopodsConfigurationError(
+                f"connection {conn_id!r} host contains {kind} (U+{ord(char):04X} at position {position}); "
+                f"write the base URL alone on one line, such as {DEFAULT_BASE_URL}"
+            )
 
 
 def _without_userinfo(host: str) -> str:

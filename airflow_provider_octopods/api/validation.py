@@ -272,3 +272,34 @@ def rendered_list(text: str) -> list[Any] | None:
             # Nesting too deep for Python's parser is reported as RecursionError or MemoryError.
             return None
     return value if isinstance(value, list) else None
+
+
+def flag(value: object, *, field: str) -> bool:
+    """``value`` as True or False: a bool, or the text "true"/"false" (what a rendered template gives)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise OctopodsValidationError(field, f"must be True or False, got {shown(value)}")
+
+
+def whole_number(value: object, *, field: str, minimum: int = 1) -> int:
+    """``value`` if it is a whole number (not a bool) of at least ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise OctopodsValidationError(field, f"must be a whole number of at least {minimum}, got {shown(value)}")
+    return value
+
+
+def ratio(value: object, *, field: str) -> float:
+    """``value`` as a share between 0 and 1 (a number, not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise OctopodsValidationError(field, f"must be a number, got {shown(value)}")
+    if not 0 <= value <= 1:
+        raise OctopodsValidationError(field, f"must be between 0 and 1, got {shown(value)}")
+    return float(value)
+
+
+def optional_string(value: object, *, field: str) -> None:
+    """Refuse ``value`` unless it is None or a string."""
+    if value is not None and not isinstance(value, str):
+        raise OctopodsValidationError(field, f"must be a string, got {type(value).__name__}")

@@ -1,26 +1,28 @@
-"""The asynchronous client, for triggers and batch sends. Same rules as the sync client.
+"""The asynchronous client, for triggers, notifiers and batch sends: aiohttp underneath, the API
+layer's rules on top, the same rules as the sync client.
 
-Its requests go over :mod:`~airflow_provider_octopods.clients.http1`, this package's own HTTP/1.1
-on asyncio, when they go straight to the API, and over aiohttp when the environment names a
-proxy for the API's host. Measured against the sandbox on a 2-core machine: httpx's ceiling was
-about 1,000-1,500 requests/s and fell to 360-560 at 64 in flight; bare aiohttp spends 86-168 µs of
-CPU per request at 64 in flight, and the whole batch operator over ``http1`` 111-158 µs
-(``benchmarks/batch.py``, (d) and (c)); a trigger's status read costs 0.50-0.64 ms of CPU instead
-of 0.62-0.90 (``benchmarks/track_many.py``).
+Every call, straight to the API or through a proxy, goes over one ``aiohttp.ClientSession`` of
+the client, used through aiohttp's public API only:
 
-Rules both transports keep:
-
-* Nothing is repeated by the transport itself (aiohttp repeats a GET when a kept-alive
-  connection drops; that is switched off): :mod:`airflow_provider_octopods.api.decision` alone
-  decides what is retried.
+* Nothing is repeated by aiohttp itself: :mod:`airflow_provider_octopods.api.decision` alone
+  decides what is retried. aiohttp re-sends an idempotent request (a status read) once when its
+  connection fails with ``ServerDisconnectedError`` or ``ClientOSError``, as happens when a
+  kept-alive connection turns out closed. Its re-send loop calls the request's client middlewares
+  on every attempt (the ``on_request_start`` trace hook only once per call, before the loop); so
+  each try passes a middleware (:class:`_OneAttempt`) that lets the request go out once and
+  answers a second attempt with the first attempt's error.
 * Calls queue on this client's own semaphore for a free connection, so every timeout starts
   when a connection is free: ``connect_timeout`` to connect (TLS included), ``read_timeout``
-  between two reads, ``connect_timeout + read_timeout`` for the whole try.
-* An answer is read up to :data:`MAX_ANSWER_BYTES` after decompression, then reading stops.
-* Proxy and CA settings come from the same environment variables httpx read
-  (``HTTP(S)_PROXY``/``ALL_PROXY``/``NO_PROXY``, ``SSL_CERT_FILE``/``SSL_CERT_DIR``, else
-  certifi's CA bundle), never ``.netrc``. Sessions and connections open on first use (they need
-  the running event loop), not in ``__init__``.
+  between two reads, ``connect_timeout + read_timeout`` for the whole try (the answer's head
+  and body included).
+* An answer is read up to :data:`MAX_ANSWER_BYTES` after decompression (aiohttp decompresses as
+  the body is read, in bounded pieces), then reading stops and the connection is closed.
+* Redirects are answers, never followed. Certificates are always checked: against the
+  connection's ``ca_bundle``, else ``SSL_CERT_FILE``/``SSL_CERT_DIR``, else certifi's roots.
+* The proxy comes from ``HTTP(S)_PROXY``/``ALL_PROXY``/``NO_PROXY``, read here and passed as
+  ``proxy=``; the session does not trust the environment otherwise, so ``.netrc`` is never read.
+  The session and its connections open on first use (they need the running event loop), not in
+  ``__init__``.
 """
 
 from __future__ import annotations
@@ -40,13 +42,14 @@ from airflow_provider_octopods.api.protocol import MAX_ANSWER_BYTES
 from airflow_provider_octopods.api.retry import RetryingCall, RetryPolicy, Wait
 from airflow_provider_octopods.api.settings import ClientSettings
 from airflow_provider_octopods.api.transport import deadline_passed, failure_from_exception
-from airflow_provider_octopods.clients.http1 import BadAnswer, ConnectFailed, DeadlinePassed, Http1Pool
 from airflow_provider_octopods.clients.sync import log_retry
 
 if TYPE_CHECKING:
     import aiohttp
 
     from airflow_provider_octopods.api.pacing import RateLimiter
+
+__all__ = ["MAX_ANSWER_BYTES", "AsyncOctopodsClient"]
 
 T = TypeVar("T")
 
@@ -55,6 +58,7 @@ class AsyncOctopodsClient:
     """Async twin of :class:`~airflow_provider_octopods.clients.sync.OctopodsClient`.
 
     Use it as ``async with AsyncOctopodsClient(settings) as client:``, or call :meth:`aclose`.
+    Inside Airflow, get it from the hook: ``await OctopodsHook(conn_id).aget_async_client()``.
 
     :param settings: base URL, key, timeouts and CA bundle. Each try may take ``connect_timeout``
         to connect (TLS included), ``read_timeout`` between two reads, and
@@ -89,21 +93,18 @@ class AsyncOctopodsClient:
         self._proxy = _proxy_from_environment(settings.base_url)
         self._slots = asyncio.Semaphore(max_connections)
         self._http: aiohttp.ClientSession | None = None
-        self._direct: Http1Pool | None = None
 
     async def __aenter__(self) -> AsyncOctopodsClient:
-        if self._proxy is not None:
-            self._session()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
     async def aclose(self) -> None:
-        if self._direct is not None:
-            self._direct.close()
+        """Close the session and its connections (a client may be closed more than once)."""
         if self._http is not None:
             await self._http.close()
+            self._http = None
 
     async def send(self, request: SendRequest) -> SendResult:
         """Send one SMS. See :mod:`airflow_provider_octopods.api.decision` for what is retried."""
@@ -145,55 +146,12 @@ class AsyncOctopodsClient:
             if limiter.may_start(booking):
                 return
 
-    def _pool(self) -> Http1Pool:
-        """The direct connections' pool, made on first use (CA certificates only for https)."""
-        if self._direct is None:
-            https = urlsplit(self.settings.base_url).scheme == "https"
-            self._direct = Http1Pool(
-                self.settings.base_url,
-                self._headers,
-                ssl_context=_tls_context(self.settings.ca_bundle) if https else None,
-                connect_timeout=self.settings.connect_timeout,
-                read_timeout=self.settings.read_timeout,
-                try_timeout=self.settings.try_timeout,
-                max_body=MAX_ANSWER_BYTES,
-                limit=self.max_connections,
-            )
-        return self._direct
-
-    async def _once_direct(self, call: protocol.ApiCall[Any]) -> protocol.RawResponse:
-        try:
-            pool = self._pool()
-        except ValueError as exc:  # a host name or header that cannot be sent: nothing was
-            raise self._failure(call, exc, connecting=True) from None
-        async with self._slots:
-            try:
-                status, headers, body, complete = await pool.request(call.method, call.url, call.body)
-            except ConnectFailed as exc:
-                raise self._failure(call, exc, connecting=True) from None
-            except DeadlinePassed:
-                raise deadline_passed(call.operation, self.settings.try_timeout) from None
-            except (OSError, BadAnswer) as exc:
-                raise self._failure(call, exc, connecting=False) from None
-        return protocol.capped_answer(call.operation, status, body, headers, complete=complete)
-
-    def _failure(self, call: protocol.ApiCall[Any], exc: BaseException, *, connecting: bool) -> OctopodsError:
-        # Both transports finish connecting, TLS handshake included, before they write a byte.
-        return failure_from_exception(
-            call.operation,
-            exc,
-            host=urlsplit(call.url).netloc,
-            connecting=connecting,
-            hint=self.settings.scheme_hint,
-            handshake_done=not connecting,
-        )
-
     def _session(self) -> aiohttp.ClientSession:
         """The session, opened on first use (aiohttp needs the running event loop)."""
         if self._http is None:
             import aiohttp
 
-            # Loading CA certificates takes tens of milliseconds: only for an https host.
+            # Loading CA certificates takes a while: only for an https host.
             https = urlsplit(self.settings.base_url).scheme == "https"
             self._http = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(
@@ -204,14 +162,13 @@ class AsyncOctopodsClient:
                     connect=self.settings.connect_timeout,
                     sock_read=self.settings.read_timeout,
                 ),
+                cookie_jar=aiohttp.DummyCookieJar(),  # the API sets no cookies; none are kept or sent
+                trust_env=False,  # the proxy is passed per request; .netrc is never read
             )
-            if hasattr(self._http, "_retry_connection"):
-                self._http._retry_connection = False  # no hidden retries: see the module docstring
         return self._http
 
     async def _once(self, call: protocol.ApiCall[Any]) -> protocol.RawResponse:
-        if self._proxy is None:
-            return await self._once_direct(call)
+        """One try of ``call``: one request, written at most once."""
         import aiohttp
 
         session = self._session()
@@ -224,17 +181,63 @@ class AsyncOctopodsClient:
                     headers=self._headers,
                     allow_redirects=False,
                     proxy=self._proxy,
+                    middlewares=(_OneAttempt(),),
                 ) as response:
                     body, complete = await _read_capped(response.content)
                     if not complete:
-                        response.close()
+                        response.close()  # the rest of the answer is never read: the connection goes
                     status, headers = response.status, response.headers
             except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
                 if type(exc) in (asyncio.TimeoutError, TimeoutError):
-                    # aiohttp's own timeouts are subclasses; the bare class is the try's total.
+                    # aiohttp's own timeouts are subclasses (and a total timeout while connecting
+                    # is a ConnectionTimeoutError); the bare class is the try's total, once sent.
                     raise deadline_passed(call.operation, self.settings.try_timeout) from None
                 raise self._failure(call, exc, connecting=_while_connecting(exc)) from None
+            except ValueError as exc:
+                # aiohttp refuses a header it cannot write (a line break...) while preparing the
+                # request, before connecting; the message may quote the header: only the type.
+                raise transport_error(
+                    call.operation, Stage.NOT_SENT, f"the request could not be written: {type(exc).__name__}"
+                ) from None
         return protocol.capped_answer(call.operation, status, body, headers, complete=complete)
+
+    def _failure(self, call: protocol.ApiCall[Any], exc: BaseException, *, connecting: bool) -> OctopodsError:
+        # aiohttp finishes connecting, TLS handshake included, before it writes a byte.
+        return failure_from_exception(
+            call.operation,
+            exc,
+            host=urlsplit(call.url).netloc,
+            connecting=connecting,
+            hint=self.settings.scheme_hint,
+            handshake_done=not connecting,
+        )
+
+
+class _OneAttempt:
+    """A client middleware that lets one request go out at most once.
+
+    aiohttp calls a request's middlewares on each attempt of its re-send loop; the first call goes
+    on, any later one raises the error the first attempt ended with, so the failure reaches the
+    retry decision as it happened. One instance per try.
+    """
+
+    __slots__ = ("_failure", "_started")
+
+    def __init__(self) -> None:
+        self._started = False
+        self._failure: BaseException | None = None
+
+    async def __call__(
+        self, request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
+    ) -> aiohttp.ClientResponse:
+        if self._started:
+            raise self._failure or RuntimeError("aiohttp tried to send a request a second time")
+        self._started = True
+        try:
+            return await handler(request)
+        except BaseException as exc:
+            self._failure = exc
+            raise
 
 
 async def _read_capped(content: aiohttp.StreamReader) -> tuple[bytes, bool]:
@@ -268,7 +271,7 @@ def _while_connecting(exc: BaseException) -> bool:
 
 
 def _tls_context(ca_bundle: str | None) -> ssl.SSLContext:
-    """Certificate checks always on: the connection's CA bundle, else the same roots as httpx."""
+    """Certificate checks always on: the connection's CA bundle, else the environment's, else certifi's."""
     if ca_bundle:
         return ssl.create_default_context(cafile=ca_bundle)
     if os.environ.get("SSL_CERT_FILE"):

@@ -1,10 +1,18 @@
 """The synchronous client: ``requests`` underneath, the API layer's rules on top.
 
 ``requests`` has no limit on a whole exchange, only on each wait for bytes: an answer trickling
-one byte a second never times out. Each try therefore runs under a deadline
-(``ClientSettings.try_timeout``, as in the async client) kept by a timer thread, which shuts the
-try's socket down when it expires and so ends any read in progress. The timer finds the socket
-through connection pools of this module, mounted on the sessions the client creates.
+one byte a second never times out, in its head or its body. Each try therefore runs under a
+deadline (``ClientSettings.try_timeout``, as in the async client) kept by a timer thread, which
+shuts the try's socket down when it expires and so ends any read in progress.
+
+The timer finds the socket through urllib3's public extension points: the sessions this client
+creates mount an ``HTTPAdapter`` whose pool managers make connection pools of this module
+(``pool_classes_by_scheme``), whose connections (``ConnectionCls``) hand themselves to the
+thread's deadline in their public ``connect()`` and ``request()``. A deadline that passes before
+the request is written ends the try as not sent.
+
+Nothing is repeated by ``requests`` or urllib3 (``requests`` mounts its adapters with no retries);
+:mod:`airflow_provider_octopods.api.decision` alone decides what is retried.
 """
 
 from __future__ import annotations
@@ -110,13 +118,15 @@ class OctopodsClient:
                     body, complete = _read_capped(response, deadline)
                     status, headers = response.status_code, dict(response.headers)
             except (requests.RequestException, OSError, http.client.HTTPException) as exc:
-                if deadline.expired:
+                if deadline.expired and not deadline.before_request:
                     raise deadline_passed(call.operation, deadline.seconds) from None
+                # Connecting (TLS included) used up the try's time: nothing was written.
+                failure = TimeoutError("the try's deadline passed while connecting") if deadline.expired else exc
                 raise failure_from_exception(
                     call.operation,
-                    exc,
+                    failure,
                     host=urlsplit(call.url).netloc,
-                    connecting=_while_connecting(exc),
+                    connecting=deadline.before_request or _while_connecting(exc),
                     hint=self.settings.scheme_hint,
                 ) from None
         return protocol.capped_answer(call.operation, status, body, headers, complete=complete)
@@ -139,12 +149,19 @@ def _read_capped(response: requests.Response, deadline: _Deadline) -> tuple[byte
 class _Deadline:
     """The end of one try: when it passes, the try's socket is shut down, which ends any read.
 
+    The connections of :func:`_watched_adapter_class` report to it: :meth:`connecting` before
+    they connect, :meth:`sending` before they write the request. With a session passed in, no
+    connection reports, and the deadline is only checked between reads of the body.
+
     :param seconds: how long the try may take in all.
     """
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
         self.expired = False
+        # True from the moment a connection of this try starts connecting until it starts
+        # writing the request: a failure in between means nothing was sent.
+        self.before_request = False
         self._connection: object = None
         self._lock = threading.Lock()
         self._timer = threading.Timer(seconds, self._expire)
@@ -161,12 +178,27 @@ class _Deadline:
             self._connection = None
         _current.deadline = None
 
-    def watch(self, connection: object) -> None:
-        """Shut ``connection``'s socket down when the deadline passes (at once if it has)."""
+    def connecting(self, connection: object) -> None:
+        """``connection`` is about to connect: shut its socket down when the deadline passes.
+
+        :raises TimeoutError: the deadline has passed already; nothing was sent.
+        """
+        self._watch(connection, before_request=True)
+
+    def sending(self, connection: object) -> None:
+        """``connection`` is about to write the request: shut its socket down when the deadline
+        passes.
+
+        :raises TimeoutError: the deadline has passed already; the request is not written.
+        """
+        self._watch(connection, before_request=False)
+
+    def _watch(self, connection: object, *, before_request: bool) -> None:
         with self._lock:
-            self._connection = connection
             if self.expired:
-                self._shut_down()
+                raise TimeoutError("the try's deadline passed before the request was written")
+            self._connection = connection
+            self.before_request = before_request
 
     def _expire(self) -> None:
         with self._lock:
@@ -190,27 +222,50 @@ def _new_session() -> requests.Session:
     return session
 
 
+def _deadline() -> _Deadline | None:
+    """The deadline of the try the current thread is making, if any."""
+    deadline: _Deadline | None = getattr(_current, "deadline", None)
+    return deadline
+
+
 @cache
 def _watched_adapter_class() -> type[HTTPAdapter]:
-    """An ``HTTPAdapter`` whose pools hand each try's connection to the try's deadline.
+    """An ``HTTPAdapter`` whose connections report to the current try's deadline.
 
-    Built on first use: ``requests`` is not imported when this module is.
+    Built on first use: ``requests`` is not imported when this module is. Only urllib3's public
+    extension points are used: ``pool_classes_by_scheme`` of the adapter's pool managers, and
+    ``ConnectionCls`` of the pools, whose ``connect()`` and ``request()`` are public.
     """
     from requests.adapters import HTTPAdapter
+    from urllib3.connection import HTTPConnection, HTTPSConnection
     from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-    class Watched:
-        def _make_request(self, conn: object, *args: Any, **kwargs: Any) -> Any:
-            deadline = getattr(_current, "deadline", None)
-            if deadline is not None:
-                deadline.watch(conn)
-            return super()._make_request(conn, *args, **kwargs)  # type: ignore[misc]
+    def watched(base: Any) -> Any:
+        class Watched(base):
+            def connect(self) -> None:
+                deadline = _deadline()
+                if deadline is not None:
+                    deadline.connecting(self)
+                super().connect()
 
-    class WatchedHTTPPool(Watched, HTTPConnectionPool):
-        pass
+            def request(self, *args: Any, **kwargs: Any) -> None:
+                deadline = _deadline()
+                if deadline is not None:
+                    if self.is_closed:
+                        self.connect()  # as http.client would on the first write, but before it
+                    deadline.sending(self)
+                super().request(*args, **kwargs)
 
-    class WatchedHTTPSPool(Watched, HTTPSConnectionPool):
-        pass
+        return Watched
+
+    WatchedHTTPConnection = watched(HTTPConnection)
+    WatchedHTTPSConnection = watched(HTTPSConnection)
+
+    class WatchedHTTPPool(HTTPConnectionPool):
+        ConnectionCls = WatchedHTTPConnection
+
+    class WatchedHTTPSPool(HTTPSConnectionPool):
+        ConnectionCls = WatchedHTTPSConnection
 
     pools = {"http": WatchedHTTPPool, "https": WatchedHTTPSPool}
 

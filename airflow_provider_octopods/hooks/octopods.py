@@ -9,13 +9,12 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.common.compat.sdk import BaseHook
 
 from airflow_provider_octopods.api import build_send_request
-from airflow_provider_octopods.api.decision import MAY_HAVE_BEEN_SENT, Operation, decide
+from airflow_provider_octopods.api.decision import Operation
 from airflow_provider_octopods.api.errors import (
     OctopodsAuthError,
     OctopodsConfigurationError,
     OctopodsError,
     OctopodsNotFoundError,
-    OctopodsUnknownOutcomeError,
 )
 from airflow_provider_octopods.api.masking import mask_phone
 from airflow_provider_octopods.api.settings import (
@@ -32,8 +31,9 @@ if TYPE_CHECKING:
     from airflow_provider_octopods.api.models import MessageStatus, SendRequest, SendResult
     from airflow_provider_octopods.api.retry import RetryPolicy
     from airflow_provider_octopods.api.settings import ClientSettings
+    from airflow_provider_octopods.clients.aio import AsyncOctopodsClient
     from airflow_provider_octopods.clients.sync import OctopodsClient
-    from airflow_provider_octopods.send_record import RecordStore, SendRecord
+    from airflow_provider_octopods.send_record import RecordStore, SendGuard
 
 EXTRA_FIELDS = ("connect_timeout", "read_timeout", "default_region", "ca_bundle")
 
@@ -186,6 +186,37 @@ class OctopodsHook(BaseHook):
 
         return OctopodsClient(self.settings, retry_policy=self.retry_policy)
 
+    def get_async_client(self, **kwargs: Any) -> AsyncOctopodsClient:
+        """A new async API client for this connection, for a task that runs its own event loop.
+
+        The connection is read synchronously (:attr:`settings`), so call it before the loop
+        starts or where blocking is fine; inside a trigger or ``async_notify``, use
+        :meth:`aget_async_client`. Each call makes a client the caller owns and closes: use it as
+        ``async with hook.get_async_client() as client:``. Its session opens on first use, in the
+        running loop.
+
+        :param kwargs: passed to :class:`~airflow_provider_octopods.clients.aio.AsyncOctopodsClient`
+            (``max_connections``, ``rate_limiter``, ``stop``, ``sleep``; ``retry_policy`` is the
+            hook's unless given).
+        :raises OctopodsConfigurationError: the connection is missing or unusable.
+        """
+        return self._async_client(self.settings, kwargs)
+
+    async def aget_async_client(self, **kwargs: Any) -> AsyncOctopodsClient:
+        """:meth:`get_async_client` for code running in an event loop (triggers, ``async_notify``):
+        the connection is read with :meth:`aget_settings`, without blocking the loop.
+
+        :param kwargs: as for :meth:`get_async_client`.
+        :raises OctopodsConfigurationError: the connection is missing or unusable.
+        """
+        return self._async_client(await self.aget_settings(), kwargs)
+
+    def _async_client(self, settings: ClientSettings, kwargs: dict[str, Any]) -> AsyncOctopodsClient:
+        from airflow_provider_octopods.clients.aio import AsyncOctopodsClient
+
+        kwargs.setdefault("retry_policy", self.retry_policy)
+        return AsyncOctopodsClient(settings, **kwargs)
+
     @property
     def region(self) -> str | None:
         """The region applied to national-format numbers (hook argument, else connection extra)."""
@@ -219,65 +250,18 @@ class OctopodsHook(BaseHook):
         :param slot: the send's name in the task instance's record; by default recipient and text
             plus how often this try already sent that pair (see ``send_record``).
         """
-        record = self.send_record()
-        if record is None:
+        guard = self.send_guard()
+        if guard is None:
             return self._send_now(request)
-        with record.lock:  # the slot, its check and its intent as one step: threads of a task share it
-            slot = slot or record.next_slot(request)
-            prior = record.prior(slot)
-            if prior is not None and prior.content and prior.content != record.content(request):
-                self.log.warning(
-                    "Try %s sent a different SMS in this place (message %s; the recipient or text has changed "
-                    "since), so this one is sent as a new message",
-                    prior.try_number,
-                    prior.message_id,
-                )
-                prior = None
-            if prior is not None and prior.accepted:
-                self.log.info(
-                    "Not sending to %s again: try %s already sent it (message %s)",
-                    mask_phone(request.phone),
-                    prior.try_number,
-                    prior.message_id,
-                )
-                return prior.result(request)
-            if prior is not None and not self.resend_unknown:
-                raise final(
-                    OctopodsUnknownOutcomeError(
-                        f"an earlier try (try {prior.try_number}) of this task sent an SMS to "
-                        f"{mask_phone(request.phone)} and its outcome is unknown; {MAY_HAVE_BEEN_SENT}. "
-                        "To send it again anyway, set resend_unknown=True"
-                    )
-                )
-            if prior is not None:
-                self.log.warning(
-                    "Sending to %s again although try %s may have sent it (resend_unknown=True)",
-                    mask_phone(request.phone),
-                    prior.try_number,
-                )
-            record.begin([(slot, request)])
-        try:
-            result = self._send_now(request)
-        except Exception as err:
-            if not decide(Operation.SEND, err).maybe_sent:
-                try:
-                    record.forget([slot])
-                except Exception as forget_err:  # the send's own error matters more
-                    self.log.warning("Could not record that the SMS was not sent: %s", forget_err)
-            raise
-        try:
-            record.accept([(slot, result)])
-        except Exception as err:  # the SMS is out: report it; a later try will see an unknown outcome
-            self.log.warning("Could not record that message %s was sent: %s", result.message_id, err)
-        return result
+        return guard.send_once(request, self._send_now, self.log, slot=slot, resend_unknown=self.resend_unknown)
 
-    def send_record(self) -> SendRecord | None:
-        """The running task instance's send record, or None (outside a task, or ``send_record=False``)."""
+    def send_guard(self) -> SendGuard | None:
+        """The running task instance's send guard, or None (outside a task, or ``send_record=False``)."""
         if not self.use_send_record:
             return None
-        from airflow_provider_octopods.send_record import current_record
+        from airflow_provider_octopods.send_record import current_guard
 
-        return current_record(self.record_store)
+        return current_guard(self.record_store)
 
     def _send_now(self, request: SendRequest) -> SendResult:
         info = request.segment_info

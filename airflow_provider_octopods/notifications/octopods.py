@@ -19,12 +19,14 @@ from airflow_provider_octopods.api.validation import (
     check_characters,
     is_blank,
     normalize_phone,
+    optional_string,
     positive_number,
     rendered_list,
     shown,
     validate_body,
     validate_conn_id,
     validate_region,
+    whole_number,
 )
 from airflow_provider_octopods.hooks.octopods import OctopodsHook
 from airflow_provider_octopods.notifications.events import event_from_context
@@ -97,8 +99,8 @@ class OctopodsNotifier(BaseNotifier):
         with refused_at_parse(type(self).__name__):
             self.default_region = validate_region(default_region) if default_region else None
             validate_conn_id(octopods_conn_id)
-            self.max_recipients = _positive_int(max_recipients, "max_recipients")
-            self.max_segments = None if max_segments is None else _positive_int(max_segments, "max_segments")
+            self.max_recipients = whole_number(max_recipients, field="max_recipients")
+            self.max_segments = None if max_segments is None else whole_number(max_segments, field="max_segments")
             if not isinstance(include_cause, bool):
                 raise OctopodsValidationError("include_cause", f"must be True or False, got {shown(include_cause)}")
             check_literal(phones, self._check_phones)
@@ -135,7 +137,7 @@ class OctopodsNotifier(BaseNotifier):
                 normalize_phone(phone, default_region=self.default_region, field="phones")
 
     def _check_body(self, body: object) -> None:
-        _optional_str(body, "body")
+        optional_string(body, field="body")
         if isinstance(body, str) and not is_blank(body):
             validate_body(body)
             segments = count_segments(body).segments
@@ -256,14 +258,11 @@ class OctopodsNotifier(BaseNotifier):
         not run inside the triggerer's event loop.
         """
         try:
-            from airflow_provider_octopods.clients.aio import AsyncOctopodsClient
-
             text = self._text(event_from_context(context, include_cause=self.include_cause))
             hook = OctopodsHook(self.octopods_conn_id, default_region=self.default_region)
-            settings = await hook.aget_settings()
-            hook.default_region = self.default_region or settings.default_region
-            async with AsyncOctopodsClient(settings) as client:
-                for request in self._requests(text, hook.default_region):
+            async with await hook.aget_async_client() as client:
+                region = self.default_region or client.settings.default_region
+                for request in self._requests(text, region):
                     try:
                         await client.send(request)
                         self.log.info("Octopods alert sent to %s", mask_phone(request.phone))
@@ -456,14 +455,3 @@ def fit_segments(text: str, segments: int) -> str:
         else:
             high = middle - 1
     return text[:low].rstrip() + "..."
-
-
-def _positive_int(value: object, field: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise OctopodsValidationError(field, f"must be a positive whole number, got {shown(value)}")
-    return value
-
-
-def _optional_str(value: object, field: str) -> None:
-    if value is not None and not isinstance(value, str):
-        raise OctopodsValidationError(field, f"must be a string, got {type(value).__name__}")

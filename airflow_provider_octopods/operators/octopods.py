@@ -201,7 +201,7 @@ class OctopodsSendSmsOperator(BaseOperator):
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> MessageId | None:
         """Resume after deferred waiting: push the final status and return the message id."""
-        self.hook.send_record()  # taken up in this process, so it is deleted when the task succeeds
+        self.hook.send_guard()  # taken up in this process, so it is deleted when the task succeeds
         summary = delivery_result(event, sensor=False)
         [(message_id, final)] = summary["messages"].items()
         context["ti"].xcom_push(key=DELIVERY_STATUS_XCOM_KEY, value=final)
@@ -229,6 +229,6 @@ class OctopodsSendSmsOperator(BaseOperator):
         return batch.details(message_id)
 
 
-from airflow_provider_octopods.operators.batch import OctopodsSendBatchOperator  # noqa: E402
+from airflow_provider_octopods.batch.operator import OctopodsSendBatchOperator  # noqa: E402
 
 __all__ = ["OctopodsSendBatchOperator", "OctopodsSendSmsOperator"]

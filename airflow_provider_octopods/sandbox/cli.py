@@ -188,7 +188,7 @@ def keep_stored_objects_frozen(stop: threading.Event, every: float = FREEZE_SECO
     """Until ``stop`` is set, collect and then freeze (``gc.freeze()``) the objects alive every few
     seconds, so that the messages and requests the sandbox keeps are out of the collector's reach.
 
-    Otherwise, with thousands of them stored, a full collection stalls the server for 20-40 ms,
+    Otherwise, with thousands of them stored, a full collection stalls the server,
     after which it handles the requests queued meanwhile at once, and its peak-rate meter counts
     as bunched requests that arrived evenly paced. A collection now only walks the objects of the
     last few seconds. Only the standalone server does this; a sandbox embedded in a test process

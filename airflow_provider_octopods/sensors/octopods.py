@@ -14,7 +14,7 @@ from airflow_provider_octopods.api.decision import Operation, decide
 from airflow_provider_octopods.api.delivery import DeliveryTarget
 from airflow_provider_octopods.api.errors import OctopodsError, OctopodsNotFoundError, OctopodsValidationError
 from airflow_provider_octopods.api.tracking import BatchPolicy, DeliveryBatch, is_many, message_ids
-from airflow_provider_octopods.api.validation import positive_number, shown, validate_conn_id
+from airflow_provider_octopods.api.validation import positive_number, shown, validate_conn_id, whole_number
 from airflow_provider_octopods.hooks.octopods import OctopodsHook
 from airflow_provider_octopods.task_outcomes import delivery_result, final
 from airflow_provider_octopods.templating import check_literal, refused_at_parse
@@ -82,8 +82,7 @@ class OctopodsDeliverySensor(BaseSensorOperator):
             self.policy = BatchPolicy(DeliveryTarget.of(target_status, accept_sent), min_delivered_ratio, fail_fast)
             if not isinstance(deferrable, bool):
                 raise OctopodsValidationError("deferrable", f"must be True or False, got {shown(deferrable)}")
-            if isinstance(max_in_flight, bool) or not isinstance(max_in_flight, int) or max_in_flight < 1:
-                raise OctopodsValidationError("max_in_flight", f"must be a positive int, got {shown(max_in_flight)}")
+            whole_number(max_in_flight, field="max_in_flight")
             self.reads_per_second = positive_number(reads_per_second, field="reads_per_second")
         self.message_id = message_id
         self.octopods_conn_id = octopods_conn_id

@@ -8,7 +8,7 @@ import heapq
 import itertools
 import time
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
@@ -21,6 +21,9 @@ from airflow_provider_octopods.api.errors import (
 )
 from airflow_provider_octopods.api.models import MessageId
 from airflow_provider_octopods.api.tracking import BatchPolicy, DeliveryBatch
+
+if TYPE_CHECKING:
+    from airflow_provider_octopods.clients.aio import AsyncOctopodsClient
 
 CLASSPATH = "airflow_provider_octopods.triggers.octopods.OctopodsDeliveryTrigger"
 
@@ -98,15 +101,19 @@ class OctopodsDeliveryTrigger(BaseTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        from airflow_provider_octopods.api.pacing import api_pacer
         from airflow_provider_octopods.hooks.octopods import OctopodsHook
 
         batch = DeliveryBatch(self.message_ids, self.policy)
+        pacer = None if self.reads_per_second is None else api_pacer(self.reads_per_second)
         try:
-            settings = await OctopodsHook(self.octopods_conn_id).aget_settings()
+            client = await OctopodsHook(self.octopods_conn_id).aget_async_client(
+                max_connections=self.max_in_flight, rate_limiter=pacer
+            )
         except OctopodsConfigurationError as err:
             yield TriggerEvent(self._error(batch, err))
             return
-        async with self._client(settings) as client:
+        async with client:
             try:
                 timed_out = await self._follow(client, batch)
             except OctopodsError as err:
@@ -115,14 +122,7 @@ class OctopodsDeliveryTrigger(BaseTrigger):
         self._log_progress(batch)
         yield TriggerEvent(batch.summary(timed_out=timed_out) | {"read_errors": self.read_errors})
 
-    def _client(self, settings: Any) -> Any:
-        from airflow_provider_octopods.api.pacing import api_pacer
-        from airflow_provider_octopods.clients.aio import AsyncOctopodsClient
-
-        pacer = None if self.reads_per_second is None else api_pacer(self.reads_per_second)
-        return AsyncOctopodsClient(settings, max_connections=self.max_in_flight, rate_limiter=pacer)
-
-    async def _follow(self, client: Any, batch: DeliveryBatch) -> bool:
+    async def _follow(self, client: AsyncOctopodsClient, batch: DeliveryBatch) -> bool:
         """Read each pending message every ``poll_interval`` until decided; True if the deadline came first.
 
         Each message has its own schedule: first reads are spread evenly over one interval, and

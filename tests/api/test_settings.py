@@ -62,6 +62,41 @@ def test_bad_connections_name_the_connection(kw: dict, problem: str) -> None:
     assert KEY not in str(err.value)
 
 
+@pytest.mark.parametrize(
+    ("host", "problem"),
+    [
+        ("http://127.0.0.1:5/a\r\nX: y", "a line break (U+000D at position 21)"),
+        ("http://127.0.0.1:5/a\nX-Injected: 1", "a line break (U+000A at position 21)"),
+        ("https://app.octopods.io\t/x", "whitespace (U+0009 at position 24)"),
+        ("https://app. octopods.io", "whitespace (U+0020 at position 13)"),
+        ("https://app.octopods.io\x00", "control character (U+0000 at position 24)"),
+        ("https://app.octo\u00a0pods.io", "whitespace (U+00A0 at position 17)"),
+        ("https://app.octo\u200bpods.io", "control character (U+200B at position 17)"),
+        ("127.0.0.1\r\nHost: evil", "a line break (U+000D at position 10)"),
+    ],
+    ids=["crlf-header", "lf-header", "tab", "space", "nul", "nbsp", "zero-width", "bare-host-crlf"],
+)
+def test_a_host_with_whitespace_or_control_characters_is_refused(host: str, problem: str) -> None:
+    with pytest.raises(OctopodsConfigurationError) as err:
+        settings(host=host, port=8080, schema="http")
+    message = str(err.value)
+    assert message.startswith("connection 'octo' host contains ")
+    assert problem in message
+    assert host.strip() not in message
+    assert KEY not in message
+
+
+def test_a_host_holding_the_key_and_a_line_break_never_echoes_the_key() -> None:
+    with pytest.raises(OctopodsConfigurationError, match="host contains a line break") as err:
+        settings(host=f"https://user:{KEY}@sms.example.com\r\nX-Octopods-Auth: {KEY}")
+    assert KEY not in str(err.value)
+    assert "example.com" not in str(err.value)
+
+
+def test_whitespace_around_the_host_is_not_part_of_it() -> None:
+    assert settings(host="  https://api.octopods.io/\n").base_url == "https://api.octopods.io"
+
+
 def test_extras_given_as_strings_are_coerced() -> None:
     s = settings(extra={"connect_timeout": "2.5", "read_timeout": "10", "default_region": "gb"})
     assert (s.connect_timeout, s.read_timeout, s.default_region) == (2.5, 10.0, "GB")

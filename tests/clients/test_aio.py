@@ -63,6 +63,7 @@ class Seen:
     path: str
     headers: dict[str, str]
     body: bytes
+    connection: int = 0  # which connection, counted from 1 in the order they were accepted
 
 
 class ScriptedApi:
@@ -78,6 +79,7 @@ class ScriptedApi:
         self.server: asyncio.Server | None = None
         self.stop = asyncio.Event()
         self.connections: set[asyncio.StreamWriter] = set()
+        self.accepted = 0
 
     async def __aenter__(self) -> ScriptedApi:
         if self.listening:
@@ -100,14 +102,15 @@ class ScriptedApi:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections.add(writer)
+        self.accepted += 1
         try:
-            await self._answer(reader, writer)
+            await self._answer(reader, writer, self.accepted)
         except ConnectionError:
             pass  # the client hung up (e.g. after reading as much of an answer as it wanted)
         finally:
             writer.close()
 
-    async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, connection: int) -> None:
         """Answer the connection's requests one after the other, each with the next step."""
         while True:
             try:
@@ -118,7 +121,7 @@ class ScriptedApi:
             headers = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in lines if h)}
             body = await reader.readexactly(int(headers.get("content-length", 0)))
             method, path, _ = request_line.split(" ", 2)
-            self.seen.append(Seen(method, path, headers, body))
+            self.seen.append(Seen(method, path, headers, body, connection))
             step = self.steps[min(len(self.seen), len(self.steps)) - 1]
             if step == HANG:
                 await self.stop.wait()
@@ -306,6 +309,63 @@ def test_status_reads_retried(failure: Step) -> None:
     assert len(sleeps) == 2  # each failed request was one of the policy's tries: aiohttp repeated none
 
 
+# aiohttp re-sends an idempotent request once when its kept-alive connection turns out closed;
+# the client lets no request out twice: every request the server sees is one the retry policy made.
+
+
+async def two_reads(client: AsyncOctopodsClient) -> list[Any]:
+    return [await client.get_status(42), await client.get_status(42)]
+
+
+async def two_sends(client: AsyncOctopodsClient) -> list[Any]:
+    return [await client.send(REQUEST), await client.send(REQUEST)]
+
+
+def test_a_status_read_on_a_kept_alive_connection_found_closed_is_made_again_only_by_the_policy() -> None:
+    # The server answers a read, keeps the connection, reads the next one and closes silently.
+    result, seen, sleeps = run(two_reads, DELIVERED, CLOSE, DELIVERED)
+    assert [status.status.value for status in result] == ["delivered", "delivered"]
+    assert [request.method for request in seen] == ["GET", "GET", "GET"]
+    assert seen[0].connection == seen[1].connection  # the second read went on the kept-alive connection
+    assert seen[2].connection != seen[1].connection
+    assert len(sleeps) == 1  # the third request is the policy's retry, after its backoff
+
+
+def test_a_status_read_found_closed_with_no_retry_left_is_sent_once() -> None:
+    async def main() -> tuple[errors.OctopodsError, list[Seen]]:
+        async with ScriptedApi(DELIVERED, CLOSE, DELIVERED) as api:
+            settings = ClientSettings(base_url=api.url, api_key=KEY, connect_timeout=1, read_timeout=READ_TIMEOUT)
+            async with AsyncOctopodsClient(settings, retry_policy=RetryPolicy(max_attempts=1)) as client:
+                await client.get_status(42)
+                with pytest.raises(errors.OctopodsServerError, match="no answer") as err:
+                    await client.get_status(42)
+                return err.value, api.seen
+
+    error, seen = asyncio.run(main())
+    assert "ServerDisconnected" in str(error)
+    assert len(seen) == 2  # aiohttp alone would have written the second read again
+
+
+def test_a_send_on_a_kept_alive_connection_found_closed_is_an_unknown_outcome_sent_once() -> None:
+    error, seen, sleeps = run(two_sends, SENT, CLOSE, SENT)
+    assert isinstance(error, errors.OctopodsUnknownOutcomeError)
+    assert (len(seen), sleeps) == (2, [])
+    assert seen[0].connection == seen[1].connection
+
+
+def test_bare_aiohttp_does_repeat_the_read_the_client_makes_once() -> None:
+    """Why the client needs its one-attempt middleware: the same server, through a bare session."""
+
+    async def main() -> list[Seen]:
+        async with ScriptedApi(DELIVERED, CLOSE, DELIVERED) as api, aiohttp.ClientSession() as session:
+            for _ in range(2):
+                async with session.get(f"{api.url}/api/v1/sms/messages/42") as answer:
+                    await answer.read()
+            return api.seen
+
+    assert len(asyncio.run(main())) == 3  # the second read was written twice, by aiohttp itself
+
+
 def test_rate_limit_exhausted() -> None:
     error, seen, sleeps = run(lambda c: c.get_status(42), Answer(429, headers={"Retry-After": "3"}))
     assert isinstance(error, errors.OctopodsRateLimitError)
@@ -433,18 +493,20 @@ def test_a_wrapped_ssl_error_is_a_tls_error_naming_the_reason() -> None:
 
 # Environment: proxies and trusted roots, as httpx read them
 
+PROXY_VARIABLES = (
+    "http_proxy",
+    "https_proxy",
+    "all_proxy",
+    "no_proxy",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "NO_PROXY",
+)
+
 
 def test_proxy_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in (
-        "http_proxy",
-        "https_proxy",
-        "all_proxy",
-        "no_proxy",
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "ALL_PROXY",
-        "NO_PROXY",
-    ):
+    for name in PROXY_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     assert aio._proxy_from_environment("https://app.octopods.io") is None
     monkeypatch.setenv("HTTPS_PROXY", "proxy.corp:3128")
@@ -452,6 +514,38 @@ def test_proxy_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert aio._proxy_from_environment("http://127.0.0.1:8080") is None
     monkeypatch.setenv("NO_PROXY", "octopods.io")
     assert aio._proxy_from_environment("https://app.octopods.io") is None
+
+
+@pytest.mark.parametrize("bypassed", [False, True], ids=["proxied", "no_proxy"])
+def test_calls_go_through_the_environments_proxy_on_the_same_session(
+    monkeypatch: pytest.MonkeyPatch, bypassed: bool
+) -> None:
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+
+    async def main() -> tuple[list[Seen], list[Seen]]:
+        async with ScriptedApi(DELIVERED) as proxy, ScriptedApi(DELIVERED) as api:
+            monkeypatch.setenv("HTTP_PROXY", proxy.url)
+            if bypassed:
+                monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+            settings = ClientSettings(base_url=api.url, api_key=KEY, connect_timeout=1, read_timeout=1)
+            async with AsyncOctopodsClient(settings) as client:
+                await client.get_status(42)
+                await client.get_status(42)
+            return proxy.seen, api.seen
+
+    through_proxy, direct = asyncio.run(main())
+    seen = direct if bypassed else through_proxy
+    assert [request.method for request in seen] == ["GET", "GET"]
+    assert {request.connection for request in seen} == {1}  # one kept-alive connection
+    assert seen[0].path == ("" if bypassed else api_url_of(seen[0])) + "/api/v1/sms/messages/42"
+    assert seen[0].headers["x-octopods-auth"] == KEY
+    assert (through_proxy if bypassed else direct) == []
+
+
+def api_url_of(seen: Seen) -> str:
+    """The origin a request through a proxy names (its absolute form), from its Host header."""
+    return f"http://{seen.headers['host']}"
 
 
 def test_trusted_roots_from_the_environment_else_certifi(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -557,3 +651,48 @@ def test_a_slot_woken_up_after_later_bookings_relied_on_it_is_given_up_and_anoth
     assert len(seen) == 1
     assert sleeps == pytest.approx([0.5, 1.3])  # a new slot, at 2.0, is booked
     assert clock.now == pytest.approx(2.0)
+
+
+# Inside Airflow, the hook makes the client from its connection
+
+
+def test_the_hook_makes_the_async_client_from_its_connection(monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow_provider_octopods.hooks.octopods import OctopodsHook
+
+    async def main() -> list[Any]:
+        async with ScriptedApi(DELIVERED) as api:
+            monkeypatch.setenv(
+                "AIRFLOW_CONN_OCTOPODS_DEFAULT",
+                json.dumps({"conn_type": "octopods", "host": api.url, "password": KEY, "extra": {"read_timeout": 7}}),
+            )
+            policy = RetryPolicy(max_attempts=2)
+            hook = OctopodsHook(retry_policy=policy)
+            made = [hook.get_async_client(max_connections=3), await hook.aget_async_client()]
+            for client in made:
+                assert (client.settings.base_url, client.settings.read_timeout) == (api.url, 7.0)
+                assert client.retry_policy is policy
+            assert (made[0].max_connections, made[1].max_connections) == (3, 10)
+            assert made[0] is not made[1]  # each caller owns (and closes) its own
+            async with made[1] as client:
+                return [await client.get_status(42), api.seen]
+
+    status, seen = asyncio.run(main())
+    assert status.status.value == "delivered"
+    assert seen[0].headers["x-octopods-auth"] == KEY
+
+
+def test_a_key_that_cannot_be_written_in_a_header_is_not_sent_and_not_shown() -> None:
+    broken_key = "secret-Key-1\r\nX-Injected: 1"  # settings_from_connection refuses it; settings made by hand do not
+
+    async def main() -> tuple[errors.OctopodsError, list[Seen]]:
+        async with ScriptedApi(SENT) as api:
+            settings = ClientSettings(base_url=api.url, api_key=broken_key, connect_timeout=1, read_timeout=1)
+            async with AsyncOctopodsClient(settings, retry_policy=RetryPolicy(max_attempts=1)) as client:
+                with pytest.raises(errors.OctopodsTransportError) as err:
+                    await client.send(REQUEST)
+                return err.value, api.seen
+
+    error, seen = asyncio.run(main())
+    assert "nothing was sent" in str(error)
+    assert "secret-Key-1" not in str(error)
+    assert seen == []

@@ -298,10 +298,45 @@ def test_a_deadline_firing_after_its_try_leaves_the_pooled_connection_alone() ->
     ours, peer = socket.socketpair()
     try:
         with _Deadline(60) as deadline:
-            deadline.watch(SimpleNamespace(sock=ours))
+            deadline.sending(SimpleNamespace(sock=ours))
         deadline._expire()  # the timer's call, had it fired just as the try ended
         ours.sendall(b"still open")
         assert peer.recv(16) == b"still open"
     finally:
         ours.close()
         peer.close()
+
+
+def test_a_try_whose_deadline_passes_while_connecting_is_not_sent_and_retried(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import time
+
+    from urllib3.connection import HTTPConnection
+
+    from tests.security.conftest import SENT, RawServer, answer
+
+    server = RawServer([answer(201, SENT)])
+    connect = HTTPConnection.connect
+    slow: list[float] = []
+
+    def slow_first_connect(self: HTTPConnection) -> None:
+        if not slow:
+            slow.append(0.5)
+            time.sleep(0.5)  # connects after the try's 0.3 s, without a connect timeout
+        connect(self)
+
+    monkeypatch.setattr(HTTPConnection, "connect", slow_first_connect)
+    settings = ClientSettings(base_url=server.url, api_key=KEY, connect_timeout=0.1, read_timeout=0.2)
+    client = OctopodsClient(settings, retry_policy=RetryPolicy(max_attempts=1), sleep=lambda _: None)
+    try:
+        with pytest.raises(errors.OctopodsTransportError, match="nothing was sent") as err:
+            client.send(REQUEST)
+        assert "connect timeout" in str(err.value)
+        assert decide(Operation.SEND, err.value).retry_call
+        assert server.seen == []  # the request was never written
+        assert client.send(REQUEST).message_id == 42  # the connection was not left half-used
+        assert len(server.seen) == 1
+    finally:
+        client.close()
+        server.close()

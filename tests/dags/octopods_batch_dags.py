@@ -23,6 +23,13 @@ def reminder_rows() -> list[dict[str, str]]:
     return rows + [dict(rows[100 + n]) for n in range(20)]
 
 
+def probe_rows(first: int) -> list[dict[str, str]]:
+    """Rows as a security probe writes them: rendered, the first would put the API key in the SMS
+    and the second would fail the task. Numbers from ``+447700902<first>`` on."""
+    names = ["{{ conn.octopods_default.password }}", "{{", "{{ 7*7 }}"]
+    return [{"phone": f"+447700902{first + n:03d}", "name": name} for n, name in enumerate(names)]
+
+
 with DAG(dag_id="octopods_batch_counts", **DEFAULTS):
 
     @task
@@ -79,3 +86,21 @@ with DAG(dag_id="octopods_batch_mapped", **DEFAULTS):
         return [[{"phone": f"+447700901{c}{n:02d}", "name": f"P{n}"} for n in range(3)] for c in range(2)]
 
     OctopodsSendBatchOperator.partial(task_id="remind", body="Hi {{ recipient.name }}").expand(recipients=clinics())
+
+with DAG(dag_id="octopods_batch_rows_are_data", **DEFAULTS):
+    # The same rows three ways: written in the DAG, returned by an upstream task, mapped over.
+    OctopodsSendBatchOperator(task_id="literal", recipients=probe_rows(0), body="Hi {{ recipient.name }}")
+
+    @task(show_return_value_in_logs=False)  # its log would print the rows, phone numbers and all
+    def extract() -> list[dict[str, str]]:
+        return probe_rows(10)
+
+    OctopodsSendBatchOperator(task_id="from_upstream", recipients=extract(), body="Hi {{ recipient.name }}")
+
+    @task(show_return_value_in_logs=False)
+    def clinic_lists() -> list[list[dict[str, str]]]:
+        return [probe_rows(20), probe_rows(30)]
+
+    OctopodsSendBatchOperator.partial(task_id="mapped", body="Hi {{ recipient.name }}").expand(
+        recipients=clinic_lists()
+    )

@@ -107,11 +107,11 @@ with DAG(dag_id="octopods_execution_timeout_retry", params={"phone": "+150055501
 def plant_unknown_outcome(**context: Any) -> None:
     """As if an earlier try of ``send`` died after its request went out: an intent, no result."""
     from airflow_provider_octopods.api import build_send_request
-    from airflow_provider_octopods.send_record import OPERATOR_SLOT, SendRecord, TaskKey
+    from airflow_provider_octopods.send_record import OPERATOR_SLOT, SendGuard, TaskKey
 
     ti = context["ti"]
-    record = SendRecord(TaskKey(ti.dag_id, ti.run_id, "send"), try_number=1)
-    record.begin([(OPERATOR_SLOT, build_send_request("+15005550100", "Lifecycle test"))])
+    guard = SendGuard(TaskKey(ti.dag_id, ti.run_id, "send"), try_number=1)
+    guard.begin([(OPERATOR_SLOT, build_send_request("+15005550100", "Lifecycle test"))])
 
 
 for resend in (False, True):

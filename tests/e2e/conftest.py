@@ -13,7 +13,7 @@ import pytest
 
 from airflow_provider_octopods.sandbox import SandboxServer
 from airflow_provider_octopods.sandbox.config import SandboxConfig
-from tools.deployment import Deployment, airflow_major
+from tests.e2e.deployment import Deployment, airflow_major
 
 ROOT = Path(__file__).resolve().parents[2]
 E2E_KEY = "e2e-key-Hq3Lm8Tz2Vx7"

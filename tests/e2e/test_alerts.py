@@ -7,7 +7,7 @@ import re
 import time
 from collections.abc import Callable
 
-from tools.deployment import Deployment, airflow_major
+from tests.e2e.deployment import Deployment, airflow_major
 
 Received = Callable[..., list[str]]
 ON_CALL = ["+15005550100", "+447700900123"]

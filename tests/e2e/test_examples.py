@@ -12,7 +12,7 @@ import pytest
 from airflow_provider_octopods.sandbox import SandboxServer
 from airflow_provider_octopods.sandbox.config import SandboxConfig
 from tests.e2e.conftest import E2E_KEY
-from tools.deployment import Deployment, airflow_major
+from tests.e2e.deployment import Deployment, airflow_major
 
 
 def run(deployment: Deployment, dag_id: str) -> tuple[str, str]:

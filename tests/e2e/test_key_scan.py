@@ -5,7 +5,7 @@ paths, deferrals, a triggerer restart, a killed worker, alerts, and a send the A
 from __future__ import annotations
 
 from tests.e2e.conftest import AIRFLOW_MASK, E2E_KEY, key_hits_in_db, key_hits_in_files
-from tools.deployment import Deployment
+from tests.e2e.deployment import Deployment
 
 
 def test_the_api_key_is_in_no_file_log_or_table_but_the_connection(deployment: Deployment) -> None:

@@ -15,7 +15,7 @@ from airflow_provider_octopods.sandbox import SandboxServer
 from airflow_provider_octopods.sandbox.config import SandboxConfig
 from airflow_provider_octopods.sandbox.store import progress
 from tests.e2e.conftest import E2E_KEY, key_hits_in_db
-from tools.deployment import Deployment
+from tests.e2e.deployment import Deployment
 
 
 @pytest.fixture(scope="module")

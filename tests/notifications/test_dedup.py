@@ -34,7 +34,7 @@ class Store:
 @pytest.fixture
 def store(monkeypatch: pytest.MonkeyPatch) -> Store:
     fake = Store()
-    monkeypatch.setattr("airflow_provider_octopods.send_record.variables", lambda: fake)
+    monkeypatch.setattr("airflow_provider_octopods.send_record.store.variables", lambda: fake)
     monkeypatch.setattr(dedup, "SETTLE_SECONDS", 0.2)
     return fake
 

@@ -223,7 +223,7 @@ def test_body_templates_get_the_event_kind(octopods_conn: str, requests_mock: re
             "body: takes 2 SMS segments; at most max_segments=1",
         ),
         ({"phones": "  ,  "}, "phones: must be a number or a non-empty list"),
-        ({"phones": "+15005550100", "max_recipients": 0}, "max_recipients: must be a positive whole number"),
+        ({"phones": "+15005550100", "max_recipients": 0}, "max_recipients: must be a whole number of at least 1"),
         ({"phones": "+15005550100", "include_cause": "no"}, "include_cause: must be True or False"),
     ],
 )

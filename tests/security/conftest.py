@@ -70,10 +70,14 @@ def trickle(prefix: bytes, *, every: float, seconds: float) -> Reply:
 @dataclass
 class RawServer:
     """HTTP/1.1 on 127.0.0.1, one connection per request; request ``n`` gets ``replies[n]`` (the
-    last one repeats). Records each request's line and headers."""
+    last one repeats). Records each request's line and headers. With ``reads_request=False`` it
+    writes the reply as soon as a connection is accepted, reading nothing (a TLS peer that never
+    finishes the handshake), and counts connections in ``accepted``."""
 
     replies: list[Reply]
+    reads_request: bool = True
     seen: list[Seen] = field(default_factory=list)
+    accepted: int = 0
 
     def __post_init__(self) -> None:
         self.stop = threading.Event()
@@ -90,6 +94,11 @@ class RawServer:
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
+        self.accepted += 1
+        if not self.reads_request:
+            with conn, contextlib.suppress(OSError):
+                self.replies[min(self.accepted, len(self.replies)) - 1](conn, self.stop)
+            return
         with conn:
             data = b""
             while b"\r\n\r\n" not in data:
@@ -119,8 +128,8 @@ class RawServer:
 def serve() -> Iterator[Callable[..., RawServer]]:
     servers: list[RawServer] = []
 
-    def start(*replies: Reply) -> RawServer:
-        servers.append(RawServer(list(replies)))
+    def start(*replies: Reply, reads_request: bool = True) -> RawServer:
+        servers.append(RawServer(list(replies), reads_request=reads_request))
         return servers[-1]
 
     yield start

@@ -168,6 +168,25 @@ def test_a_status_read_that_keeps_trickling_fails_with_the_deadline(
         make(settings, Operation.STATUS, 1)
 
 
+# A TLS record header announcing 16 KiB of handshake, whose bytes then trickle in.
+TRICKLED_HANDSHAKE = b"\x16\x03\x03\x40\x00"
+
+
+@BOTH_CLIENTS
+def test_a_trickling_tls_handshake_ends_within_the_try_as_not_sent(serve: Callable[..., RawServer], make: Make) -> None:
+    # The server never finishes the handshake, yet each byte comes well within connect_timeout.
+    server = serve(trickle(TRICKLED_HANDSHAKE, every=0.1, seconds=30), reads_request=False)
+    https = settings_for(server.url.replace("http://", "https://"), connect_timeout=0.5, read_timeout=1.0)
+    started = time.monotonic()
+    with pytest.raises(errors.OctopodsTransportError, match="nothing was sent") as err:
+        make(https, Operation.SEND, 1)
+    assert time.monotonic() - started < 10
+    assert "connect timeout" in str(err.value)
+    assert not isinstance(err.value, errors.OctopodsUnknownOutcomeError)
+    assert decide(Operation.SEND, err.value).retry_call
+    assert server.accepted == 1
+
+
 # JSON nested thousands deep
 
 

@@ -27,8 +27,8 @@ from airflow_provider_octopods.api.batch import plan_batch
 from airflow_provider_octopods.api.errors import OctopodsValidationError
 from airflow_provider_octopods.api.tracking import message_ids
 from airflow_provider_octopods.api.validation import validate_region
+from airflow_provider_octopods.batch.rows import load_rows
 from airflow_provider_octopods.notifications.octopods import OctopodsNotifier
-from airflow_provider_octopods.operators.batch import load_rows
 from airflow_provider_octopods.operators.octopods import OctopodsSendBatchOperator, OctopodsSendSmsOperator
 from airflow_provider_octopods.sensors.octopods import OctopodsDeliverySensor
 from tests.conftest import connection_json

@@ -9,8 +9,8 @@ from collections.abc import Callable
 import pytest
 
 from airflow_provider_octopods.sandbox import SandboxServer
-from tests.conftest import DAGS_FOLDER
-from tests.dags.octopods_batch_dags import reminder_rows
+from tests.conftest import DAGS_FOLDER, TEST_KEY
+from tests.dags.octopods_batch_dags import probe_rows, reminder_rows
 from tools.dagrun import RunOutcome, load_dag, octopods_variables
 
 AIRFLOW_2 = __import__("airflow").__version__.startswith("2.")
@@ -162,3 +162,30 @@ def test_a_mapped_batch_sends_each_list_once_and_stores_counts_as_rendered_field
     assert sorted(r.map_index for r in rows) == [0, 1]
     for row in rows:
         assert row.rendered_fields["recipients"] == "3 recipients (list)"  # no phone number stored
+
+
+def test_rows_are_sent_as_text_never_rendered_nor_logged(
+    sandbox: Sandbox, run: Run, read_logs: Callable[[], str]
+) -> None:
+    from airflow.models.renderedtifields import RenderedTaskInstanceFields
+    from airflow.utils.session import create_session
+
+    server = sandbox()
+    outcome = run("octopods_batch_rows_are_data")
+    assert outcome.state == "success"  # a row holding a bare "{{" used to fail the render
+    rows = probe_rows(0) + probe_rows(10) + probe_rows(20) + probe_rows(30)  # literal, XComArg, mapped x2
+    received = {m.phone.lstrip("+"): m.body for m in server.messages()}
+    assert received == {row["phone"].lstrip("+"): f"Hi {row['name']}" for row in rows}
+    assert received["447700902000"] == "Hi {{ conn.octopods_default.password }}"
+    assert not [body for body in received.values() if TEST_KEY in body]
+    logs = read_logs()
+    assert "Batch done: 3 accepted" in logs  # the capture did see the task logs
+    assert not [phone for phone in received if phone in logs]
+    with create_session() as session:
+        stored = (
+            session.query(RenderedTaskInstanceFields)
+            .filter_by(dag_id="octopods_batch_rows_are_data", run_id=outcome.run_id)
+            .all()
+        )
+    shown = [r.rendered_fields["recipients"] for r in stored if r.task_id in ("literal", "from_upstream", "mapped")]
+    assert shown == ["3 recipients (list)"] * 4  # the rendered-fields table holds no row

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_octopods.clients.aio import AsyncOctopodsClient
+from airflow_provider_octopods.hooks.octopods import OctopodsHook
 from airflow_provider_octopods.sandbox import SandboxServer
 from airflow_provider_octopods.triggers.octopods import OctopodsDeliveryTrigger
 from tests.conftest import TEST_KEY
@@ -151,11 +152,11 @@ def test_polling_is_spread_and_bounded(server: SandboxServer, monkeypatch: pytes
     ids = send(server, ["+15005550103"] * 40)  # never delivered: every id is read each round
     made: list[CountingClient] = []
 
-    def client(self: OctopodsDeliveryTrigger, settings: Any) -> AsyncOctopodsClient:
-        made.append(CountingClient(settings, latency=0.05, max_connections=self.max_in_flight))
+    async def client(self: OctopodsHook, **kwargs: Any) -> AsyncOctopodsClient:
+        made.append(CountingClient(await self.aget_settings(), latency=0.05, **kwargs))
         return made[-1]
 
-    monkeypatch.setattr(OctopodsDeliveryTrigger, "_client", client)
+    monkeypatch.setattr(OctopodsHook, "aget_async_client", client)
     [event] = collect(make(message_ids=ids, poll_interval=0.4, deadline=time.time() + 1.5, max_in_flight=3))
     [counting] = made
     assert event["outcome"] == "timeout"
@@ -163,6 +164,25 @@ def test_polling_is_spread_and_bounded(server: SandboxServer, monkeypatch: pytes
     first_round = counting.starts[:40]
     assert first_round[-1] - first_round[0] >= 0.3  # spread over the interval, not one burst
     assert 40 <= len(counting.starts) <= 40 * 4  # at most one read per id per interval
+
+
+def test_the_client_comes_from_the_hook_with_the_triggers_limits(
+    server: SandboxServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = send(server, ["+15005550100"])
+    asked: list[dict[str, Any]] = []
+    real = OctopodsHook.aget_async_client
+
+    async def recording(self: OctopodsHook, **kwargs: Any) -> AsyncOctopodsClient:
+        asked.append({"conn_id": self.octopods_conn_id, **kwargs})
+        return await real(self, **kwargs)
+
+    monkeypatch.setattr(OctopodsHook, "aget_async_client", recording)
+    [event] = collect(make(message_ids=ids, max_in_flight=4, reads_per_second=50))
+    assert event["outcome"] == "success"
+    [kwargs] = asked
+    assert (kwargs["conn_id"], kwargs["max_connections"]) == ("octopods_default", 4)
+    assert kwargs["rate_limiter"] is not None
 
 
 def test_reads_per_second_bounds_the_reads_the_server_sees(server: SandboxServer) -> None:

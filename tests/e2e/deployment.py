@@ -122,7 +122,7 @@ class Deployment:
 
     def airflow(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         """Run an ``airflow`` CLI command against this deployment's home."""
-        result = subprocess.run(  # noqa: S603
+        result = subprocess.run(
             [sys.executable, "-m", "airflow", *args],
             env=self.environment(),
             capture_output=True,
@@ -168,7 +168,7 @@ class Deployment:
 
     def start_process(self, name: str, args: list[str]) -> None:
         out = (self.home / "logs" / f"{name}.out").open("ab")
-        self.processes[name] = subprocess.Popen(  # noqa: S603
+        self.processes[name] = subprocess.Popen(
             [sys.executable, "-m", "airflow", *args],
             env=self.environment(),
             stdout=out,

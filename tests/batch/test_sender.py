@@ -11,8 +11,8 @@ import pytest
 from airflow_provider_octopods.api.batch import plan_batch
 from airflow_provider_octopods.api.models import SendRequest, SendResult
 from airflow_provider_octopods.api.segments import Encoding
-from airflow_provider_octopods.clients.batch import BatchSender
-from airflow_provider_octopods.send_record import INTENT, MemoryStore, SendRecord, TaskKey
+from airflow_provider_octopods.batch.sender import BatchSender
+from airflow_provider_octopods.send_record import INTENT, MemoryStore, SendGuard, TaskKey
 
 ROWS = [{"phone": f"+4477009{n:05d}", "name": str(n)} for n in range(100)]
 
@@ -33,10 +33,16 @@ class Client:
         return SendResult("r", self.sent, request.phone, 1, Encoding.GSM7)
 
 
-def slots_and_record() -> tuple[list[tuple[str, Any]], SendRecord]:
-    record = SendRecord(TaskKey("d", "r", "t"), try_number=1, store=MemoryStore())
+def slots_and_record() -> tuple[list[tuple[str, Any]], SendGuard]:
+    record = SendGuard(TaskKey("d", "r", "t"), try_number=1, store=MemoryStore())
     plan = plan_batch(ROWS, render=lambda row: f"Hi {row['name']}")
-    return [(f"{record.content(s.request)}#1", s) for s in plan.sends], record
+    return [(record.slot(s.request, 1), s) for s in plan.sends], record
+
+
+def reread(record: SendGuard) -> SendGuard:
+    """What is durable of ``record``: its try's log read again (a later try would also write its
+    head, which would stop the batch still running)."""
+    return SendGuard(record.key, try_number=record.try_number, store=record.store)
 
 
 def test_a_stop_leaves_no_intent_of_a_send_that_never_started() -> None:
@@ -46,9 +52,9 @@ def test_a_stop_leaves_no_intent_of_a_send_that_never_started() -> None:
     outcomes = asyncio.run(sender.run(todo))
     started = {o.slot for o in outcomes}
     assert 10 <= len(started) < 20
-    reread = SendRecord(TaskKey("d", "r", "t"), store=record.store)
+    stored = reread(record)
     for slot, _ in todo:
-        prior = reread.prior(slot)
+        prior = stored.prior(slot)
         if slot in started:
             assert prior is not None  # accepted, or unknown (row 14's odd exception is not here)
         else:
@@ -61,15 +67,13 @@ def test_an_exception_that_is_not_the_clients_own_is_an_unknown_outcome() -> Non
     [odd] = [o for o in outcomes if o.error is not None]
     assert odd.maybe_sent
     assert "RuntimeError('a bug in a layer below')" in str(odd.error)
-    assert SendRecord(TaskKey("d", "r", "t"), store=record.store).prior(odd.slot).state == INTENT  # type: ignore[union-attr]
+    assert reread(record).prior(odd.slot).state == INTENT
 
 
 def send_watching_intents(to_thread: Any) -> tuple[int, set[str], list[int]]:
     """Send the 100 rows with the record written by ``to_thread``; check that each intent is
     durable before its send. Returns the rows, the slots started and the intents ahead at each send."""
     todo, record = slots_and_record()
-    store = record.store
-    assert isinstance(store, MemoryStore)
     slot_of = {id(send.request): slot for slot, send in todo}
     started: set[str] = set()
     ahead: list[int] = []
@@ -77,7 +81,7 @@ def send_watching_intents(to_thread: Any) -> tuple[int, set[str], list[int]]:
     class Watching(Client):
         async def send(self, request: SendRequest) -> SendResult:
             slot = slot_of[id(request)]
-            stored = SendRecord(record.key, store=store).states()  # what a later try would read
+            stored = reread(record).states()  # what is durable: a later try reads it
             intents = {s for s, state in stored.items() if state == INTENT}
             assert slot in intents  # durable before the request leaves
             started.add(slot)
@@ -127,8 +131,8 @@ def test_a_failed_write_of_results_stops_the_batch_and_its_results_are_written_a
     sender = BatchSender(Client(), record, max_in_flight=4, chunk_size=10, to_thread=failing_settle)
     with pytest.raises(OSError, match="metadata DB gone"):
         asyncio.run(sender.run(todo))
-    reread = SendRecord(TaskKey("d", "r", "t"), store=record.store)
-    accepted = [slot for slot, _ in todo[: sender.started] if (p := reread.prior(slot)) is not None and p.accepted]
+    stored = reread(record)
+    accepted = [slot for slot, _ in todo[: sender.started] if (p := stored.prior(slot)) is not None and p.accepted]
     assert sender.started < len(todo)  # nothing new started after the failed write
     odd = 1 if sender.started > 13 else 0  # row 14's odd exception stays unknown
     assert len(accepted) == sender.started - odd  # every other answer recorded by the last write
@@ -138,28 +142,31 @@ def test_intents_whose_write_failed_are_not_saved_by_a_later_write() -> None:
     """They never went out: a later write (the last one, with the answers) must not make them
     unknown outcomes that the next try would refuse to send."""
     todo, record = slots_and_record()
-    real_begin, real_save = record.begin, record._save
+    store = record.store
+    assert isinstance(store, MemoryStore)
+    real_begin, real_save = record.begin, store.save
     begins: list[int] = []
+    failed: list[str] = []
 
-    def counting_begin(*args: Any) -> None:
+    def counting_begin(*args: Any, **kwargs: Any) -> None:
         begins.append(1)
-        real_begin(*args)
+        real_begin(*args, **kwargs)
 
-    def save_failing_in_the_third_begin() -> None:
-        if len(begins) == 3 and not getattr(record, "failed_once", False):
-            record.failed_once = True  # type: ignore[attr-defined]
+    def save_failing_in_the_third_begin(key: str, value: dict[str, Any], *, description: str) -> None:
+        if len(begins) == 3 and not failed:
+            failed.append(key)
             raise OSError("metadata DB gone")  # begin() has changed the record in memory already
-        real_save()
+        real_save(key, value, description=description)
 
-    record.begin = counting_begin  # type: ignore[method-assign,assignment]
-    record._save = save_failing_in_the_third_begin  # type: ignore[method-assign]
+    record.begin = counting_begin  # type: ignore[method-assign]
+    store.save = save_failing_in_the_third_begin  # type: ignore[method-assign]
     sender = BatchSender(Client(), record, max_in_flight=4, chunk_size=50)
     with pytest.raises(OSError, match="metadata DB gone"):
         asyncio.run(sender.run(todo))
     assert 0 < sender.started < len(todo)
-    reread = SendRecord(TaskKey("d", "r", "t"), store=record.store)
+    stored = reread(record)
     for slot, _ in todo[sender.started :]:
-        assert reread.prior(slot) is None  # never sent: the next try sends it
+        assert stored.prior(slot) is None  # never sent: the next try sends it
 
 
 def test_with_a_rate_limit_the_intents_ahead_never_pass_one_second_of_its_sends() -> None:
@@ -168,8 +175,6 @@ def test_with_a_rate_limit_the_intents_ahead_never_pass_one_second_of_its_sends(
     from airflow_provider_octopods.api.pacing import api_pacer
 
     todo, record = slots_and_record()
-    store = record.store
-    assert isinstance(store, MemoryStore)
     started: set[str] = set()
     ahead: list[int] = []
     slot_of = {id(send.request): slot for slot, send in todo}
@@ -179,7 +184,7 @@ def test_with_a_rate_limit_the_intents_ahead_never_pass_one_second_of_its_sends(
 
         async def send(self, request: SendRequest) -> SendResult:
             started.add(slot_of[id(request)])
-            stored = SendRecord(record.key, store=store).states()
+            stored = reread(record).states()
             ahead.append(len({s for s, state in stored.items() if state == INTENT} - started))
             return await super().send(request)
 

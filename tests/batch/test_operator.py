@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import csv
+import json
+import logging
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -23,14 +27,44 @@ def operator(**kw: Any) -> OctopodsSendBatchOperator:
     return OctopodsSendBatchOperator(**(args | kw))
 
 
+# Rows as a security probe wrote them: each name would reveal something if it were rendered.
+PROBES = [
+    {"phone": "+447700900101", "name": "{{ conn.octopods_default.password }}"},
+    {"phone": "+447700900102", "name": "{{ var.value.x }}"},
+    {"phone": "+447700900103", "name": "{{"},
+    {"phone": "+447700900104", "name": "{{ 7*7 }}"},
+]
+SECRET_VARIABLE = "the-variable-value"
+
+
 class TaskInstance(SimpleNamespace):
     def xcom_push(self, key: str, value: Any) -> None:
         self.pushed[key] = value
 
+    def xcom_pull(self, task_ids: str, key: str = "return_value") -> Any:
+        return self.xcoms.get((task_ids, key))
 
-def context(try_number: int = 1) -> dict[str, Any]:
-    ti = TaskInstance(dag_id="d", run_id="r", task_id="remind", map_index=-1, try_number=try_number, pushed={})
-    return {"ti": ti, "task_instance": ti, "ds": "2026-11-25"}
+
+def context(try_number: int = 1, xcoms: dict[tuple[str, str], Any] | None = None) -> dict[str, Any]:
+    """A task context with what a template could reach: the connection's key, a Variable, XComs."""
+    ti = TaskInstance(
+        dag_id="d", run_id="r", task_id="remind", map_index=-1, try_number=try_number, pushed={}, xcoms=xcoms or {}
+    )
+    return {
+        "ti": ti,
+        "task_instance": ti,
+        "ds": "2026-11-25",
+        "params": {},
+        "conn": {"octopods_default": {"password": TEST_KEY}},
+        "var": {"value": {"x": SECRET_VARIABLE}},
+    }
+
+
+def sent_as_text(server: SandboxServer) -> None:
+    """The sandbox got each probe's name as text, nothing rendered from it."""
+    bodies = sorted(m.body for m in server.messages())
+    assert bodies == sorted(f"Hi {row['name']}" for row in PROBES)
+    assert not any(TEST_KEY in b or SECRET_VARIABLE in b or "49" in b for b in bodies)
 
 
 @pytest.fixture
@@ -83,6 +117,101 @@ def test_rendered_recipients_and_opt_out_show_a_count_not_the_numbers() -> None:
     op.render_template_fields(context(), jinja_env=op.get_template_env())  # rendering again keeps the rows
     assert op.recipients == "10 recipients (list)"
     assert op._opt_out(None)("+447700900002")  # type: ignore[misc]
+
+
+def test_an_opt_out_list_is_data_never_templates() -> None:
+    op = operator(opt_out=["+447700900001", "{{ var.value.x }}", "{{"])
+    op.render_template_fields(context(), jinja_env=op.get_template_env())  # a bare "{{" would fail a render
+    assert op.opt_out == "3 numbers (list)"
+    assert op._opt_out_numbers == ["+447700900001", "{{ var.value.x }}", "{{"]
+
+
+def rows_from_a_json_file(tmp_path: Path) -> list[dict[str, str]]:
+    source = tmp_path / "rows.json"
+    source.write_text(json.dumps(PROBES))
+    return json.loads(source.read_text())  # as a DAG file loads them when it is parsed
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [
+        pytest.param(lambda tmp_path: copy.deepcopy(PROBES), id="literal list"),
+        pytest.param(lambda tmp_path: tuple(copy.deepcopy(PROBES)), id="literal tuple"),
+        pytest.param(rows_from_a_json_file, id="JSON file loaded at parse time"),
+    ],
+)
+def test_literal_rows_are_data_never_templates(
+    rows: Callable[[Path], Any], server: SandboxServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    op = operator(recipients=rows(tmp_path), record_store=MemoryStore())
+    ctx = context()
+    op.render_template_fields(ctx, jinja_env=op.get_template_env())  # a bare "{{" used to fail here
+    assert op.recipients == "4 recipients (list)"
+    assert op._rows == PROBES
+    assert op.execute(ctx)["accepted"] == 4
+    sent_as_text(server)
+    assert not [row["phone"] for row in PROBES if row["phone"] in caplog.text]
+
+
+@pytest.mark.parametrize("native", [False, True], ids=["text rendering", "native rendering"])
+def test_a_template_producing_the_rows_is_rendered_once_and_its_rows_are_data(
+    native: bool, server: SandboxServer
+) -> None:
+    from airflow.providers.common.compat.sdk import DAG
+
+    with DAG(dag_id="d", schedule=None, render_template_as_native_obj=native):
+        op = operator(recipients="{{ ti.xcom_pull('extract') }}", record_store=MemoryStore())
+    ctx = context(xcoms={("extract", "return_value"): PROBES})
+    op.render_template_fields(ctx, jinja_env=op.get_template_env())
+    assert op.recipients == "4 recipients (list)"
+    assert op._rows == PROBES
+    op.execute(ctx)
+    sent_as_text(server)
+
+
+def test_a_templated_csv_path_is_rendered_and_the_file_s_rows_are_data(server: SandboxServer, tmp_path: Path) -> None:
+    (tmp_path / "2026-11-25").mkdir()
+    with (tmp_path / "2026-11-25" / "patients.csv").open("w", newline="") as out:
+        writer = csv.DictWriter(out, fieldnames=["phone", "name"])
+        writer.writeheader()
+        writer.writerows(PROBES)
+    op = operator(recipients=f"{tmp_path}/{{{{ ds }}}}/patients.csv", record_store=MemoryStore())
+    ctx = context()
+    op.render_template_fields(ctx, jinja_env=op.get_template_env())
+    assert op.recipients == f"4 recipients (CSV {tmp_path}/2026-11-25/patients.csv)"
+    op.execute(ctx)
+    sent_as_text(server)
+
+
+def test_mapped_rows_are_data_never_templates() -> None:
+    from airflow.providers.common.compat.sdk import DAG
+
+    with DAG(dag_id="d", schedule=None) as dag:
+        mapped = OctopodsSendBatchOperator.partial(task_id="remind", body="Hi {{ recipient.name }}").expand(
+            recipients=[PROBES[:2], PROBES[2:]]
+        )
+    for map_index, rows in enumerate([PROBES[:2], PROBES[2:]]):
+        ctx = context() | {"dag": dag, "dag_run": SimpleNamespace(conf={}), "run_id": "r"}
+        ctx["ti"].map_index = map_index
+        mapped.render_template_fields(ctx)  # renders the task unmapped for this index: ctx["task"]
+        assert ctx["task"].recipients == "2 recipients (list)"
+        assert ctx["task"]._rows == rows
+
+
+def test_the_body_renders_row_values_as_data() -> None:
+    op = operator(recipients=copy.deepcopy(PROBES), body="{{ recipient.name }} / {{ 6*7 }}")
+    render, _ = op._renderer(context())  # type: ignore[arg-type]
+    assert [render(row) for row in PROBES] == [f"{row['name']} / 42" for row in PROBES]
+
+
+def test_text_that_starts_like_a_list_but_is_not_one_is_refused_without_showing_the_rows() -> None:
+    from airflow_provider_octopods.api.errors import OctopodsValidationError
+    from airflow_provider_octopods.batch.rows import load_rows
+
+    with pytest.raises(OctopodsValidationError, match=r"recipients: .* starts like a list but is not one") as err:
+        load_rows("[{'phone': '+447700900101', 'when': datetime.date(2026, 11, 25)}]")  # an XCom's repr
+    assert "900101" not in str(err.value)
 
 
 def test_on_kill_stops_a_running_batch(octopods_sandbox_factory: Any, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -143,12 +272,12 @@ def test_a_callable_opt_out_and_a_second_try_that_sends_nothing_again(server: Sa
 
 def test_an_unknown_outcome_of_an_earlier_try_is_listed_not_resent_unless_asked(server: SandboxServer) -> None:
     from airflow_provider_octopods.api import build_send_request
-    from airflow_provider_octopods.send_record import SendRecord, TaskKey
+    from airflow_provider_octopods.send_record import SendGuard, TaskKey
 
     store = MemoryStore()
-    record = SendRecord(TaskKey("d", "r", "remind"), try_number=1, store=store)
+    guard = SendGuard(TaskKey("d", "r", "remind"), try_number=1, store=store)
     request = build_send_request(ROWS[3]["phone"], "Hi P3")
-    record.begin([(f"{record.content(request)}#1", request)])  # the worker died after this intent
+    guard.begin([(guard.slot(request, 1), request)])  # the worker died after this intent
     summary = operator(record_store=store, max_failure_ratio=0.5).execute(context(2))
     assert (summary["accepted"], summary["unknown"], summary["unknown_rows"]) == (9, 1, [4])
     assert not any(m.phone.endswith("900003") for m in server.messages())

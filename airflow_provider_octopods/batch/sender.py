@@ -37,7 +37,7 @@ from airflow_provider_octopods.api.errors import OctopodsError, OctopodsUnknownO
 from airflow_provider_octopods.api.models import SendResult
 
 if TYPE_CHECKING:
-    from airflow_provider_octopods.send_record import SendRecord
+    from airflow_provider_octopods.send_record import SendGuard
 
 FLUSH_SECONDS = 1.0
 
@@ -65,13 +65,13 @@ class BatchSender:
     :param on_sent: called on the event loop with each send's outcome as it settles; without it,
         :meth:`run` returns the outcomes.
     :param named_by_content: every slot is ``f"{record.content(request)}#{n}"`` (see
-        ``SendRecord.begin``).
+        ``SendGuard.begin``).
     """
 
     def __init__(
         self,
         client: Any,
-        record: SendRecord | None,
+        record: SendGuard | None,
         *,
         max_in_flight: int,
         chunk_size: int,

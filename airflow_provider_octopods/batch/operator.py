@@ -1,0 +1,362 @@
+"""``OctopodsSendBatchOperator``: scheduled reminder batches, paced, never twice, with a report."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.common.compat.sdk import BaseOperator
+
+from airflow_provider_octopods.api.batch import BatchPlan, BatchReport, RowOutcome, plan_batch
+from airflow_provider_octopods.api.decision import Operation, decide
+from airflow_provider_octopods.api.errors import OctopodsValidationError
+from airflow_provider_octopods.api.masking import mask_phone
+from airflow_provider_octopods.api.validation import (
+    flag,
+    positive_number,
+    ratio,
+    shown,
+    validate_conn_id,
+    validate_region,
+    whole_number,
+)
+from airflow_provider_octopods.batch.report import EarlierUnknown, Stopped, counts_line, summary, write_report
+from airflow_provider_octopods.batch.rows import check_recipients, describe_source, load_rows, opt_out_check
+from airflow_provider_octopods.batch.runner import BatchRunner, LongLivedObjectsFrozen
+from airflow_provider_octopods.hooks.octopods import OctopodsHook
+from airflow_provider_octopods.templating import body_template, check_literal, produces_data, refused_at_parse
+
+if TYPE_CHECKING:
+    from airflow.providers.common.compat.sdk import Context
+
+    from airflow_provider_octopods.batch.sender import Sent
+    from airflow_provider_octopods.send_record import RecordStore, SendGuard
+
+SAMPLES = 3
+
+
+class OctopodsSendBatchOperator(BaseOperator):
+    """Send one personalised SMS to each recipient row, at the provider's pace, never twice.
+
+    Every row is checked before the first send: the phone is normalised, ``body`` is rendered for
+    the row and checked (1 to 1,600 characters), segments are counted. Invalid rows are reported
+    with their row number, field and reason; the others go on. A row with the same phone and text
+    as an earlier row is sent once; numbers on the opt-out list are skipped and counted.
+
+    Sends are recorded in the task instance's send record (intents and results, in chunks), so a
+    retried, cleared-after-failure or killed task sends only to rows with no accepted send. A send
+    whose outcome is unknown (the answer was lost after the request went out, or the worker died)
+    is not sent again unless ``resend_unknown``: it is listed in the report for a human.
+
+    :param recipients: the rows: a list of dicts, an ``XComArg`` (an upstream task's return value),
+        a Jinja string rendering to either, or the path of a CSV file (local or ``ObjectStoragePath``)
+        with a header row. Templated: a Jinja string or a path is rendered once; the rows themselves
+        are data, never rendered (a name written ``{{ ... }}`` is sent as written). In the
+        rendered-fields table (the UI's "Rendered Template") it shows as a count and its source,
+        never the rows.
+    :param body: Jinja template of the text, rendered per row with the task context plus
+        ``recipient`` (the row): ``"Hi {{ recipient.name }}, see you at {{ recipient.time }}"``.
+        A row whose template fails is reported on its own; the batch goes on.
+    :param phone_field: the row field holding the phone number.
+    :param region_field: a row field holding the region (``"GB"``) of a number written without
+        country code; ``default_region`` otherwise.
+    :param default_region: region for numbers without country code. Templated.
+    :param opt_out: numbers not to text (replied STOP, UNSUBSCRIBE...): a list, a callable taking
+        the E.164 number and returning True to skip it, or the name of an Airflow Variable holding
+        a JSON list or a comma- or line-separated list. Templated.
+    :param allow_duplicates: send rows with the same phone and text more than once.
+    :param dry_run: check and render everything, send nothing; the report holds the segment
+        total (the cost estimate) and a few rendered samples. Templated.
+    :param rate_limit: the most requests per second, as the API counts them in any one-second
+        window (the batch paces at 99 % of it, one request every 1/99th of the limit's second, no burst); None for
+        no limit. A 429 from the API pauses the whole batch for its ``Retry-After`` and lowers the
+        rate.
+    :param max_in_flight: the most requests waiting for an answer at once.
+    :param max_failure_ratio: the share of rows sent that may fail (or end unknown) before the
+        task fails (default 0.05). The task fails only after everything was sent and reported.
+    :param fail_on_invalid: fail the task (after sending the valid rows) when any row is invalid.
+    :param resend_unknown: send again rows whose earlier send has an unknown outcome; their
+        recipients may get the SMS twice.
+    :param report_path: where to write the per-row CSV report (row, masked phone, outcome,
+        message id, error): a local path or an ``ObjectStoragePath``. Templated, e.g.
+        ``"/reports/{{ ds }}/reminders.csv"``. Without it, the rows are in the XCom report only
+        for batches of up to 1,000 rows.
+    :param max_xcom_ids: the most message ids returned in XCom (beyond that, they are only in the
+        report file), so that a 100,000-row batch never puts megabytes into XCom.
+    :param chunk_size: sends recorded with one write of the send record.
+    :param record_store: where the send record lives (default: Airflow Variables).
+
+    The message ids are also pushed under the XCom key ``message_ids``, so that
+    ``batch.output["message_ids"]`` feeds the delivery sensor. Returns (XCom ``return_value``, also
+    pushed as ``report`` when the task fails): counts
+    (``accepted``, ``invalid``, ``duplicate``, ``opted_out``, ``failed`` and ``failed_by_code``,
+    ``unknown``, ``segments``), ``message_ids``, the rows to look at (``unknown_rows``,
+    ``failed_rows``) and, for small batches or dry runs, ``rows`` and ``samples``.
+    """
+
+    # ``dry_run`` is kept as ``dry_run_only``: BaseOperator.dry_run() is a method Airflow calls.
+    template_fields: Sequence[str] = ("recipients", "default_region", "opt_out", "dry_run_only", "report_path")
+    ui_color = "#e4d4ff"
+
+    def __init__(
+        self,
+        *,
+        recipients: Any,
+        body: str,
+        phone_field: str = "phone",
+        region_field: str | None = None,
+        default_region: Any = None,
+        opt_out: Any = None,
+        allow_duplicates: bool = False,
+        dry_run: Any = False,
+        rate_limit: float | None = None,
+        max_in_flight: int = 16,
+        max_failure_ratio: float = 0.05,
+        fail_on_invalid: bool = False,
+        resend_unknown: bool = False,
+        report_path: Any = None,
+        max_xcom_ids: int = 10_000,
+        chunk_size: int = 200,
+        octopods_conn_id: str = OctopodsHook.default_conn_name,
+        record_store: RecordStore | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        with refused_at_parse(f"{type(self).__name__} (task {self.task_id!r})"):
+            self.body_template = body_template(body)
+            for name, text in (("phone_field", phone_field), ("region_field", region_field)):
+                if text is not None and (not isinstance(text, str) or not text):
+                    raise OctopodsValidationError(name, f"must be a field name, got {shown(text)}")
+            for name, switch in (
+                ("allow_duplicates", allow_duplicates),
+                ("fail_on_invalid", fail_on_invalid),
+                ("resend_unknown", resend_unknown),
+            ):
+                if not isinstance(switch, bool):
+                    raise OctopodsValidationError(name, f"must be True or False, got {shown(switch)}")
+            validate_conn_id(octopods_conn_id)
+            check_literal(default_region, lambda v: v is None or validate_region(v))
+            check_literal(dry_run, lambda v: flag(v, field="dry_run"))
+            check_literal(recipients, check_recipients)
+            self.rate_limit = None if rate_limit is None else positive_number(rate_limit, field="rate_limit")
+            self.max_in_flight = whole_number(max_in_flight, field="max_in_flight")
+            self.max_xcom_ids = whole_number(max_xcom_ids, field="max_xcom_ids", minimum=0)
+            self.chunk_size = whole_number(chunk_size, field="chunk_size")
+            self.max_failure_ratio = ratio(max_failure_ratio, field="max_failure_ratio")
+        self.recipients = recipients
+        self.body = body
+        self.phone_field = phone_field
+        self.region_field = region_field
+        self.default_region = default_region
+        self.opt_out = opt_out
+        self.allow_duplicates = allow_duplicates
+        self.dry_run_only = dry_run
+        self.fail_on_invalid = fail_on_invalid
+        self.resend_unknown = resend_unknown
+        self.report_path = report_path
+        self.octopods_conn_id = octopods_conn_id
+        self.record_store = record_store
+        self._rows: list[Any] | None = None
+        self._recipients_shown: str | None = None
+        self._opt_out_numbers: list[Any] | None = None
+        self._runner: BatchRunner | None = None
+
+    # -- rendering: the rows are data, never templates, and never reach the rendered-fields table ---
+
+    def _do_render_template_fields(
+        self, parent: Any, template_fields: Iterable[str], context: Any, jinja_env: Any, seen_oids: set[int]
+    ) -> None:
+        """Render as Airflow does, except the fields that hold data: ``recipients`` and ``opt_out``.
+
+        A Jinja string, a path or an ``XComArg`` in ``recipients`` is rendered (resolved) once by
+        Airflow's ``render_template``; a list of rows (written in the DAG, loaded from a file at parse
+        time, given to ``expand``) is taken as it is. No value inside a row is ever rendered, so a row
+        holding ``{{`` or ``{{ conn.x.password }}`` is sent as that text and no rendering error can
+        print the rows. The rows are loaded once and ``recipients`` becomes their count and source.
+        An ``opt_out`` list is data too: its numbers are kept as they are, and the field shows their
+        count. Both the plain and the mapped (partial/expand) rendering paths come through here.
+        """
+        fields = list(template_fields)
+        if parent is self and "recipients" in fields:
+            fields.remove("recipients")
+            self._render_recipients(context, jinja_env, seen_oids)
+        if parent is self and "opt_out" in fields and not produces_data(self.opt_out):
+            fields.remove("opt_out")
+            if isinstance(self.opt_out, (list, tuple, set, frozenset)):
+                self._opt_out_numbers = list(self.opt_out)
+                self.opt_out = f"{len(self._opt_out_numbers)} numbers (list)"
+        super()._do_render_template_fields(parent, fields, context, jinja_env, seen_oids)
+        if parent is self and isinstance(self.opt_out, (list, tuple, set)):  # what a template or XComArg gave
+            self._opt_out_numbers = list(self.opt_out)
+            self.opt_out = f"{len(self._opt_out_numbers)} numbers (list)"
+
+    def _render_recipients(self, context: Any, jinja_env: Any, seen_oids: set[int]) -> None:
+        if self._rows is not None and self.recipients == self._recipients_shown:
+            return  # rendered before: the rows are loaded once
+        source = self.recipients
+        if produces_data(source):  # once; a mapped value from XCom is in seen_oids, and Airflow leaves it as is
+            source = self.render_template(source, context, jinja_env, seen_oids)
+        self._rows = load_rows(source)
+        self.recipients = self._recipients_shown = f"{len(self._rows)} recipients ({describe_source(source)})"
+
+    # -- execute ------------------------------------------------------------------------------------
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        with LongLivedObjectsFrozen() as frozen:
+            return self._execute(context, frozen)
+
+    def _execute(self, context: Context, frozen: LongLivedObjectsFrozen) -> dict[str, Any]:
+        rows = self._rows if self._rows is not None else load_rows(self.recipients)
+        dry_run = flag(self.dry_run_only, field="dry_run")
+        region = validate_region(self.default_region) if self.default_region else None
+        render, samples = self._renderer(context)
+        plan = plan_batch(
+            rows,
+            render=render,
+            phone_field=self.phone_field,
+            region_field=self.region_field,
+            default_region=region,
+            opted_out=self._opt_out(region),
+            allow_duplicates=self.allow_duplicates,
+        )
+        self.log.info(
+            "Batch of %d rows: %d to send (%d segments), %d invalid, %d duplicate, %d opted out",
+            plan.total,
+            len(plan.sends),
+            plan.segments,
+            plan.count(RowOutcome.INVALID),
+            plan.count(RowOutcome.DUPLICATE),
+            plan.count(RowOutcome.OPTED_OUT),
+        )
+        for problem in [r for r in plan.set_aside if r.outcome is RowOutcome.INVALID][:20]:
+            self.log.warning("Row %d (%s) is invalid: %s", problem.row, problem.phone or "no phone", problem.error)
+        report = BatchReport(plan)
+        if dry_run:
+            for send in plan.sends:
+                report.record(send, RowOutcome.PLANNED)
+            result = summary(report, max_ids=self.max_xcom_ids) | {"dry_run": True, "samples": samples[:SAMPLES]}
+            self.log.info("Dry run, nothing sent: %s", counts_line(result))
+            return result
+        guard = self._guard(context)
+        todo = self._resume(plan, report, guard)
+        frozen.freeze()  # the plan lives until the end
+        retry_helps = False
+
+        def settle(outcome: Sent) -> None:
+            nonlocal retry_helps
+            if outcome.result is not None:
+                report.record(outcome.send, RowOutcome.ACCEPTED, outcome.result)
+                return
+            error = outcome.error
+            report.record(outcome.send, RowOutcome.UNKNOWN if outcome.maybe_sent else RowOutcome.FAILED, error=error)
+            retry_helps = retry_helps or (error is not None and decide(Operation.SEND, error).retry_task)
+
+        runner = self._runner = BatchRunner(
+            OctopodsHook(self.octopods_conn_id),
+            rate_limit=self.rate_limit,
+            max_in_flight=self.max_in_flight,
+            chunk_size=self.chunk_size,
+            log=self.log,
+        )
+        started = runner.run(todo, guard, len(plan.sends), settle)
+        stopped = runner.stopped
+        if stopped:  # on_kill: the rows never started are not lost, the next try sends them
+            for _, send in todo[started:]:
+                report.record(send, RowOutcome.FAILED, error=Stopped())
+        result = summary(report, max_ids=self.max_xcom_ids) | {"dry_run": False}
+        write_report(report, self.report_path, result, self.log)
+        self.log.info("Batch %s: %s", "stopped" if stopped else "done", counts_line(result))
+        if stopped:
+            context["ti"].xcom_push(key="report", value=result)
+            from airflow.providers.common.compat.sdk import AirflowException
+
+            raise AirflowException(
+                f"Batch stopped by Airflow before its end; a retry sends the rest. {counts_line(result)}"
+            )
+        if result["message_ids"] is not None:
+            context["ti"].xcom_push(key="message_ids", value=result["message_ids"])
+        self._apply_policy(report, result, retry_helps, context)
+        return result
+
+    def _renderer(self, context: Context) -> tuple[Callable[[Mapping[str, Any]], str], list[dict[str, str]]]:
+        env = self.get_template_env()
+        template = env.from_string(self.body_template)
+        # One set of variables for every row, only ``recipient`` changing: Template.render would copy
+        # the globals and the whole task context into a new dict for each row.
+        variables = {**template.globals, **context}
+        samples: list[dict[str, str]] = []
+
+        def render(row: Mapping[str, Any]) -> str:
+            variables["recipient"] = row
+            text: str = env.concat(template.root_render_func(template.new_context(variables, shared=True)))
+            if len(samples) < SAMPLES:
+                samples.append({"phone": mask_phone(row.get(self.phone_field)), "body": text})
+            return text
+
+        return render, samples
+
+    def _opt_out(self, region: str | None) -> Callable[[str], bool] | None:
+        value: Any = self._opt_out_numbers if self._opt_out_numbers is not None else self.opt_out
+        return opt_out_check(value, default_region=region)
+
+    def _guard(self, context: Context) -> SendGuard:
+        from airflow_provider_octopods.send_record import guard_for
+
+        return guard_for(context["ti"], self.record_store)
+
+    def _resume(self, plan: BatchPlan, report: BatchReport, guard: SendGuard) -> list[tuple[str, Any]]:
+        """The sends still to make, as the guard decides; those an earlier try made are reported."""
+        from airflow_provider_octopods.send_record import Action
+
+        todo = []
+        earlier = unknown = 0
+        for send in plan.sends:
+            verdict = guard.decide(
+                guard.slot(send.request, send.occurrence), send.request, resend_unknown=self.resend_unknown
+            )
+            if verdict.action is Action.SEND:
+                todo.append((verdict.slot, send))
+            elif verdict.action is Action.ACCEPTED_EARLIER and verdict.prior is not None:
+                report.record(send, RowOutcome.ACCEPTED_EARLIER, verdict.prior.result(send.request))
+                earlier += 1
+            else:
+                report.record(
+                    send, RowOutcome.UNKNOWN, error=EarlierUnknown(verdict.prior.try_number if verdict.prior else None)
+                )
+                unknown += 1
+        if earlier or unknown:
+            self.log.info(
+                "Resuming: %d sent by an earlier try, %d with an unknown outcome (not sent again%s), %d to send",
+                earlier,
+                unknown,
+                "" if not unknown else "; resend_unknown=True would",
+                len(todo),
+            )
+        return todo
+
+    def on_kill(self) -> None:
+        """Airflow 3 calls this on SIGTERM (task cleared, marked failed, heartbeat lost) and kills the
+        process a few seconds later: stop starting requests so that the sends in flight get recorded."""
+        if self._runner is not None:
+            self.log.warning("Batch killed: no new sends; recording what was sent")
+            self._runner.stop()
+
+    def _apply_policy(self, report: BatchReport, summary: dict[str, Any], retry_helps: bool, context: Context) -> None:
+        problems = []
+        if self.fail_on_invalid and summary["invalid"]:
+            problems.append(f"{summary['invalid']} invalid rows (fail_on_invalid=True)")
+        failed_share = report.failure_ratio()
+        if failed_share > self.max_failure_ratio:
+            problems.append(
+                f"{summary['failed']} failed and {summary['unknown']} unknown of the rows sent "
+                f"({failed_share:.1%} > max_failure_ratio={self.max_failure_ratio:.1%})"
+            )
+        if not problems:
+            return
+        context["ti"].xcom_push(key="report", value=summary)
+        from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
+
+        message = "Batch failed its policy: " + "; ".join(problems) + f". {counts_line(summary)}"
+        if retry_helps and failed_share > self.max_failure_ratio:
+            raise AirflowException(message + " A retry sends only the rows not accepted yet.")
+        raise AirflowFailException(message)

@@ -1,0 +1,173 @@
+"""Running a batch's sends: an event loop in a helper thread, progress in the log, a clean stop."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from airflow_provider_octopods.batch.sender import BatchSender, Sent
+    from airflow_provider_octopods.hooks.octopods import OctopodsHook
+    from airflow_provider_octopods.send_record import SendGuard
+
+PROGRESS_SECONDS = 10.0
+STOP_GRACE_SECONDS = 30.0
+
+
+class BatchRunner:
+    """Sends a try's rows through the hook's async client, the guard recording each send.
+
+    :param hook: the hook whose async client sends (its connection, its retry policy).
+    :param rate_limit: the most requests per second (see the operator), or None.
+    :param max_in_flight: the most requests waiting for an answer at once.
+    :param chunk_size: answers recorded with one write of the send record.
+    :param log: where progress goes.
+    """
+
+    def __init__(
+        self,
+        hook: OctopodsHook,
+        *,
+        rate_limit: float | None,
+        max_in_flight: int,
+        chunk_size: int,
+        log: logging.Logger | Any,
+    ) -> None:
+        self.hook = hook
+        self.rate_limit = rate_limit
+        self.max_in_flight = max_in_flight
+        self.chunk_size = chunk_size
+        self.log = log
+        self._stop = threading.Event()
+
+    def stop(self) -> None:
+        """Start no new request (from any thread); the ones in flight finish and are recorded."""
+        self._stop.set()
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
+    def run(self, todo: list[tuple[str, Any]], guard: SendGuard, total: int, settle: Callable[[Sent], None]) -> int:
+        """Send ``todo`` (``(slot, PlannedSend)`` pairs) on an event loop in a helper thread, passing
+        each outcome to ``settle`` there; this thread logs progress and, if Airflow interrupts the
+        task (timeout, SIGTERM), stops the batch cleanly before giving up. Returns how many of
+        ``todo`` were started (the first ones, in order)."""
+        from airflow_provider_octopods.api.pacing import api_pacer
+        from airflow_provider_octopods.api.retry import RetryPolicy
+        from airflow_provider_octopods.batch.sender import BatchSender
+
+        if not todo:
+            return 0
+        client = self.hook.get_async_client(
+            retry_policy=RetryPolicy(max_attempts=4, max_rate_limited=50),
+            max_connections=self.max_in_flight,
+            rate_limiter=api_pacer(self.rate_limit) if self.rate_limit else None,
+            stop=self._stop.is_set,
+        )
+        outcome: dict[str, Any] = {}
+        # Waiting on an Event, not Thread.join: a join interrupted by a signal handler's exception
+        # (execution_timeout, SIGTERM on 2.11) marks the thread finished while it still runs (CPython 3.11).
+        finished = threading.Event()
+        counter: dict[str, BatchSender] = {}
+
+        async def run() -> int:
+            async with client:
+                sender = BatchSender(
+                    client,
+                    guard,
+                    max_in_flight=self.max_in_flight,
+                    chunk_size=self.chunk_size,
+                    stop=self._stop,
+                    on_sent=settle,
+                    named_by_content=True,  # the operator's slots are guard.slot(request, occurrence)
+                )
+                counter["sender"] = sender
+                await sender.run(todo)
+                return sender.started
+
+        def work() -> None:
+            try:
+                outcome["sent"] = asyncio.run(run())
+            except BaseException as err:
+                outcome["error"] = err
+            finally:
+                finished.set()
+
+        worker = threading.Thread(target=work, name="octopods-batch", daemon=True)
+        started = time.monotonic()
+        worker.start()
+        progress = Progress(self.log, total, len(todo), started)
+        try:
+            while not finished.wait(0.2):
+                if "sender" in counter:
+                    progress.maybe_log(counter["sender"].done)
+        except BaseException:
+            self.log.warning("Batch interrupted: no new sends; recording what was sent")
+            self._stop.set()
+            finished.wait(STOP_GRACE_SECONDS)
+            raise
+        if "error" in outcome:
+            raise outcome["error"]
+        progress.log(counter["sender"].done if "sender" in counter else 0)
+        return int(outcome["sent"])
+
+
+class LongLivedObjectsFrozen:
+    """Keeps Python's full garbage collections short while a batch runs.
+
+    With Airflow loaded, a full collection walks every object Airflow keeps alive, during which the
+    event loop stands still (paced requests miss their slots), and a large batch triggers such
+    collections again and again. The objects alive when the batch starts (and again once it is
+    planned) are put out of the collector's reach with ``gc.freeze()``, as Airflow's own executors
+    do, and given back at the end; unless something else froze objects before, in which case
+    nothing is touched.
+    """
+
+    def __enter__(self) -> LongLivedObjectsFrozen:
+        self._ours = gc.get_freeze_count() == 0
+        self.freeze()
+        return self
+
+    def freeze(self) -> None:
+        if self._ours:
+            gc.freeze()
+
+    def __exit__(self, *exc: object) -> None:
+        if self._ours:
+            gc.unfreeze()
+
+
+class Progress:
+    """The batch's progress line, logged every ``PROGRESS_SECONDS``."""
+
+    def __init__(self, log: logging.Logger | Any, total: int, todo: int, started: float) -> None:
+        self.log_ = log
+        self.total = total
+        self.todo = todo
+        self.started = started
+        self.last = started
+
+    def maybe_log(self, done: int) -> None:
+        if time.monotonic() - self.last >= PROGRESS_SECONDS:
+            self.log(done)
+
+    def log(self, done: int) -> None:
+        now = time.monotonic()
+        self.last = now
+        rate = done / (now - self.started) if now > self.started else 0.0
+        left = self.todo - done
+        eta = f"{left / rate:.0f}s" if rate and left else "0s"
+        self.log_.info(
+            "Batch progress: %d/%d sent in this try (%d in the batch), %.1f msg/s, ETA %s",
+            done,
+            self.todo,
+            self.total,
+            rate,
+            eta,
+        )

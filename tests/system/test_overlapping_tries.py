@@ -1,0 +1,129 @@
+"""Two tries of one task instance running at once never send a row twice.
+
+Airflow can give a try up (lost heartbeats) while it still runs and start the next one. Here try 1
+of a batch is held at the worst moments, with its intents written, while try 2 runs from start to
+end; then try 1 goes on, and a third try reads what both recorded. The record lives in real
+Airflow Variables of the session's metadata DB, and the sends go to the sandbox over HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import Counter
+from collections.abc import Callable
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from airflow_provider_octopods.clients.aio import AsyncOctopodsClient
+from airflow_provider_octopods.operators.octopods import OctopodsSendBatchOperator
+from airflow_provider_octopods.sandbox import SandboxServer
+from airflow_provider_octopods.send_record import VariableStore
+
+ROWS = [{"phone": f"+4477009003{n:02d}", "name": f"P{n}"} for n in range(6)]
+WAIT = 60.0
+
+
+class TaskInstance(SimpleNamespace):
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.pushed[key] = value
+
+
+def context(try_number: int) -> dict[str, Any]:
+    ti = TaskInstance(dag_id="overlap", run_id="manual__1", task_id="remind", map_index=-1, try_number=try_number)
+    ti.pushed = {}
+    return {"ti": ti, "task_instance": ti, "params": {}}
+
+
+def batch(store: Any) -> OctopodsSendBatchOperator:
+    return OctopodsSendBatchOperator(
+        task_id="remind",
+        recipients=ROWS,
+        body="Hi {{ recipient.name }}",
+        max_in_flight=1,
+        chunk_size=1,
+        max_failure_ratio=1.0,
+        record_store=store,
+    )
+
+
+class HeldAfterIntents(VariableStore):
+    """Try 1's store: its first write of intents completes, then try 1 is held there."""
+
+    def __init__(self, held: threading.Event, release: threading.Event) -> None:
+        self.held, self.release = held, release
+
+    def save(self, key: str, value: dict[str, Any], *, description: str) -> None:
+        super().save(key, value, description=description)
+        if not self.held.is_set() and "intent" in repr(value):
+            self.held.set()
+            assert self.release.wait(WAIT)
+
+
+def hold_first_send(monkeypatch: pytest.MonkeyPatch, held: threading.Event, release: threading.Event) -> None:
+    """The first client to send (try 1's) is held just before its first request goes out."""
+    real_send = AsyncOctopodsClient.send
+    first: dict[str, Any] = {}
+
+    async def send(self: AsyncOctopodsClient, request: Any) -> Any:
+        if first.setdefault("client", self) is self and not held.is_set():
+            held.set()
+            assert await asyncio.to_thread(release.wait, WAIT)
+        return await real_send(self, request)
+
+    monkeypatch.setattr(AsyncOctopodsClient, "send", send)
+
+
+def thread_may_execute() -> None:
+    """Airflow 2.11's guard against calling ``execute`` by hand keeps its state per thread, set up
+    only in the thread that imported it; a try run in another thread needs it too."""
+    try:
+        from airflow.models.baseoperator import ExecutorSafeguard  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:  # Airflow 3
+        return
+    if not hasattr(ExecutorSafeguard._sentinel, "callers"):
+        ExecutorSafeguard._sentinel.callers = {}
+
+
+@pytest.mark.parametrize("held_at", ["after_writing_intents", "before_sending"])
+def test_two_tries_at_once_send_no_row_twice_and_a_third_sees_both(
+    sandbox: Callable[..., SandboxServer], monkeypatch: pytest.MonkeyPatch, held_at: str
+) -> None:
+    server = sandbox()
+    held, release = threading.Event(), threading.Event()
+    first_store: Any = VariableStore()
+    if held_at == "after_writing_intents":
+        first_store = HeldAfterIntents(held, release)
+    else:
+        hold_first_send(monkeypatch, held, release)
+    outcomes: dict[int, Any] = {}
+
+    def run_try(number: int, store: Any) -> None:
+        thread_may_execute()
+        try:
+            outcomes[number] = batch(store).execute(context(number))
+        except Exception as err:  # try 1 may stop itself: what matters is what was sent
+            outcomes[number] = err
+
+    try_1 = threading.Thread(target=run_try, args=(1, first_store))
+    try_1.start()
+    assert held.wait(WAIT), f"try 1 never reached the point where it is held: {outcomes}"
+    run_try(2, VariableStore())  # Airflow's retry, while try 1 still runs
+    release.set()
+    try_1.join(WAIT)
+    assert not try_1.is_alive()
+
+    per_phone = Counter(m.phone for m in server.messages())
+    assert [phone for phone, count in per_phone.items() if count > 1] == []  # no one got it twice
+    assert server.duplicates() == 0
+
+    sent_by_both = len(server.messages())
+    run_try(3, VariableStore())
+    third = outcomes[3]
+    assert isinstance(third, dict), third
+    assert third["accepted_earlier"] == sent_by_both  # every accepted send of both tries is seen
+    assert third["unknown"] == 0
+    assert len(server.messages()) == len(ROWS)  # the third try sent the rest, and only the rest
+    assert Counter(m.phone for m in server.messages()) == Counter(row["phone"] for row in ROWS)
