@@ -10,6 +10,7 @@ Airflow 2.11 the core API is the only one and works everywhere.
 from __future__ import annotations
 
 import importlib
+import typing
 from typing import Any
 
 
@@ -43,19 +44,49 @@ def variables() -> Any:
     return Variable
 
 
-def dag_run_ended(context: Any) -> bool:
+def supervisor_answers(request: str) -> bool | None:
+    """Whether this Airflow 3 process's supervisor answers requests of type ``request`` (e.g.
+    ``"GetDagRunState"``). Each place that runs user code (task runner, dag-processor, triggerer,
+    callback runner) answers its own set; one asked what it does not answer never replies, and the
+    caller hangs. None when it cannot be told (no supervisor, as on 2.11 or under ``dag.test()``'s
+    in-process one, which answers a task's every request)."""
+    try:
+        task_runner = importlib.import_module("airflow.sdk.execution_time.task_runner")
+    except ImportError:
+        return None
+    comms = getattr(task_runner, "SUPERVISOR_COMMS", None)
+    if comms is None:
+        return None
+    generic = getattr(comms, "__orig_class__", None)
+    if generic is None:  # a subclass naming its messages in its bases (the triggerer's)
+        bases = getattr(type(comms), "__orig_bases__", ())
+        generic = next((base for base in bases if len(typing.get_args(base)) == 2), None)
+    args = typing.get_args(generic) if generic is not None else ()
+    if len(args) != 2:
+        return None
+    accepted = args[1]
+    while typing.get_origin(accepted) is typing.Annotated:
+        accepted = typing.get_args(accepted)[0]
+    names = {getattr(kind, "__name__", "") for kind in typing.get_args(accepted) or (accepted,)}
+    return request in names
+
+
+def dag_run_ended(context: Any) -> bool | None:
     """Whether the callback's DAG run has already finished (success or failed), asked of Airflow
-    now, not read from the context's snapshot. False when it cannot be told."""
+    now, not read from the context's snapshot. None when this place cannot tell: the caller takes
+    the safe side (an alert sent, a ledger kept)."""
     try:
         dag_run = context.get("dag_run")
         dag_id, run_id = str(dag_run.dag_id), str(dag_run.run_id)
         ti = context.get("ti")
         if callable(getattr(type(ti), "get_dagrun_state", None)):  # Airflow 3: through the Task SDK
+            if supervisor_answers("GetDagRunState") is False:  # the dag-processor: it would never answer
+                return None
             state = ti.get_dagrun_state(dag_id=dag_id, run_id=run_id)
         else:
             dag_run_model = importlib.import_module("airflow.models.dagrun").DagRun
             found = dag_run_model.find(dag_id=dag_id, run_id=run_id)
             state = found[0].state if found else None
     except Exception:
-        return False
+        return None
     return str(getattr(state, "value", state)) in ("success", "failed")

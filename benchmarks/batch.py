@@ -290,7 +290,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=100_000, help="scale run size")
     args = parser.parse_args()
     airflow_home()
-    from tools.dagrun import migrate_db
+    from tests.dagrun import migrate_db
 
     os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{os.environ['AIRFLOW_HOME']}/airflow.db"
     migrate_db()

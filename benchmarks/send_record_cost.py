@@ -59,7 +59,7 @@ def main() -> int:
     dags = home / "dags"
     dags.mkdir()
     (dags / "send_record_cost.py").write_text(DAG_FILE)
-    from tools.dagrun import load_dag, migrate_db, prepare_environment, run_dag
+    from tests.dagrun import load_dag, migrate_db, prepare_environment, run_dag
 
     prepare_environment(home, dags)
     migrate_db()

@@ -80,7 +80,7 @@ def run_dag_in_child(url: str, rows: int, rate: float, report: Path) -> dict[str
 
 
 def child(home: Path) -> None:
-    from tools.dagrun import load_dag, migrate_db, prepare_environment, run_dag
+    from tests.dagrun import load_dag, migrate_db, prepare_environment, run_dag
 
     folder = ROOT / "benchmarks" / "dags"
     prepare_environment(home, folder)

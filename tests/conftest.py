@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tools.dagrun import prepare_environment
+from tests.dagrun import prepare_environment
 
 ROOT = Path(__file__).resolve().parent.parent
 AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="octopods-tests-airflow-"))

@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from airflow_provider_octopods.api.masking import mask_phone  # noqa: E402
 from airflow_provider_octopods.api.settings import DEFAULT_BASE_URL, is_loopback_host  # noqa: E402
-from tools.dagrun import RunOutcome, load_dag, migrate_db, prepare_environment, run_dag  # noqa: E402
+from tests.dagrun import RunOutcome, load_dag, migrate_db, prepare_environment, run_dag  # noqa: E402
 
 DAG_ID = "example_octopods_send_and_track"
 CONN_ENV = "AIRFLOW_CONN_OCTOPODS_DEFAULT"

@@ -20,7 +20,7 @@ from enum import Enum
 from typing import Any, TextIO
 
 from airflow_provider_octopods.api.errors import OctopodsError
-from airflow_provider_octopods.api.masking import mask_phone
+from airflow_provider_octopods.api.masking import mask_phone, mask_phones_in
 from airflow_provider_octopods.api.models import MessageId, SendRequest, SendResult
 from airflow_provider_octopods.api.validation import normalize_phone, validate_body
 
@@ -120,7 +120,7 @@ def plan_batch(
         try:
             body = render(row)
         except Exception as err:  # a template error in one row must not stop the batch
-            plan.set_aside.append(_invalid(number, mask_phone(phone), "body", f"does not render: {_first_line(err)}"))
+            plan.set_aside.append(_invalid(number, mask_phone(phone), "body", f"does not render: {_render_error(err)}"))
             continue
         try:
             body = validate_body(body)
@@ -307,6 +307,14 @@ def _invalid(row: int, phone: str, field_name: str, reason: str) -> RowResult:
 def _reason(err: OctopodsError, field_name: str) -> str:
     problem = getattr(err, "problem", None)
     return str(problem) if problem else err.message
+
+
+def _render_error(err: BaseException) -> str:
+    """Why a row's body did not render. A template's own errors name the template's parts; any
+    other error (a filter given a row's value) may quote the row, so phone numbers in it are masked."""
+    if type(err).__module__.startswith("jinja2"):
+        return _first_line(err)
+    return mask_phones_in(_first_line(err))
 
 
 def _first_line(err: Any) -> str:

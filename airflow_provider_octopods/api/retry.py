@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from airflow_provider_octopods.api.decision import Operation, decide, unreadable_answer
 from airflow_provider_octopods.api.errors import OctopodsError, OctopodsRateLimitError
@@ -100,3 +100,12 @@ class RetryingCall(Generic[T]):
             return unreadable_answer(
                 self.call.operation, response.status, server_text(f"{type(exc).__name__}: {exc}", limit=160)
             )
+
+
+def try_events(call: ApiCall[Any], response: RawResponse | None, failure: OctopodsError | None) -> tuple[str, ...]:
+    """What one try of ``call`` counts as, for a client's observer (metrics): ``"status_read"``
+    for every try of a status read, ``"rate_limited"`` for a 429."""
+    events: tuple[str, ...] = ("status_read",) if call.operation is Operation.STATUS else ()
+    if isinstance(failure, OctopodsRateLimitError) or (response is not None and response.status == 429):
+        events += ("rate_limited",)
+    return events

@@ -143,10 +143,11 @@ def _ca_bundle(conn_id: str, value: object) -> str:
 
 def _base_url(conn_id: str, host: str | None, schema: str | None, port: int | None) -> tuple[str, str | None]:
     """Return the base URL and, when https was assumed for a host without scheme, the hint."""
-    text = (host or "").strip()
+    text = (host or "").strip(" ")  # spaces around it, as a form may leave; nothing else is forgiven
+    if text:
+        _refuse_unprintable_host(conn_id, text)
     if not text:
         return DEFAULT_BASE_URL, None
-    _refuse_unprintable_host(conn_id, text)
     assumed_https = None
     if "://" not in text:
         # Airflow URIs such as octopods://127.0.0.1:8080 arrive as host + port, with the

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import BaseOperator
 
-from airflow_provider_octopods.api.batch import BatchPlan, BatchReport, RowOutcome, plan_batch
+from airflow_provider_octopods import metrics
+from airflow_provider_octopods.api.batch import BatchReport, RowOutcome, plan_batch
 from airflow_provider_octopods.api.decision import Operation, decide
-from airflow_provider_octopods.api.errors import OctopodsValidationError
-from airflow_provider_octopods.api.masking import mask_phone
+from airflow_provider_octopods.api.errors import OctopodsSupersededError, OctopodsValidationError
 from airflow_provider_octopods.api.validation import (
     flag,
     positive_number,
@@ -20,9 +21,22 @@ from airflow_provider_octopods.api.validation import (
     validate_region,
     whole_number,
 )
-from airflow_provider_octopods.batch.report import EarlierUnknown, Stopped, counts_line, summary, write_report
-from airflow_provider_octopods.batch.rows import check_recipients, describe_source, load_rows, opt_out_check
-from airflow_provider_octopods.batch.runner import BatchRunner, LongLivedObjectsFrozen
+from airflow_provider_octopods.batch.report import (
+    Stopped,
+    counts_line,
+    policy_failure,
+    policy_problems,
+    summary,
+    write_report,
+)
+from airflow_provider_octopods.batch.rows import (
+    body_renderer,
+    check_recipients,
+    describe_source,
+    load_rows,
+    opt_out_check,
+)
+from airflow_provider_octopods.batch.runner import BatchRunner, LongLivedObjectsFrozen, sends_to_make
 from airflow_provider_octopods.hooks.octopods import OctopodsHook
 from airflow_provider_octopods.templating import body_template, check_literal, produces_data, refused_at_parse
 
@@ -31,8 +45,6 @@ if TYPE_CHECKING:
 
     from airflow_provider_octopods.batch.sender import Sent
     from airflow_provider_octopods.send_record import RecordStore, SendGuard
-
-SAMPLES = 3
 
 
 class OctopodsSendBatchOperator(BaseOperator):
@@ -209,7 +221,7 @@ class OctopodsSendBatchOperator(BaseOperator):
         rows = self._rows if self._rows is not None else load_rows(self.recipients)
         dry_run = flag(self.dry_run_only, field="dry_run")
         region = validate_region(self.default_region) if self.default_region else None
-        render, samples = self._renderer(context)
+        render, samples = body_renderer(self.get_template_env(), self.body_template, context, self.phone_field)
         plan = plan_batch(
             rows,
             render=render,
@@ -234,22 +246,26 @@ class OctopodsSendBatchOperator(BaseOperator):
         if dry_run:
             for send in plan.sends:
                 report.record(send, RowOutcome.PLANNED)
-            result = summary(report, max_ids=self.max_xcom_ids) | {"dry_run": True, "samples": samples[:SAMPLES]}
+            result = summary(report, max_ids=self.max_xcom_ids) | {"dry_run": True, "samples": samples}
             self.log.info("Dry run, nothing sent: %s", counts_line(result))
             return result
         guard = self._guard(context)
-        todo = self._resume(plan, report, guard)
+        todo, held = sends_to_make(plan.sends, report, guard, resend_unknown=self.resend_unknown, log=self.log)
         frozen.freeze()  # the plan lives until the end
         retry_helps = False
+        sends: Counter[str] = Counter()
 
         def settle(outcome: Sent) -> None:
             nonlocal retry_helps
             if outcome.result is not None:
                 report.record(outcome.send, RowOutcome.ACCEPTED, outcome.result)
+                sends["accepted"] += 1
                 return
             error = outcome.error
             report.record(outcome.send, RowOutcome.UNKNOWN if outcome.maybe_sent else RowOutcome.FAILED, error=error)
             retry_helps = retry_helps or (error is not None and decide(Operation.SEND, error).retry_task)
+            if error is not None:
+                sends[metrics.send_outcome(error)] += 1
 
         runner = self._runner = BatchRunner(
             OctopodsHook(self.octopods_conn_id),
@@ -258,12 +274,29 @@ class OctopodsSendBatchOperator(BaseOperator):
             chunk_size=self.chunk_size,
             log=self.log,
         )
-        started = runner.run(todo, guard, len(plan.sends), settle)
+        try:
+            started = runner.run(todo, guard, len(plan.sends), settle)
+            if held and not runner.stopped:
+                # An earlier try may have recorded since (a try Airflow gave up, still running):
+                # its accepted sends are reported as such, and rows it withdrew are sent now.
+                guard.refresh()
+                todo, held = sends_to_make(held, report, guard, resend_unknown=self.resend_unknown, log=self.log)
+                started = runner.run(todo, guard, len(plan.sends), settle)
+        except OctopodsSupersededError as err:  # another try took over: what this one did is reported
+            from airflow_provider_octopods.task_outcomes import final
+
+            metrics.sent(sends)
+            result = summary(report, max_ids=self.max_xcom_ids) | {"dry_run": False}
+            self.log.error("Batch stopped: %s. %s", err, counts_line(result))
+            context["ti"].xcom_push(key="report", value=result)
+            raise final(err) from None
         stopped = runner.stopped
         if stopped:  # on_kill: the rows never started are not lost, the next try sends them
             for _, send in todo[started:]:
                 report.record(send, RowOutcome.FAILED, error=Stopped())
         result = summary(report, max_ids=self.max_xcom_ids) | {"dry_run": False}
+        metrics.sent(sends)
+        metrics.batch_rows(result)
         write_report(report, self.report_path, result, self.log)
         self.log.info("Batch %s: %s", "stopped" if stopped else "done", counts_line(result))
         if stopped:
@@ -275,25 +308,15 @@ class OctopodsSendBatchOperator(BaseOperator):
             )
         if result["message_ids"] is not None:
             context["ti"].xcom_push(key="message_ids", value=result["message_ids"])
-        self._apply_policy(report, result, retry_helps, context)
+        problems = policy_problems(
+            report, result, fail_on_invalid=self.fail_on_invalid, max_failure_ratio=self.max_failure_ratio
+        )
+        if problems:
+            context["ti"].xcom_push(key="report", value=result)
+            raise policy_failure(
+                problems, result, retry_helps=retry_helps and report.failure_ratio() > self.max_failure_ratio
+            )
         return result
-
-    def _renderer(self, context: Context) -> tuple[Callable[[Mapping[str, Any]], str], list[dict[str, str]]]:
-        env = self.get_template_env()
-        template = env.from_string(self.body_template)
-        # One set of variables for every row, only ``recipient`` changing: Template.render would copy
-        # the globals and the whole task context into a new dict for each row.
-        variables = {**template.globals, **context}
-        samples: list[dict[str, str]] = []
-
-        def render(row: Mapping[str, Any]) -> str:
-            variables["recipient"] = row
-            text: str = env.concat(template.root_render_func(template.new_context(variables, shared=True)))
-            if len(samples) < SAMPLES:
-                samples.append({"phone": mask_phone(row.get(self.phone_field)), "body": text})
-            return text
-
-        return render, samples
 
     def _opt_out(self, region: str | None) -> Callable[[str], bool] | None:
         value: Any = self._opt_out_numbers if self._opt_out_numbers is not None else self.opt_out
@@ -304,59 +327,9 @@ class OctopodsSendBatchOperator(BaseOperator):
 
         return guard_for(context["ti"], self.record_store)
 
-    def _resume(self, plan: BatchPlan, report: BatchReport, guard: SendGuard) -> list[tuple[str, Any]]:
-        """The sends still to make, as the guard decides; those an earlier try made are reported."""
-        from airflow_provider_octopods.send_record import Action
-
-        todo = []
-        earlier = unknown = 0
-        for send in plan.sends:
-            verdict = guard.decide(
-                guard.slot(send.request, send.occurrence), send.request, resend_unknown=self.resend_unknown
-            )
-            if verdict.action is Action.SEND:
-                todo.append((verdict.slot, send))
-            elif verdict.action is Action.ACCEPTED_EARLIER and verdict.prior is not None:
-                report.record(send, RowOutcome.ACCEPTED_EARLIER, verdict.prior.result(send.request))
-                earlier += 1
-            else:
-                report.record(
-                    send, RowOutcome.UNKNOWN, error=EarlierUnknown(verdict.prior.try_number if verdict.prior else None)
-                )
-                unknown += 1
-        if earlier or unknown:
-            self.log.info(
-                "Resuming: %d sent by an earlier try, %d with an unknown outcome (not sent again%s), %d to send",
-                earlier,
-                unknown,
-                "" if not unknown else "; resend_unknown=True would",
-                len(todo),
-            )
-        return todo
-
     def on_kill(self) -> None:
         """Airflow 3 calls this on SIGTERM (task cleared, marked failed, heartbeat lost) and kills the
         process a few seconds later: stop starting requests so that the sends in flight get recorded."""
         if self._runner is not None:
             self.log.warning("Batch killed: no new sends; recording what was sent")
             self._runner.stop()
-
-    def _apply_policy(self, report: BatchReport, summary: dict[str, Any], retry_helps: bool, context: Context) -> None:
-        problems = []
-        if self.fail_on_invalid and summary["invalid"]:
-            problems.append(f"{summary['invalid']} invalid rows (fail_on_invalid=True)")
-        failed_share = report.failure_ratio()
-        if failed_share > self.max_failure_ratio:
-            problems.append(
-                f"{summary['failed']} failed and {summary['unknown']} unknown of the rows sent "
-                f"({failed_share:.1%} > max_failure_ratio={self.max_failure_ratio:.1%})"
-            )
-        if not problems:
-            return
-        context["ti"].xcom_push(key="report", value=summary)
-        from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
-
-        message = "Batch failed its policy: " + "; ".join(problems) + f". {counts_line(summary)}"
-        if retry_helps and failed_share > self.max_failure_ratio:
-            raise AirflowException(message + " A retry sends only the rows not accepted yet.")
-        raise AirflowFailException(message)

@@ -43,7 +43,8 @@ def write_report(report: BatchReport, path: Any, into: dict[str, Any], log: Any)
     if isinstance(path, str) and "://" in path:
         path = object_storage_path(path)
     opener = getattr(path, "open", None)
-    if callable(opener) and not isinstance(path, str):
+    local = isinstance(path, str) or type(path).__module__ == "pathlib"
+    if callable(opener) and not local:
         with opener("w") as out:
             report.write_csv(out)
     else:
@@ -57,14 +58,42 @@ def write_report(report: BatchReport, path: Any, into: dict[str, Any], log: Any)
     log.info("Per-row report written to %s", path)
 
 
+def policy_problems(
+    report: BatchReport, summary: Mapping[str, Any], *, fail_on_invalid: bool, max_failure_ratio: float
+) -> list[str]:
+    """What makes the batch fail its policy (``fail_on_invalid``, ``max_failure_ratio``), if anything."""
+    problems = []
+    if fail_on_invalid and summary["invalid"]:
+        problems.append(f"{summary['invalid']} invalid rows (fail_on_invalid=True)")
+    failed_share = report.failure_ratio()
+    if failed_share > max_failure_ratio:
+        problems.append(
+            f"{summary['failed']} failed and {summary['unknown']} unknown of the rows sent "
+            f"({failed_share:.1%} > max_failure_ratio={max_failure_ratio:.1%})"
+        )
+    return problems
+
+
+def policy_failure(problems: list[str], summary: Mapping[str, Any], *, retry_helps: bool) -> Exception:
+    """The task's error for a failed policy: one Airflow may retry when a retry can help (rows that
+    failed and may succeed later), else one that fails the task for good."""
+    from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
+
+    message = "Batch failed its policy: " + "; ".join(problems) + f". {counts_line(summary)}"
+    if retry_helps:
+        return AirflowException(message + " A retry sends only the rows not accepted yet.")
+    return AirflowFailException(message)
+
+
 def counts_line(summary: Mapping[str, Any]) -> str:
     """One line of counts for the log and for error messages."""
+    by_code = summary["failed_by_code"]
     return (
         f"{summary['accepted']} accepted ({summary['accepted_earlier']} by an earlier try), "
-        f"{summary['failed']} failed {summary['failed_by_code'] or ''}, {summary['unknown']} unknown, "
+        f"{summary['failed']} failed{f' {by_code}' if by_code else ''}, {summary['unknown']} unknown, "
         f"{summary['invalid']} invalid, {summary['duplicate']} duplicate, {summary['opted_out']} opted out, "
         f"{summary['segments']} segments"
-    ).replace(" {}", "")
+    )
 
 
 class Stopped(Exception):

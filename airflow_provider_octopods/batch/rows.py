@@ -8,7 +8,10 @@ from typing import Any
 
 from airflow_provider_octopods.api.batch import opt_out_list
 from airflow_provider_octopods.api.errors import OctopodsValidationError
+from airflow_provider_octopods.api.masking import mask_phone
 from airflow_provider_octopods.api.validation import rendered_list, shown
+
+SAMPLES = 3
 
 
 def load_rows(source: Any) -> list[Any]:
@@ -32,13 +35,14 @@ def load_rows(source: Any) -> list[Any]:
 
 def _csv_rows(source: Any) -> list[dict[str, str]]:
     import csv
+    import io
 
     try:
         if isinstance(source, str):
             with open(source, newline="", encoding="utf-8-sig") as handle:
                 return list(csv.DictReader(handle))
-        with source.open("r") as handle:
-            return list(csv.DictReader(handle))
+        with source.open("r") as handle:  # an ObjectStoragePath; Airflow 2.11's handle cannot be iterated
+            return list(csv.DictReader(io.StringIO(handle.read().removeprefix("\ufeff"), newline="")))
     except OSError as err:
         raise OctopodsValidationError("recipients", f"cannot read the CSV file {source}: {err.strerror}") from None
     except (ValueError, UnicodeError) as err:  # a NUL or a lone surrogate in the path, a file not in UTF-8
@@ -82,6 +86,8 @@ def _variable_list(name: str) -> list[str]:
         value = json.loads(raw)
     except ValueError:
         value = [part for line in str(raw).splitlines() for part in line.split(",")]
+    if isinstance(value, (int, str)) and not isinstance(value, bool):  # one number alone
+        value = [value]
     if not isinstance(value, list):
         raise OctopodsValidationError("opt_out", f"Variable {shown(name)} must hold a list of numbers")
     return [str(v).strip() for v in value if str(v).strip()]
@@ -100,3 +106,27 @@ def opt_out_check(value: Any, *, default_region: str | None) -> Callable[[str], 
     if not isinstance(value, Iterable):
         raise OctopodsValidationError("opt_out", f"must be a list, a callable or a Variable name, got {shown(value)}")
     return opt_out_list(value, default_region=default_region)
+
+
+def body_renderer(
+    env: Any, template_text: str, context: Mapping[str, Any], phone_field: str
+) -> tuple[Callable[[Mapping[str, Any]], str], list[dict[str, str]]]:
+    """A function rendering the body template for one row, with the task ``context`` plus the row as
+    ``recipient`` (its values are data: never rendered themselves), and the first ``SAMPLES``
+    rendered texts with masked phones, which it fills as it renders."""
+    template = env.from_string(template_text)
+    # One set of variables for every row, only ``recipient`` changing: Template.render would copy
+    # the globals and the whole task context into a new dict for each row.
+    variables = {**template.globals, **context}
+    samples: list[dict[str, str]] = []
+
+    def render(row: Mapping[str, Any]) -> str:
+        variables["recipient"] = row
+        # Joined as text whatever the environment: a DAG rendering templates as native objects
+        # would otherwise turn a row's "123456" or "True" into a number or a bool.
+        text = "".join(map(str, template.root_render_func(template.new_context(variables, shared=True))))
+        if len(samples) < SAMPLES:
+            samples.append({"phone": mask_phone(row.get(phone_field)), "body": text})
+        return text
+
+    return render, samples

@@ -5,10 +5,14 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
+
+from airflow_provider_octopods.api.batch import BatchReport, PlannedSend, RowOutcome
+from airflow_provider_octopods.batch.report import EarlierUnknown
 
 if TYPE_CHECKING:
     from airflow_provider_octopods.batch.sender import BatchSender, Sent
@@ -44,10 +48,25 @@ class BatchRunner:
         self.chunk_size = chunk_size
         self.log = log
         self._stop = threading.Event()
+        parent = os.getppid()
+        self.supervisor_alive: Callable[[], bool] = lambda: os.getppid() == parent
 
     def stop(self) -> None:
         """Start no new request (from any thread); the ones in flight finish and are recorded."""
         self._stop.set()
+
+    def _must_stop(self) -> bool:
+        """Asked before every request starts: stopped, or this task process lost its supervisor
+        (its worker was killed: the process was handed to another parent). A task that lost its
+        worker stops at once, before its next record write fails: at most the requests already in
+        flight go out after the loss."""
+        if self._stop.is_set():
+            return True
+        if not self.supervisor_alive():
+            self.log.warning("This task's supervisor is gone (its worker died?): no new sends")
+            self._stop.set()
+            return True
+        return False
 
     @property
     def stopped(self) -> bool:
@@ -68,7 +87,7 @@ class BatchRunner:
             retry_policy=RetryPolicy(max_attempts=4, max_rate_limited=50),
             max_connections=self.max_in_flight,
             rate_limiter=api_pacer(self.rate_limit) if self.rate_limit else None,
-            stop=self._stop.is_set,
+            stop=self._must_stop,
         )
         outcome: dict[str, Any] = {}
         # Waiting on an Event, not Thread.join: a join interrupted by a signal handler's exception
@@ -105,6 +124,7 @@ class BatchRunner:
         progress = Progress(self.log, total, len(todo), started)
         try:
             while not finished.wait(0.2):
+                self._must_stop()
                 if "sender" in counter:
                     progress.maybe_log(counter["sender"].done)
         except BaseException:
@@ -116,6 +136,39 @@ class BatchRunner:
             raise outcome["error"]
         progress.log(counter["sender"].done if "sender" in counter else 0)
         return int(outcome["sent"])
+
+
+def sends_to_make(
+    sends: Iterable[PlannedSend], report: BatchReport, guard: SendGuard, *, resend_unknown: bool, log: Any
+) -> tuple[list[tuple[str, PlannedSend]], list[PlannedSend]]:
+    """The ``sends`` still to make, as ``(slot, send)``, as the guard decides, and those an earlier
+    try may have made (unknown). What earlier tries made or may have made is put in ``report``."""
+    from airflow_provider_octopods.send_record import Action
+
+    todo = []
+    held: list[PlannedSend] = []
+    earlier = unknown = 0
+    for send in sends:
+        verdict = guard.decide(guard.slot(send.request, send.occurrence), send.request, resend_unknown=resend_unknown)
+        if verdict.action is Action.SEND:
+            todo.append((verdict.slot, send))
+        elif verdict.action is Action.ACCEPTED_EARLIER and verdict.prior is not None:
+            report.record(send, RowOutcome.ACCEPTED_EARLIER, verdict.prior.result(send.request))
+            earlier += 1
+        else:
+            try_number = verdict.prior.try_number if verdict.prior else None
+            report.record(send, RowOutcome.UNKNOWN, error=EarlierUnknown(try_number))
+            held.append(send)
+            unknown += 1
+    if earlier or unknown:
+        log.info(
+            "Resuming: %d sent by an earlier try, %d with an unknown outcome (not sent again%s), %d to send",
+            earlier,
+            unknown,
+            "" if not unknown else "; resend_unknown=True would",
+            len(todo),
+        )
+    return todo, held
 
 
 class LongLivedObjectsFrozen:

@@ -39,7 +39,7 @@ from airflow_provider_octopods.api.decision import Stage, transport_error
 from airflow_provider_octopods.api.errors import OctopodsError, OctopodsRateLimitError
 from airflow_provider_octopods.api.models import MessageId, MessageStatus, SendRequest, SendResult
 from airflow_provider_octopods.api.protocol import MAX_ANSWER_BYTES
-from airflow_provider_octopods.api.retry import RetryingCall, RetryPolicy, Wait
+from airflow_provider_octopods.api.retry import RetryingCall, RetryPolicy, Wait, try_events
 from airflow_provider_octopods.api.settings import ClientSettings
 from airflow_provider_octopods.api.transport import deadline_passed, failure_from_exception
 from airflow_provider_octopods.clients.sync import log_retry
@@ -67,6 +67,8 @@ class AsyncOctopodsClient:
     :param max_connections: the most requests in flight at once over the shared connection pool;
         further calls wait for a free connection, and their timeouts start only then.
     :param sleep: the waiting coroutine (tests pass a recorder).
+    :param observer: called with the name of what each try counts as (see ``api.retry.try_events``):
+        the hook passes the provider's metrics.
     :param rate_limiter: paces every try (first ones and retries) of every call sharing it; a 429
         that is retried pauses them all for its wait (``Retry-After``), not only this call.
     :param stop: when it returns True, a try that has not started yet (waiting for its pacing slot
@@ -80,6 +82,7 @@ class AsyncOctopodsClient:
         retry_policy: RetryPolicy | None = None,
         max_connections: int = 10,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        observer: Callable[[str], None] | None = None,
         rate_limiter: RateLimiter | None = None,
         stop: Callable[[], bool] | None = None,
     ) -> None:
@@ -89,6 +92,7 @@ class AsyncOctopodsClient:
         self.rate_limiter = rate_limiter
         self.max_connections = max_connections
         self._sleep = sleep
+        self.observer = observer
         self._headers = protocol.request_headers(settings.api_key)
         self._proxy = _proxy_from_environment(settings.base_url)
         self._slots = asyncio.Semaphore(max_connections)
@@ -126,6 +130,9 @@ class AsyncOctopodsClient:
                 response, failure = await self._once(call), None
             except OctopodsError as err:
                 response, failure = None, err
+            if self.observer is not None:
+                for event in try_events(call, response, failure):
+                    self.observer(event)
             outcome = retrying.settle(response, failure)
             if not isinstance(outcome, Wait):
                 return outcome

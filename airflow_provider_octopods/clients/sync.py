@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 from airflow_provider_octopods.api import protocol
 from airflow_provider_octopods.api.errors import OctopodsError
 from airflow_provider_octopods.api.models import MessageId, MessageStatus, SendRequest, SendResult
-from airflow_provider_octopods.api.retry import RetryingCall, RetryPolicy, Wait
+from airflow_provider_octopods.api.retry import RetryingCall, RetryPolicy, Wait, try_events
 from airflow_provider_octopods.api.settings import ClientSettings
 from airflow_provider_octopods.api.transport import deadline_passed, failure_from_exception
 
@@ -56,6 +56,8 @@ class OctopodsClient:
     :param session: a session to use instead of a new one (tests, custom adapters). Its adapters
         are left as they are, so a try's deadline is then checked only between reads of the body.
     :param sleep: the waiting function (tests pass a recorder).
+    :param observer: called with the name of what each try counts as (see ``api.retry.try_events``):
+        the hook passes the provider's metrics.
     """
 
     def __init__(
@@ -65,10 +67,12 @@ class OctopodsClient:
         retry_policy: RetryPolicy | None = None,
         session: requests.Session | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        observer: Callable[[str], None] | None = None,
     ) -> None:
         self.settings = settings
         self.retry_policy = retry_policy or RetryPolicy()
         self._sleep = sleep
+        self.observer = observer
         self.session = session or _new_session()
         self._headers = protocol.request_headers(settings.api_key)
         self._verify: str | bool = settings.ca_bundle or True
@@ -92,6 +96,9 @@ class OctopodsClient:
                 response, failure = self._once(call), None
             except OctopodsError as err:
                 response, failure = None, err
+            if self.observer is not None:
+                for event in try_events(call, response, failure):
+                    self.observer(event)
             outcome = retrying.settle(response, failure)
             if not isinstance(outcome, Wait):
                 return outcome

@@ -183,8 +183,9 @@ class OctopodsHook(BaseHook):
     @cached_property
     def client(self) -> OctopodsClient:
         from airflow_provider_octopods.clients.sync import OctopodsClient
+        from airflow_provider_octopods.metrics import api_event
 
-        return OctopodsClient(self.settings, retry_policy=self.retry_policy)
+        return OctopodsClient(self.settings, retry_policy=self.retry_policy, observer=api_event)
 
     def get_async_client(self, **kwargs: Any) -> AsyncOctopodsClient:
         """A new async API client for this connection, for a task that runs its own event loop.
@@ -213,8 +214,10 @@ class OctopodsHook(BaseHook):
 
     def _async_client(self, settings: ClientSettings, kwargs: dict[str, Any]) -> AsyncOctopodsClient:
         from airflow_provider_octopods.clients.aio import AsyncOctopodsClient
+        from airflow_provider_octopods.metrics import api_event
 
         kwargs.setdefault("retry_policy", self.retry_policy)
+        kwargs.setdefault("observer", api_event)
         return AsyncOctopodsClient(settings, **kwargs)
 
     @property
@@ -272,10 +275,14 @@ class OctopodsHook(BaseHook):
             info.segments,
             info.encoding.value,
         )
+        from airflow_provider_octopods import metrics
+
         try:
             result = self.client.send(request)
         except Exception as err:
+            metrics.sent({metrics.send_outcome(err): 1})
             raise task_error(err, Operation.SEND) from None
+        metrics.sent({"accepted": 1})
         if result.trackable:
             self.log.info("Octopods accepted message %s (request_id %s)", result.message_id, result.request_id)
         else:

@@ -134,6 +134,34 @@ class RunLedger:
         )
 
 
+def first_call(
+    dag_id: str,
+    run_id: str,
+    name: str,
+    *,
+    audience: str = "",
+    store: RecordStore | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> bool:
+    """Whether this is the first caller to claim ``name`` (a task instance's try) in the run for
+    ``audience``: "look, write, wait a moment, read back", so that of two calls seconds apart (how
+    Airflow repeats a failure callback) only the first wins. Kept under the run's ledger prefix,
+    so the listener deletes it when the run ends."""
+    store = store or _variable_store()
+    digest = hashlib.sha256("\0".join((audience, name)).encode()).hexdigest()[:16]
+    key = f"{run_prefix(dag_id, run_id)}once_{digest}"
+    if store.load(key) is not None:
+        return False
+    token = uuid.uuid4().hex
+    store.save(
+        key,
+        {"once": token},
+        description=f"airflow-provider-octopods: {dag_id} run {run_id} alerted a failure; deleted when the run ends",
+    )
+    sleep(SETTLE_SECONDS)
+    return (store.load(key) or {}).get("once") == token
+
+
 def run_prefix(dag_id: str, run_id: str) -> str:
     """The start of the Variable keys of one run's ledgers (one per audience)."""
     digest = hashlib.sha256("\0".join((dag_id, run_id)).encode()).hexdigest()[:20]

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import BaseNotifier
 
+from airflow_provider_octopods import metrics
 from airflow_provider_octopods.api import build_send_request
 from airflow_provider_octopods.api.alerts import AlertEvent, EventKind, alert_text
 from airflow_provider_octopods.api.decision import Operation, decide
@@ -192,12 +193,41 @@ class OctopodsNotifier(BaseNotifier):
     def notify(self, context: Any) -> None:
         try:
             event: AlertEvent | None = event_from_context(context, include_cause=self.include_cause)
+            if event is not None and not self._first_call(event, context):
+                self.log.info("Airflow called this failure callback again for the same try: alerted already")
+                metrics.incr("alert.suppressed")
+                return
             if self.dedup_window and event is not None and event.kind in DEDUPLICATED:
                 event = self._deduplicated(event, context)
+                if event is None:
+                    metrics.incr("alert.suppressed")
             if event is not None:
                 self._send_all(self._text(event, also=self._also_failed(event)))
         except Exception as err:
             self.log.error("Octopods alert was not sent: %s", err)
+
+    def _first_call(self, event: AlertEvent, context: Any) -> bool:
+        """Whether this is the first call of this notifier for the event's task instance and try.
+
+        Airflow may run a task's failure callback twice for one try (once for a missed heartbeat,
+        once when the executor reports the failure); the second one alerts nobody. When it cannot
+        be told (no try number, the store unusable), the alert goes out.
+        """
+        if event.kind not in (EventKind.FAILED, EventKind.RETRY) or event.try_number is None or not event.task_ids:
+            return True
+        from airflow_provider_octopods.notifications.dedup import first_call
+
+        ti = context.get("ti") or context.get("task_instance")
+        map_index = getattr(ti, "map_index", -1)
+        name = "\0".join((event.task_ids[0], str(map_index), str(event.try_number)))
+        try:
+            return first_call(event.dag_id or "", event.run_id or "", name, audience=self._audience())
+        except Exception as err:  # the check is an optimisation; an alert must not be lost
+            self.log.warning("Could not tell whether this failure was alerted already (%s); alerting", err)
+            return True
+
+    def _audience(self) -> str:
+        return ",".join(sorted(recipients(self.phones)))
 
     def _deduplicated(self, event: AlertEvent, context: Any) -> AlertEvent | None:
         """The event to alert for under deduplication, or None when another callback alerts."""
@@ -205,7 +235,7 @@ class OctopodsNotifier(BaseNotifier):
         from airflow_provider_octopods.runtime import dag_run_ended
 
         assert self.dedup_window is not None
-        audience = ",".join(sorted(recipients(self.phones)))
+        audience = self._audience()
         ledger = RunLedger(
             event.dag_id or "",
             event.run_id or "",
@@ -223,7 +253,7 @@ class OctopodsNotifier(BaseNotifier):
             elif ledger.leader_gathering():
                 self.log.info("Octopods alert for run %s is being sent; failure recorded", event.run_id)
                 return None
-            elif self._dag_level_alert_follows(context) and not dag_run_ended(context):
+            elif self._dag_level_alert_follows(context) and dag_run_ended(context) is False:
                 self.log.info("Failure recorded; the DAG-level Octopods alert of run %s names it", event.run_id)
                 return None
             else:
@@ -231,7 +261,7 @@ class OctopodsNotifier(BaseNotifier):
                 if not names:
                     return None
                 self.log.info("No later Octopods alert is sure to name %s: alerting now", ", ".join(names))
-            if dag_run_ended(context) and ledger.settled():
+            if dag_run_ended(context) is True and ledger.settled():
                 ledger.close()
             return replace(event, task_ids=tuple(names) or event.task_ids)
         except Exception as err:  # the ledger is an optimisation; an alert must not be lost
@@ -266,6 +296,7 @@ class OctopodsNotifier(BaseNotifier):
                     try:
                         await client.send(request)
                         self.log.info("Octopods alert sent to %s", mask_phone(request.phone))
+                        metrics.incr("alert.sent")
                     except OctopodsError as err:
                         self.log.error(
                             "Octopods alert to %s failed (%s): %s", mask_phone(request.phone), _fate(err), err
@@ -363,6 +394,8 @@ class OctopodsNotifier(BaseNotifier):
                 hook.send(request)
             except OctopodsError as err:
                 self.log.error("Octopods alert to %s failed (%s): %s", mask_phone(request.phone), _fate(err), err)
+            else:
+                metrics.incr("alert.sent")
 
 
 send_octopods_notification = OctopodsNotifier

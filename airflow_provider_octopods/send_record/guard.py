@@ -141,6 +141,8 @@ class SendGuard:
     :param key: the task instance.
     :param try_number: the try now running (its log is the only one this guard writes).
     :param store: where the record lives; Airflow Variables by default.
+    :param last_try: the highest try number the task instance may reach (its ``max_tries + 1``):
+        a later try is looked for up to it, and at least two past this one.
     """
 
     def __init__(
@@ -149,12 +151,15 @@ class SendGuard:
         *,
         try_number: int | None = None,
         store: RecordStore | None = None,
+        last_try: int | None = None,
     ) -> None:
         self.key = key
         self.try_number = try_number if isinstance(try_number, int) and try_number > 0 else 1
+        self.last_try = last_try if isinstance(last_try, int) else self.try_number
         self.store: RecordStore = store or VariableStore()
         self._own = self._log(self.try_number)
-        self._earlier: dict[str, tuple[list[Any], int]] = {}
+        self._earlier: dict[str, list[tuple[list[Any], int]]] = {}  # each earlier try's entry, in try order
+        self._deleted = False  # the record was deleted under this try: it writes nothing more
         self._earlier_unreadable = False
         self._ready = False
         self._occurrences: dict[str, int] = {}
@@ -187,6 +192,11 @@ class SendGuard:
         if not self._own.read():
             self._own.save()
             self.writes += 1
+        self._read_earlier()
+        self._ready = True
+
+    def _read_earlier(self) -> None:
+        self._earlier, self._earlier_unreadable = {}, False
         for number in range(1, self.try_number):
             log = self._log(number)
             if not log.read():
@@ -194,12 +204,15 @@ class SendGuard:
             self._earlier_unreadable = self._earlier_unreadable or log.unreadable
             for slot, entry in log.items():
                 fields = entry_fields(entry)
-                if fields is None:
-                    continue
-                known = self._earlier.get(slot)
-                if known is None or _stands_over(fields, known[0]):
-                    self._earlier[slot] = (fields, number)
-        self._ready = True
+                if fields is not None:
+                    self._earlier.setdefault(slot, []).append((fields, number))
+
+    def refresh(self) -> None:
+        """Read the earlier tries' logs again: a try Airflow gave up may have recorded results, or
+        withdrawn intents, since this one started."""
+        with self._lock:
+            if self._ready:
+                self._read_earlier()
 
     # -- deciding --------------------------------------------------------------------------------
 
@@ -213,28 +226,34 @@ class SendGuard:
         """The slot of the ``occurrence``-th send (from 1) of ``request`` in the task instance."""
         return f"{self.content(request)}#{occurrence}"
 
-    def prior(self, slot: str) -> Prior | None:
-        """What this try, or else an earlier one, recorded for ``slot``."""
+    def prior(self, slot: str, *, content: str | None = None) -> Prior | None:
+        """What the tries recorded for ``slot``: a send accepted by any try, else the latest entry.
+
+        :param content: for a slot the user named (not by its content), the content of the send
+            at hand: only entries of that content count, and when none has it, the latest entry
+            (of a changed recipient or text) is returned.
+        """
         with self._lock:
             self._prepare()
+            entries = list(self._earlier.get(slot, ()))
             own = entry_fields(self._own.get(slot))
             if own is not None:
-                fields, number = own, self.try_number
-            elif slot in self._earlier:
-                fields, number = self._earlier[slot]
-            elif self._earlier_unreadable or self._own.unreadable:
-                return Prior(state=UNREADABLE, try_number=None)
-            else:
-                return None
-        state, _, message_id, request_id, channel_message_id, content = fields
-        return Prior(
-            state=str(state),
-            try_number=number,
-            message_id=message_id if isinstance(message_id, (int, str)) else None,
-            request_id=request_id,
-            channel_message_id=channel_message_id,
-            content=content,
-        )
+                entries.append((own, self.try_number))
+            if not entries:
+                return (
+                    Prior(state=UNREADABLE, try_number=None)
+                    if self._earlier_unreadable or self._own.unreadable
+                    else None
+                )
+            if content is None and entries[-1][0][5] is not None:  # a slot the user named: its latest send
+                return _prior(*entries[-1])
+            if content is not None:
+                same = [entry for entry in entries if entry[0][5] == content]
+                if not same:
+                    return _prior(*entries[-1])
+                entries = same
+            accepted = [entry for entry in entries if entry[0][0] == ACCEPTED]
+            return _prior(*(accepted or entries)[-1])
 
     def next_slot(self, request: SendRequest) -> str:
         """The slot of the next send of ``request`` in this try, counting deliberate repeats.
@@ -260,10 +279,12 @@ class SendGuard:
         :param resend_unknown: send again what an earlier try may have sent (its recipient may get
             it twice) instead of refusing it.
         """
-        prior = self.prior(slot)
+        content = self.content(request)
+        named = slot.startswith(f"{content}#")
+        prior = self.prior(slot, content=None if named else content)
         if prior is None:
             return Verdict(slot, Action.SEND)
-        if prior.content and not slot.startswith(f"{prior.content}#") and prior.content != self.content(request):
+        if not named and prior.content and prior.content != content:
             return Verdict(slot, Action.SEND, changed=True, prior=prior)
         if prior.accepted:
             return Verdict(slot, Action.ACCEPTED_EARLIER, prior)
@@ -300,20 +321,29 @@ class SendGuard:
                 else:
                     self._own.put(slot, make_entry(INTENT, None, None, None, content))
             self._write(before)
-            later = self._later_try()
-            if later is not None:
+            reason = self._superseded()
+            if reason is not None:
                 self._own.undo(before)
-                self._write(before)
+                if self._deleted:
+                    self._own.delete()  # what this try wrote after its record was deleted
+                else:
+                    self._write(before)
                 raise OctopodsSupersededError(
-                    f"try {later} of this task instance has started while try {self.try_number} still ran "
-                    f"(Airflow gave this try up): this try sends nothing more, so that no SMS goes out twice"
+                    f"{reason} while try {self.try_number} still ran (Airflow gave this try up): "
+                    "this try sends nothing more, so that no SMS goes out twice"
                 )
 
     def settle(self, accepted: Iterable[tuple[str, SendResult]], not_sent: Iterable[str]) -> None:
-        """Record the accepted sends, and drop the intents of those that did not go out; one write."""
+        """Record the accepted sends, and drop the intents of those that did not go out; one write.
+
+        Nothing is written once the record was deleted under this try (another try succeeded).
+        """
         with self._lock:
             self._prepare()
             self._apply(accepted, not_sent)
+            if not self._deleted and self.store.load(self._own.key) is None:
+                self._deleted = True
+                self._own.delete()  # parts written since the record was deleted
             self._write({})
 
     def _apply(self, accepted: Iterable[tuple[str, SendResult]], not_sent: Iterable[str]) -> None:
@@ -333,6 +363,8 @@ class SendGuard:
             self._own.drop(slot)
 
     def _write(self, before: dict[str, Any]) -> None:
+        if self._deleted:
+            return
         try:
             self._own.save()
         except BaseException:  # these sends will not start: what the log held for them stands
@@ -340,10 +372,16 @@ class SendGuard:
             raise
         self.writes += 1
 
-    def _later_try(self) -> int | None:
-        for number in range(self.try_number + 1, self.try_number + 1 + LATER_TRIES):
+    def _superseded(self) -> str | None:
+        """Why this try must send nothing more, if it must: a later try's log exists, or this try's
+        own log is gone (the task instance succeeded in another try, whose listener deleted the
+        logs from the first try up)."""
+        if self.store.load(self._own.key) is None:
+            self._deleted = True
+            return "the task instance's send record was deleted (another try succeeded)"
+        for number in range(self.try_number + 1, max(self.try_number + LATER_TRIES, self.last_try) + 1):
             if self.store.load(self.key.log_key(number)) is not None:
-                return number
+                return f"try {number} of this task instance has started"
         return None
 
     def send_once(
@@ -376,10 +414,14 @@ class SendGuard:
                 )
                 return prior.result(request)
             if verdict.action is Action.UNKNOWN and prior is not None:
+                who = (
+                    "this try already sent (or is sending, in another thread) this SMS"
+                    if prior.try_number == self.try_number
+                    else f"an earlier try (try {prior.try_number}) of this task sent an SMS"
+                )
                 raise task_error(
                     OctopodsUnknownOutcomeError(
-                        f"an earlier try (try {prior.try_number}) of this task sent an SMS to "
-                        f"{mask_phone(request.phone)} and its outcome is unknown; {MAY_HAVE_BEEN_SENT}. "
+                        f"{who} to {mask_phone(request.phone)} and its outcome is unknown; {MAY_HAVE_BEEN_SENT}. "
                         "To send it again anyway, set resend_unknown=True"
                     ),
                     Operation.SEND,
@@ -422,29 +464,29 @@ class SendGuard:
         """The state of every recorded slot (``intent`` or ``accepted``), as a later try would read it."""
         with self._lock:
             self._prepare()
-            merged = {slot: fields for slot, (fields, _) in self._earlier.items()}
-            for slot, entry in self._own.items():
-                fields = entry_fields(entry)
-                if fields is not None and (slot not in merged or _stands_over(fields, merged[slot])):
-                    merged[slot] = fields
-            return {slot: str(fields[0]) for slot, fields in merged.items()}
+            slots = set(self._earlier) | {slot for slot, _ in self._own.items()}
+            merged = {slot: self.prior(slot) for slot in slots}
+            return {slot: prior.state for slot, prior in merged.items() if prior is not None}
 
     def clear(self) -> None:
-        """Delete the logs of every try: the task instance succeeded, nothing in them matters any more."""
+        """Delete the logs of this try and every earlier one, from the first: the task instance
+        succeeded, nothing in them matters any more. (A try still running unseen finds its own log
+        gone, or a later one's present, at its next write of intents, and stops.)"""
         with self._lock:
-            for number in range(1, self.try_number + 1 + LATER_TRIES):
+            for number in range(1, self.try_number + 1):
                 log = self._own if number == self.try_number else self._log(number)
                 if number == self.try_number or log.read():
                     log.delete()
             self._earlier, self._earlier_unreadable, self._ready = {}, False, False
 
 
-def _stands_over(later: list[Any], earlier: list[Any]) -> bool:
-    """Whether a later try's entry for a slot stands over an earlier try's.
-
-    It does, unless both name the same send and only the earlier one was accepted (a try Airflow
-    gave up may record its result after the next one wrote an intent): an accepted send is never
-    made again. An entry of another content (a slot the user named, sent again with a changed
-    recipient or text) always stands: it is the send a retry must find.
-    """
-    return not (earlier[0] == ACCEPTED and later[0] != ACCEPTED and later[5] == earlier[5])
+def _prior(fields: list[Any], try_number: int) -> Prior:
+    state, _, message_id, request_id, channel_message_id, content = fields
+    return Prior(
+        state=str(state),
+        try_number=try_number,
+        message_id=message_id if isinstance(message_id, (int, str)) else None,
+        request_id=request_id,
+        channel_message_id=channel_message_id,
+        content=content,
+    )

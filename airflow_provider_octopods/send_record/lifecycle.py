@@ -37,7 +37,9 @@ def guard_for(task_instance: Any, store: RecordStore | None = None) -> SendGuard
     with _ACTIVE_LOCK:  # threads of one task share one guard
         guard = _ACTIVE.get(key)
         if guard is None or guard.try_number != (try_number or 1) or (store is not None and guard.store is not store):
-            guard = SendGuard(key, try_number=try_number, store=store)
+            max_tries = getattr(task_instance, "max_tries", None)
+            last_try = max_tries + 1 if isinstance(max_tries, int) else None
+            guard = SendGuard(key, try_number=try_number, store=store, last_try=last_try)
             _ACTIVE[key] = guard
         return guard
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -149,3 +150,14 @@ def test_the_report_of_rows_settled_out_of_order_lists_every_row_once_in_row_ord
     report.record(again, RowOutcome.UNKNOWN, error=TimeoutError("lost"))  # a later outcome replaces the first
     assert report.rows()[0].outcome is RowOutcome.UNKNOWN
     assert report.rows()[0].message_id is None
+
+
+def test_a_render_error_quoting_a_row_value_masks_the_phone_numbers_in_it() -> None:
+    def render(row: Mapping[str, Any]) -> str:
+        raise ValueError(f"cannot read {row['note']!r}")
+
+    plan = plan_batch([{"phone": "+447700900001", "note": "call +447700900999 first"}], render=render)
+    [row] = plan.set_aside
+    assert row.error is not None
+    assert "+447700900999" not in row.error
+    assert row.error.startswith("body: does not render: ValueError: cannot read 'call +44")

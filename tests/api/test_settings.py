@@ -93,8 +93,12 @@ def test_a_host_holding_the_key_and_a_line_break_never_echoes_the_key() -> None:
     assert "example.com" not in str(err.value)
 
 
-def test_whitespace_around_the_host_is_not_part_of_it() -> None:
-    assert settings(host="  https://api.octopods.io/\n").base_url == "https://api.octopods.io"
+def test_spaces_around_the_host_are_not_part_of_it_but_a_line_break_is_refused() -> None:
+    assert settings(host="  https://api.octopods.io/ ").base_url == "https://api.octopods.io"
+    with pytest.raises(OctopodsConfigurationError, match="host contains a line break"):
+        settings(host="https://api.octopods.io/\n")
+    with pytest.raises(OctopodsConfigurationError, match="host contains whitespace"):
+        settings(host="\thttps://api.octopods.io/")
 
 
 def test_extras_given_as_strings_are_coerced() -> None:

@@ -199,21 +199,6 @@ def test_mapped_rows_are_data_never_templates() -> None:
         assert ctx["task"]._rows == rows
 
 
-def test_the_body_renders_row_values_as_data() -> None:
-    op = operator(recipients=copy.deepcopy(PROBES), body="{{ recipient.name }} / {{ 6*7 }}")
-    render, _ = op._renderer(context())  # type: ignore[arg-type]
-    assert [render(row) for row in PROBES] == [f"{row['name']} / 42" for row in PROBES]
-
-
-def test_text_that_starts_like_a_list_but_is_not_one_is_refused_without_showing_the_rows() -> None:
-    from airflow_provider_octopods.api.errors import OctopodsValidationError
-    from airflow_provider_octopods.batch.rows import load_rows
-
-    with pytest.raises(OctopodsValidationError, match=r"recipients: .* starts like a list but is not one") as err:
-        load_rows("[{'phone': '+447700900101', 'when': datetime.date(2026, 11, 25)}]")  # an XCom's repr
-    assert "900101" not in str(err.value)
-
-
 def test_on_kill_stops_a_running_batch(octopods_sandbox_factory: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     import threading
 
@@ -328,3 +313,28 @@ def test_the_objects_alive_during_a_batch_are_kept_out_of_full_garbage_collectio
     assert summary["accepted"] == 10
     assert min(frozen_while_planning) > 0
     assert gc.get_freeze_count() == 0  # given back
+
+
+def test_rows_an_earlier_try_withdrew_meanwhile_are_sent_before_the_end(
+    server: SandboxServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Try 1 (given up by Airflow, still running) had intents for two rows when try 2 started, and
+    withdrew them while try 2 sent the rest: try 2 reads the record again and sends those two."""
+    from airflow_provider_octopods.api import build_send_request
+    from airflow_provider_octopods.send_record import SendGuard, TaskKey
+
+    store = MemoryStore()
+    first = SendGuard(TaskKey("d", "r", "remind"), try_number=1, store=store)
+    held = [build_send_request(row["phone"], f"Hi {row['name']}") for row in ROWS[:2]]
+    first.begin([(first.slot(request, 1), request) for request in held])
+    refresh = SendGuard.refresh
+
+    def withdrawn_meanwhile(guard: SendGuard) -> None:
+        first.settle((), [first.slot(request, 1) for request in held])  # try 1 stops, withdrawing them
+        refresh(guard)
+
+    monkeypatch.setattr(SendGuard, "refresh", withdrawn_meanwhile)
+    summary = operator(record_store=store).execute(context(2))
+    assert (summary["accepted"], summary["unknown"]) == (10, 0)
+    assert len(server.messages()) == 10
+    assert server.duplicates() == 0

@@ -377,3 +377,71 @@ def test_deadline_callback_checks_the_notifier_when_the_dag_is_parsed() -> None:
     assert isinstance(callback, async_callback)
     assert callback.path == "airflow_provider_octopods.notifications.octopods.OctopodsNotifier"
     assert callback.kwargs == {"phones": ["+15005550100"], "dedup_window": None}
+
+
+def test_a_failure_callback_called_twice_for_one_try_alerts_once(
+    octopods_conn: str, requests_mock: requests_mock.Mocker
+) -> None:
+    """Airflow runs a task's failure callback twice for one try when a worker dies (a missed
+    heartbeat, then the executor's report): one SMS, also without ``dedup_window``."""
+    requests_mock.post(SEND_URL, **ACCEPTED)
+    notifier = OctopodsNotifier(phones="+15005550100")
+    notifier(task_context())
+    notifier(task_context())
+    assert requests_mock.call_count == 1
+    next_try = task_context()
+    next_try["ti"] = next_try["task_instance"] = SimpleNamespace(
+        dag_id="etl", task_id="load", run_id="manual__1", try_number=3
+    )
+    notifier(next_try)  # another try is another failure
+    other_team = OctopodsNotifier(phones="+15005550101")
+    other_team(task_context())  # other recipients keep their own count
+    assert requests_mock.call_count == 3
+
+
+def test_in_the_dag_processor_the_run_state_is_not_asked_and_the_alert_goes_out(
+    octopods_conn: str, requests_mock: requests_mock.Mocker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Airflow 3's dag-processor runs the failure callbacks of a task whose worker died; asked for
+    a run's state (GetDagRunState), it never answers. The notifier must not ask there."""
+    comms = pytest.importorskip("airflow.sdk.execution_time.comms")
+    processor = pytest.importorskip("airflow.dag_processing.processor")
+    if not hasattr(processor, "ToManager"):
+        pytest.skip("Airflow 2 has no dag-processor supervisor")
+    import threading
+    import typing
+
+    from airflow.sdk.execution_time import task_runner
+
+    asked = threading.Event()
+
+    answered = {kind.__name__ for kind in typing.get_args(typing.get_args(processor.ToManager)[0])}
+
+    class DagProcessorComms:
+        def send(self, msg: Any) -> Any:
+            if getattr(msg, "type", None) in answered:  # e.g. MaskSecret, which needs no answer here
+                return None
+            asked.set()
+            threading.Event().wait(30)  # the dag-processor cannot decode this request and never answers
+
+    dag_processor_comms = DagProcessorComms()
+    dag_processor_comms.__orig_class__ = comms.CommsDecoder[processor.ToDagProcessor, processor.ToManager]  # type: ignore[attr-defined]
+    monkeypatch.setattr(task_runner, "SUPERVISOR_COMMS", dag_processor_comms, raising=False)
+
+    class RuntimeTaskInstance(SimpleNamespace):
+        def get_dagrun_state(self, dag_id: str, run_id: str) -> str:
+            return dag_processor_comms.send(SimpleNamespace(type="GetDagRunState"))  # as the Task SDK's would
+
+    requests_mock.post(SEND_URL, **ACCEPTED)
+    ti = RuntimeTaskInstance(dag_id="etl", task_id="load", run_id="manual__1", try_number=1, map_index=-1)
+    dag = SimpleNamespace(dag_id="etl", on_failure_callback=[OctopodsNotifier(phones="+15005550100", dedup_window=60)])
+    context = {"ti": ti, "task_instance": ti, "dag": dag, "run_id": "manual__1"}
+    context["dag_run"] = SimpleNamespace(dag_id="etl", run_id="manual__1", state="running")
+    notifier = OctopodsNotifier(phones="+15005550100", dedup_window=60)
+    worker = threading.Thread(target=notifier, args=(context,), daemon=True)
+    worker.start()
+    worker.join(15)
+    assert not worker.is_alive(), "the callback hung"
+    assert not asked.is_set()
+    assert requests_mock.call_count == 1
+    assert "load" in requests_mock.last_request.json()["body"]

@@ -280,11 +280,11 @@ def test_an_unreadable_earlier_log_makes_the_slots_it_may_hold_unreadable() -> N
 def test_earlier_logs_are_merged_and_an_accepted_send_wins() -> None:
     store = MemoryStore()
     first = guard(1, store)
-    first.begin([("a#1", REQUEST), ("b#1", REQUEST)])  # a: unknown outcome; b: accepted below
+    first.begin([("a#1", REQUEST), ("b#1", REQUEST)], named_by_content=True)  # a: unknown; b: accepted below
     first.settle([("b#1", accepted(2))], ())
     second = guard(2, store)
     assert second.decide("a#1", REQUEST, resend_unknown=True).action is Action.SEND
-    second.begin([("a#1", REQUEST), ("b#1", REQUEST)])  # b: as a try Airflow gave up might still write
+    second.begin([("a#1", REQUEST), ("b#1", REQUEST)], named_by_content=True)  # b: as a zombie might write
     second.settle([("a#1", accepted(1))], ())
     third = guard(3, store)
     assert (third.prior("a#1").state, third.prior("a#1").try_number) == (ACCEPTED, 2)
@@ -405,18 +405,60 @@ def test_a_guard_whose_read_failed_half_way_reads_again_whole(monkeypatch: pytes
     assert later.prior(slots[15][0]).message_id == 7015  # not "never sent"
 
 
-def test_clear_deletes_every_tries_log() -> None:
+def test_clear_deletes_the_logs_of_this_try_and_every_earlier_one() -> None:
     store = MemoryStore()
     guard(1, store).begin([("a#1", REQUEST)])
     guard(2, store).states()  # a try that wrote only its head
     third = guard(3, store)
     third.begin([("b#1", REQUEST)])
     third.settle([("b#1", accepted(1))], ())
-    guard(4, store).states()  # a later try Airflow started meanwhile
-    assert len({k for k in store.values if "_j" not in k}) == 4
+    assert len({k for k in store.values if "_j" not in k}) == 3
     third.clear()
     assert store.values == {}
     assert third.prior("a#1") is None  # the record is read again
+
+
+def test_a_try_whose_record_was_deleted_under_it_stops_and_leaves_nothing_behind() -> None:
+    """Try 1 stalls with intents written; try 2 sends everything and succeeds (the listener
+    deletes the record); try 1 then goes on: it must not send what try 2 sent, nor leave parts."""
+    store = MemoryStore()
+    first = guard(1, store)
+    first.begin([("a#1", REQUEST)])
+    second = guard(2, store)
+    assert second.decide("a#1", REQUEST).action is Action.UNKNOWN
+    second.begin([("b#1", REQUEST)])
+    second.settle([("b#1", accepted(2))], ())
+    second.clear()
+    assert store.values == {}
+    with pytest.raises(errors.OctopodsSupersededError, match="send record was deleted"):
+        first.begin([("b#1", REQUEST)], accepted=[("a#1", accepted(1))])
+    first.settle([("a#1", accepted(1))], ())  # an answer in flight, recorded after the stop
+    assert store.values == {}
+
+
+def test_a_later_try_is_looked_for_up_to_the_last_try_the_task_may_reach() -> None:
+    """Tries 2 and 3 failed before sending anything (they wrote no log); try 4 runs while try 1
+    still does."""
+    store = MemoryStore()
+    first = SendGuard(KEY, try_number=1, store=store, last_try=5)
+    first.begin([("a#1", REQUEST)])
+    fourth = guard(4, store)
+    assert fourth.decide("a#1", REQUEST).action is Action.UNKNOWN
+    with pytest.raises(errors.OctopodsSupersededError, match="try 4 of this task instance has started"):
+        first.begin([("b#1", REQUEST)])
+
+
+def test_a_text_sent_again_after_a_changed_one_is_found_accepted() -> None:
+    """The operator's slot held A (try 1), then B (try 2); try 3 sends A again: try 1 sent it."""
+    store = MemoryStore()
+    first = guard(1, store)
+    first.begin([(OPERATOR_SLOT, REQUEST)])
+    first.settle([(OPERATOR_SLOT, accepted(1))], ())
+    second = guard(2, store)
+    second.begin([(OPERATOR_SLOT, OTHER)])
+    second.settle([(OPERATOR_SLOT, accepted(2, OTHER))], ())
+    verdict = guard(3, store).decide(OPERATOR_SLOT, REQUEST)
+    assert (verdict.action, verdict.prior.try_number) == (Action.ACCEPTED_EARLIER, 1)
 
 
 def test_clear_deletes_a_record_that_holds_only_damage() -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import pickle
 import threading
 from typing import Any
 from unittest import mock
@@ -153,16 +152,6 @@ def test_invalid_input_from_the_hook_fails_the_task_for_good(octopods_conn: str,
     assert err.value.field == "phone"
 
 
-def test_fail_for_good_errors_survive_pickling() -> None:
-    from airflow_provider_octopods.task_outcomes import final
-
-    error = final(errors.OctopodsValidationError("phone", "+1***123 is too short"))
-    again = pickle.loads(pickle.dumps(error))  # noqa: S301 - our own bytes
-    assert isinstance(again, AirflowFailException)
-    assert isinstance(again, errors.OctopodsValidationError)
-    assert (again.field, str(again)) == ("phone", "phone: +1***123 is too short")
-
-
 def test_operator_slot_with_changed_content_is_sent_as_a_new_message(
     octopods_conn: str, requests_mock: requests_mock.Mocker, running_task: RunningTask
 ) -> None:
@@ -223,13 +212,13 @@ def test_threads_sending_the_same_sms_at_once_never_share_a_slot(
     both_have_a_slot, both_have_checked = threading.Barrier(2), threading.Barrier(2)
     original_prior = SendGuard.prior
 
-    def prior(self: SendGuard, slot: str) -> Any:
+    def prior(self: SendGuard, slot: str, **kwargs: Any) -> Any:
         # The window: each thread waits for the other to have taken its slot, then to have checked
         # it (without the lock both take #1 and find it free); with the lock the other one cannot
         # come this far before this send's intent is recorded, and the waits time out.
         with contextlib.suppress(threading.BrokenBarrierError):
             both_have_a_slot.wait(0.5)
-        found = original_prior(self, slot)
+        found = original_prior(self, slot, **kwargs)
         with contextlib.suppress(threading.BrokenBarrierError):
             both_have_checked.wait(0.5)
         return found

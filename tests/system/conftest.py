@@ -8,7 +8,7 @@ import pytest
 
 from airflow_provider_octopods.sandbox import SandboxServer
 from tests.conftest import DAGS_FOLDER, TEST_KEY
-from tools.dagrun import RunOutcome, load_dag, migrate_db, run_dag
+from tests.dagrun import RunOutcome, load_dag, migrate_db, run_dag
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

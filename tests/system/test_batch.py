@@ -10,8 +10,8 @@ import pytest
 
 from airflow_provider_octopods.sandbox import SandboxServer
 from tests.conftest import DAGS_FOLDER, TEST_KEY
+from tests.dagrun import RunOutcome, load_dag, octopods_variables
 from tests.dags.octopods_batch_dags import probe_rows, reminder_rows
-from tools.dagrun import RunOutcome, load_dag, octopods_variables
 
 AIRFLOW_2 = __import__("airflow").__version__.startswith("2.")
 

@@ -9,7 +9,7 @@ import pytest
 
 from airflow_provider_octopods.sandbox import SandboxServer
 from tests.conftest import TEST_KEY
-from tools.dagrun import RunOutcome
+from tests.dagrun import RunOutcome
 
 Run = Callable[..., RunOutcome]
 Sandbox = Callable[..., SandboxServer]

@@ -10,7 +10,7 @@ import pytest
 
 from airflow_provider_octopods.sandbox import SandboxServer
 from tests.conftest import DAGS_FOLDER
-from tools.dagrun import RunOutcome, load_dag, octopods_variables
+from tests.dagrun import RunOutcome, load_dag, octopods_variables
 
 AIRFLOW_2 = __import__("airflow").__version__.startswith("2.")
 

@@ -14,7 +14,7 @@ import pytest
 
 from airflow_provider_octopods.sandbox import SandboxServer
 from tests.conftest import TEST_KEY, connection_json
-from tools.dagrun import RunOutcome, octopods_variables
+from tests.dagrun import RunOutcome, octopods_variables
 
 Run = Callable[..., RunOutcome]
 Sandbox = Callable[..., SandboxServer]
@@ -231,7 +231,7 @@ def test_retry_success_and_run_success_alerts_say_what_happened(
 
 
 def test_a_literal_number_that_cannot_exist_is_an_import_error(tmp_path: Path, airflow_db: None) -> None:
-    from tools.dagrun import load_dag
+    from tests.dagrun import load_dag
 
     (tmp_path / "bad_alerts.py").write_text(
         "from datetime import datetime\n"

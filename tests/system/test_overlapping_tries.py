@@ -127,3 +127,47 @@ def test_two_tries_at_once_send_no_row_twice_and_a_third_sees_both(
     assert third["unknown"] == 0
     assert len(server.messages()) == len(ROWS)  # the third try sent the rest, and only the rest
     assert Counter(m.phone for m in server.messages()) == Counter(row["phone"] for row in ROWS)
+
+
+@pytest.mark.parametrize("held_at", ["after_writing_intents", "before_sending"])
+def test_a_try_that_goes_on_after_another_succeeded_sends_no_row_twice_and_leaves_no_record(
+    sandbox: Callable[..., SandboxServer], monkeypatch: pytest.MonkeyPatch, held_at: str
+) -> None:
+    """Try 2 succeeds while try 1 is held, and the provider's listener deletes the task instance's
+    record; then try 1 goes on."""
+    from airflow.models import Variable
+    from airflow.utils.session import create_session
+
+    from airflow_provider_octopods.send_record import VARIABLE_PREFIX, task_succeeded
+
+    server = sandbox()
+    held, release = threading.Event(), threading.Event()
+    first_store: Any = VariableStore()
+    if held_at == "after_writing_intents":
+        first_store = HeldAfterIntents(held, release)
+    else:
+        hold_first_send(monkeypatch, held, release)
+    outcomes: dict[int, Any] = {}
+
+    def run_try(number: int, store: Any) -> None:
+        thread_may_execute()
+        try:
+            outcomes[number] = batch(store).execute(context(number))
+        except Exception as err:
+            outcomes[number] = err
+
+    try_1 = threading.Thread(target=run_try, args=(1, first_store))
+    try_1.start()
+    assert held.wait(WAIT), f"try 1 never reached the point where it is held: {outcomes}"
+    second = context(2)
+    outcomes[2] = batch(VariableStore()).execute(second)
+    task_succeeded(second["ti"])  # what the listener does when Airflow records try 2's success
+    release.set()
+    try_1.join(WAIT)
+    assert not try_1.is_alive()
+
+    assert [phone for phone, count in Counter(m.phone for m in server.messages()).items() if count > 1] == []
+    assert "another try succeeded" in str(outcomes[1])
+    with create_session() as session:
+        left = session.query(Variable).filter(Variable.key.like(f"{VARIABLE_PREFIX}%")).count()
+    assert left == 0

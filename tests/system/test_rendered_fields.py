@@ -12,7 +12,7 @@ from airflow.providers.common.compat.sdk import AirflowFailException
 
 from airflow_provider_octopods.operators.octopods import OctopodsSendSmsOperator
 from airflow_provider_octopods.sandbox import SandboxServer
-from tools.dagrun import RunOutcome
+from tests.dagrun import RunOutcome
 
 SEND_URL = "https://app.octopods.io/api/v1/sms/messages"
 CONTEXT = {"params": {"phone": "+15551234567", "name": "Ada"}}

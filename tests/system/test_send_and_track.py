@@ -11,7 +11,7 @@ import pytest
 
 from airflow_provider_octopods.sandbox import SandboxServer
 from tests.conftest import AIRFLOW_HOME, TEST_KEY
-from tools.dagrun import RunOutcome
+from tests.dagrun import RunOutcome
 
 Run = Callable[..., RunOutcome]
 Sandbox = Callable[..., SandboxServer]
@@ -133,7 +133,7 @@ def test_api_key_never_reaches_logs_or_xcom(
 def test_example_dags_parse_without_any_connection(airflow_db: None) -> None:
     code = (
         "import os, sys; [os.environ.pop(k) for k in list(os.environ) if k.startswith('AIRFLOW_CONN_')];"
-        "sys.path.insert(0, '.'); from tools.dagrun import load_dag;"
+        "sys.path.insert(0, '.'); from tests.dagrun import load_dag;"
         "from pathlib import Path;"
         "ids = ['example_octopods_send_and_track', 'example_octopods_taskflow', 'example_octopods_deferrable',"
         " 'example_octopods_failure_alerts'];"

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import pytest
 
 from airflow_provider_octopods.sandbox import SandboxServer
-from tools.dagrun import RunOutcome
+from tests.dagrun import RunOutcome
 
 Run = Callable[..., RunOutcome]
 Sandbox = Callable[..., SandboxServer]
@@ -74,7 +74,7 @@ def test_notifier_phones_from_a_variable(sandbox: Sandbox, run: Run, monkeypatch
 def test_a_literal_that_no_rendering_can_fix_is_an_import_error(tmp_path: object, airflow_db: None) -> None:
     from pathlib import Path
 
-    from tools.dagrun import load_dag
+    from tests.dagrun import load_dag
 
     folder = Path(str(tmp_path))
     (folder / "broken.py").write_text(
