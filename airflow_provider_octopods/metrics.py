@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from functools import cache
 from typing import Any
 
 from airflow_provider_octopods.api.decision import Operation, decide
@@ -35,11 +36,17 @@ def incr(name: str, count: int = 1) -> None:
     if count <= 0:
         return
     try:
-        from airflow.providers.common.compat.sdk import Stats
-
-        Stats.incr(f"{PREFIX}.{name}", count)
+        _stats().incr(f"{PREFIX}.{name}", count)
     except Exception:  # metrics must never break a send or an alert
         return
+
+
+@cache
+def _stats() -> Any:
+    """Airflow's ``Stats`` (looked up once: the compat module resolves it on each import)."""
+    from airflow.providers.common.compat.sdk import Stats
+
+    return Stats
 
 
 def api_event(event: str) -> None:

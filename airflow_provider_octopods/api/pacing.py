@@ -47,6 +47,9 @@ class RateLimiter:
     :param burst: how many requests may start at once after an idle period; default
         ``min(5, floor(per_second))``, at most ``floor(per_second)`` (at least 1).
     :param clock: a monotonic clock in seconds; tests pass a fake one.
+    :param window: the most request starts in any one-second window (default and at most
+        ``floor(per_second)`` unless given: an API limit of 10 a second paced at 9.9 still allows
+        10 in a window, since starts 1/9.9 s apart never put 11 in one). Lowered with the rate.
     :param adaptive: a :meth:`slow_down` that starts a pause also lowers the steady rate by a
         quarter (to at most a fiftieth of the first one), so that a caller whose rate is above the
         server's limit settles below it instead of meeting 429s again after every pause; the 429s
@@ -63,9 +66,16 @@ class RateLimiter:
         burst: int | None = None,
         clock: Callable[[], float] = time.monotonic,
         adaptive: bool = False,
+        window: int | None = None,
     ) -> None:
         self.per_second = positive_number(per_second, field="per_second")
-        self.max_per_window = max(1, math.floor(self.per_second))
+        self._window_share: float | None = None
+        if window is not None:
+            allowed = positive_number(window, field="window")
+            if not allowed.is_integer():
+                raise OctopodsValidationError("window", f"must be a whole number of requests, got {window!r}")
+            self._window_share = allowed / self.per_second
+        self.max_per_window = self._window_for(self.per_second)
         self.burst = self._burst(burst)
         self.adaptive = adaptive
         self._lowest = self.per_second / 50
@@ -81,6 +91,11 @@ class RateLimiter:
         self._recent: deque[float] = deque(maxlen=self.max_per_window)
         self._booked = 0
         self._lock = threading.Lock()
+
+    def _window_for(self, per_second: float) -> int:
+        if self._window_share is None:
+            return max(1, math.floor(per_second))
+        return max(1, math.floor(per_second * self._window_share + _FLOAT_SLACK))
 
     def _burst(self, burst: int | None) -> int:
         if burst is None:
@@ -175,7 +190,7 @@ class RateLimiter:
 
     def _set_rate(self, per_second: float) -> None:
         self.per_second = per_second
-        self.max_per_window = max(1, math.floor(per_second))
+        self.max_per_window = self._window_for(per_second)
         self.burst = min(self.burst, self.max_per_window)
         self._interval = 1.0 / per_second
         self._tolerance = (self.burst - 1) * self._interval
@@ -194,4 +209,5 @@ def api_pacer(per_second: float, *, clock: Callable[[], float] = time.monotonic)
     :raises OctopodsValidationError: naming ``per_second``.
     """
     rate = positive_number(per_second, field="per_second")
-    return RateLimiter(rate * API_PACING_MARGIN, burst=1, clock=clock, adaptive=True)
+    window = max(1, math.floor(rate + _FLOAT_SLACK))
+    return RateLimiter(rate * API_PACING_MARGIN, burst=1, clock=clock, adaptive=True, window=window)

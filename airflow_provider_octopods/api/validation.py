@@ -25,6 +25,7 @@ _REGION = re.compile(r"^[A-Za-z]{2}$")
 _MAX_ID_DIGITS = 19  # 2**63 - 1, the largest id, has 19
 _SHOWN_CHARS = 60
 # Extension markers written by people: "ext 9", "ext. 9", "extension 9", "x9", ";ext=9", "#9".
+_PLAIN_E164 = re.compile(r"\+[0-9]{1,20}")
 _EXTENSION = re.compile(r"#\s*\d|;\s*ext\b|\bext(?:ension|n)?\b|(?<![^\W\d_])x\.?\s*:?\s*\d", re.IGNORECASE)
 # Never sent: C0 and C1 controls (a body may hold line breaks and tabs), the bidirectional
 # controls that make text display in another order than it is read (U+202E...), and lone
@@ -63,12 +64,14 @@ def normalize_phone(value: object, *, default_region: str | None = None, field: 
     text = value.strip()
     if not text:
         raise OctopodsValidationError(field, "is empty")
-    check_characters(text, field=field, line=True)
     region = validate_region(default_region) if default_region else None
     if region is not None and region not in phonenumbers.SUPPORTED_REGIONS:
         raise OctopodsValidationError(
             "default_region", f"{region!r} is not a known region code (ISO 3166-1 alpha-2, such as 'US' or 'GB')"
         )
+    if _PLAIN_E164.fullmatch(text):  # "+" and digits only: none of the checks below can fail
+        return _possible_e164(phonenumbers, text, region, field)
+    check_characters(text, field=field, line=True)
     if _EXTENSION.search(text):
         raise OctopodsValidationError(field, f"{mask_phone(text)} {_EXTENSION_PROBLEM}")
     if any(c.isalpha() for c in text):
@@ -83,6 +86,11 @@ def normalize_phone(value: object, *, default_region: str | None = None, field: 
             f"{mask_phone(text)} has no country code; write it in E.164 form (+<country><number>) "
             "or set default_region",
         )
+    return _possible_e164(phonenumbers, text, region, field)
+
+
+def _possible_e164(phonenumbers: Any, text: str, region: str | None, field: str) -> str:
+    """``text`` parsed by phonenumbers, checked to be a possible number, as E.164."""
     try:
         parsed = phonenumbers.parse(text, region)
     except phonenumbers.NumberParseException as err:

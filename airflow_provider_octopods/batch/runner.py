@@ -149,7 +149,13 @@ def sends_to_make(
     held: list[PlannedSend] = []
     earlier = unknown = 0
     for send in sends:
-        verdict = guard.decide(guard.slot(send.request, send.occurrence), send.request, resend_unknown=resend_unknown)
+        content = guard.content(send.request)
+        verdict = guard.decide(
+            guard.slot(send.request, send.occurrence, content=content),
+            send.request,
+            resend_unknown=resend_unknown,
+            content=content,
+        )
         if verdict.action is Action.SEND:
             todo.append((verdict.slot, send))
         elif verdict.action is Action.ACCEPTED_EARLIER and verdict.prior is not None:

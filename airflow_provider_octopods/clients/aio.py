@@ -9,8 +9,9 @@ the client, used through aiohttp's public API only:
   connection fails with ``ServerDisconnectedError`` or ``ClientOSError``, as happens when a
   kept-alive connection turns out closed. Its re-send loop calls the request's client middlewares
   on every attempt (the ``on_request_start`` trace hook only once per call, before the loop); so
-  each try passes a middleware (:class:`_OneAttempt`) that lets the request go out once and
-  answers a second attempt with the first attempt's error.
+  each try of a status read passes a middleware (:class:`_OneAttempt`) that lets the request go
+  out once and answers a second attempt with the first attempt's error. A send (POST) is never
+  re-sent by aiohttp and goes without it.
 * Calls queue on this client's own semaphore for a free connection, so every timeout starts
   when a connection is free: ``connect_timeout`` to connect (TLS included), ``read_timeout``
   between two reads, ``connect_timeout + read_timeout`` for the whole try (the answer's head
@@ -188,7 +189,8 @@ class AsyncOctopodsClient:
                     headers=self._headers,
                     allow_redirects=False,
                     proxy=self._proxy,
-                    middlewares=(_OneAttempt(),),
+                    # aiohttp re-sends only idempotent methods: a send (POST) needs no guard.
+                    middlewares=None if call.method == "POST" else (_OneAttempt(),),
                 ) as response:
                     body, complete = await _read_capped(response.content)
                     if not complete:

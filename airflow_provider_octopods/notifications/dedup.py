@@ -40,6 +40,10 @@ if TYPE_CHECKING:
 
 SETTLE_SECONDS = 0.5
 RECORD_ATTEMPTS = 6
+LEDGER_PREFIX = "octopods_alert_ledger_"
+# A once-per-try mark written after its run ended (the failure callbacks of a worker that died run
+# late, in the dag-processor) outlives the run's own clean-up: any later run's end deletes it.
+STALE_MARK_SECONDS = 3600.0
 
 
 @dataclass
@@ -155,7 +159,7 @@ def first_call(
     token = uuid.uuid4().hex
     store.save(
         key,
-        {"once": token},
+        {"once": token, "at": time.time()},
         description=f"airflow-provider-octopods: {dag_id} run {run_id} alerted a failure; deleted when the run ends",
     )
     sleep(SETTLE_SECONDS)
@@ -165,7 +169,7 @@ def first_call(
 def run_prefix(dag_id: str, run_id: str) -> str:
     """The start of the Variable keys of one run's ledgers (one per audience)."""
     digest = hashlib.sha256("\0".join((dag_id, run_id)).encode()).hexdigest()[:20]
-    return f"octopods_alert_ledger_{digest}_"
+    return f"{LEDGER_PREFIX}{digest}_"
 
 
 def run_ended(dag_id: str, run_id: str, session: Any = None, *, succeeded: bool = False) -> None:
@@ -195,6 +199,15 @@ def run_ended(dag_id: str, run_id: str, session: Any = None, *, succeeded: bool 
 
 def _delete_settled(session: Any, prefix: str, succeeded: bool) -> None:
     from airflow.models.variable import Variable
+
+    stale = time.time() - STALE_MARK_SECONDS
+    for row in session.query(Variable).filter(Variable.key.like(f"{LEDGER_PREFIX}%once%")).all():
+        try:
+            at = json.loads(row.val or "{}").get("at")
+        except (ValueError, AttributeError):
+            at = None
+        if "_once_" in row.key and not row.key.startswith(prefix) and isinstance(at, (int, float)) and at < stale:
+            session.delete(row)
 
     for row in session.query(Variable).filter(Variable.key.like(f"{prefix}%")).all():
         try:

@@ -29,7 +29,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import Enum
@@ -44,6 +46,9 @@ from airflow_provider_octopods.send_record.store import UNREADABLE, RecordStore,
 
 VARIABLE_PREFIX = "octopods_send_record_"
 OPERATOR_SLOT = "operator"
+# A result recorded this soon after the log was seen in the store needs no look of its own: the
+# record of a try cannot be deleted under it faster than Airflow gives that try up.
+SEEN_SECONDS = 5.0
 LATER_TRIES = 2  # later tries looked for: the next one, and one after a try that never ran
 _CONTENT_CHARS = 24
 
@@ -160,6 +165,7 @@ class SendGuard:
         self._own = self._log(self.try_number)
         self._earlier: dict[str, list[tuple[list[Any], int]]] = {}  # each earlier try's entry, in try order
         self._deleted = False  # the record was deleted under this try: it writes nothing more
+        self._seen_at = -math.inf  # when this try's log was last seen in the store
         self._earlier_unreadable = False
         self._ready = False
         self._occurrences: dict[str, int] = {}
@@ -222,9 +228,10 @@ class SendGuard:
         digest.update(f"{request.phone}\0{request.body}".encode())
         return digest.hexdigest()[:_CONTENT_CHARS]
 
-    def slot(self, request: SendRequest, occurrence: int) -> str:
-        """The slot of the ``occurrence``-th send (from 1) of ``request`` in the task instance."""
-        return f"{self.content(request)}#{occurrence}"
+    def slot(self, request: SendRequest, occurrence: int, *, content: str | None = None) -> str:
+        """The slot of the ``occurrence``-th send (from 1) of ``request`` in the task instance
+        (``content``: :meth:`content` of ``request``, if the caller has it already)."""
+        return f"{content or self.content(request)}#{occurrence}"
 
     def prior(self, slot: str, *, content: str | None = None) -> Prior | None:
         """What the tries recorded for ``slot``: a send accepted by any try, else the latest entry.
@@ -273,13 +280,16 @@ class SendGuard:
             self._occurrences[base] = count + 1
             return f"{base}#{count + 1}"
 
-    def decide(self, slot: str, request: SendRequest, *, resend_unknown: bool = False) -> Verdict:
+    def decide(
+        self, slot: str, request: SendRequest, *, resend_unknown: bool = False, content: str | None = None
+    ) -> Verdict:
         """Whether the send of ``request`` in ``slot`` may go out (see the module docstring).
 
         :param resend_unknown: send again what an earlier try may have sent (its recipient may get
             it twice) instead of refusing it.
+        :param content: :meth:`content` of ``request``, if the caller has it already.
         """
-        content = self.content(request)
+        content = content or self.content(request)
         named = slot.startswith(f"{content}#")
         prior = self.prior(slot, content=None if named else content)
         if prior is None:
@@ -313,11 +323,12 @@ class SendGuard:
             self._prepare()
             self._apply(accepted, not_sent)
             before: dict[str, Any] = {}
+            intent = make_entry(INTENT)  # one tuple shared by every slot named by its content
             for slot, request in intents:
                 before[slot] = self._own.get(slot)
                 content = None if named_by_content else self.content(request)
                 if content is None or slot.startswith(f"{content}#"):
-                    self._own.put(slot, make_entry(INTENT))
+                    self._own.put(slot, intent)
                 else:
                     self._own.put(slot, make_entry(INTENT, None, None, None, content))
             self._write(before)
@@ -341,7 +352,8 @@ class SendGuard:
         with self._lock:
             self._prepare()
             self._apply(accepted, not_sent)
-            if not self._deleted and self.store.load(self._own.key) is None:
+            recently = time.monotonic() - self._seen_at < SEEN_SECONDS  # this try's log was there just now
+            if not self._deleted and not recently and self.store.load(self._own.key) is None:
                 self._deleted = True
                 self._own.delete()  # parts written since the record was deleted
             self._write({})
@@ -379,6 +391,7 @@ class SendGuard:
         if self.store.load(self._own.key) is None:
             self._deleted = True
             return "the task instance's send record was deleted (another try succeeded)"
+        self._seen_at = time.monotonic()
         for number in range(self.try_number + 1, max(self.try_number + LATER_TRIES, self.last_try) + 1):
             if self.store.load(self.key.log_key(number)) is not None:
                 return f"try {number} of this task instance has started"

@@ -328,3 +328,16 @@ def test_the_way_back_up_waits_for_the_end_of_a_pause_a_later_429_extended() -> 
     clock.now = 34.0 + RECOVER_SECONDS
     limiter.reserve()
     assert limiter.per_second == 100
+
+
+@pytest.mark.parametrize("limit", [1, 3, 10, 100, 400])
+def test_the_api_pacer_sustains_99_percent_of_the_limit_and_never_more_than_it_in_a_window(limit: int) -> None:
+    clock = FakeClock()
+    pacer = api_pacer(limit, clock=clock)
+    starts = []
+    for _ in range(20 * limit):
+        clock.now += pacer.reserve()
+        starts.append(clock())
+    assert most_in_window(starts, 1.0) <= limit
+    sustained = (len(starts) - 1) / (starts[-1] - starts[0])
+    assert sustained >= 0.989 * limit

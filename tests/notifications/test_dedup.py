@@ -141,3 +141,37 @@ def test_a_run_that_succeeds_after_a_failure_drops_its_ledger_and_logs_the_names
     assert deleted == rows
     assert "Failed tasks named in no Octopods alert" in caplog.text
     assert "late" in caplog.text
+
+
+def test_a_run_end_also_sweeps_once_marks_that_outlived_their_own_run() -> None:
+    """A failure callback that ran after its run ended (the dag-processor runs a dead worker's
+    callbacks late) leaves its once-per-try mark behind; the next run end of any DAG deletes it
+    once it is an hour old."""
+    import json
+    import time
+    from types import SimpleNamespace
+
+    this_run = dedup.run_prefix("etl", "r1")
+    other_run = dedup.run_prefix("etl", "r0")
+    rows = [
+        SimpleNamespace(key=f"{other_run}once_old", val=json.dumps({"once": "t", "at": time.time() - 7200})),
+        SimpleNamespace(key=f"{other_run}once_new", val=json.dumps({"once": "t", "at": time.time() - 60})),
+        SimpleNamespace(key=f"{this_run}once_mine", val=json.dumps({"once": "t", "at": time.time()})),
+    ]
+    deleted: list[Any] = []
+
+    class Query:
+        def __init__(self) -> None:
+            self.pattern = ""
+
+        def filter(self, clause: Any) -> Query:
+            self.pattern = str(clause.right.value)
+            return self
+
+        def all(self) -> list[Any]:
+            prefix = self.pattern.split("%")[0]
+            return [row for row in rows if row.key.startswith(prefix)]
+
+    session = SimpleNamespace(query=lambda model: Query(), delete=deleted.append)
+    dedup.run_ended("etl", "r1", session)
+    assert [row.key for row in deleted] == [f"{other_run}once_old", f"{this_run}once_mine"]
