@@ -87,41 +87,58 @@ def thread_may_execute() -> None:
         ExecutorSafeguard._sentinel.callers = {}
 
 
-@pytest.mark.parametrize("held_at", ["after_writing_intents", "before_sending"])
+class Tries:
+    """Tries of the batch's one task instance, run as Airflow would run overlapping ones."""
+
+    def __init__(self) -> None:
+        self.outcomes: dict[int, Any] = {}
+
+    def run(self, number: int, store: Any, ti_context: dict[str, Any] | None = None) -> None:
+        thread_may_execute()
+        try:
+            self.outcomes[number] = batch(store).execute(ti_context or context(number))
+        except Exception as err:  # try 1 may stop itself: what matters is what was sent
+            self.outcomes[number] = err
+
+    def first_held(self, held_at: str, monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Thread, threading.Event]:
+        """Try 1, started in a thread and held where ``held_at`` says; set the event to release it."""
+        held, release = threading.Event(), threading.Event()
+        store: Any = VariableStore()
+        if held_at == "after_writing_intents":
+            store = HeldAfterIntents(held, release)
+        else:
+            hold_first_send(monkeypatch, held, release)
+        try_1 = threading.Thread(target=self.run, args=(1, store))
+        try_1.start()
+        assert held.wait(WAIT), f"try 1 never reached the point where it is held: {self.outcomes}"
+        return try_1, release
+
+
+def no_phone_twice(server: SandboxServer) -> None:
+    per_phone = Counter(m.phone for m in server.messages())
+    assert [phone for phone, count in per_phone.items() if count > 1] == []
+    assert server.duplicates() == 0
+
+
+HELD_AT = ["after_writing_intents", "before_sending"]
+
+
+@pytest.mark.parametrize("held_at", HELD_AT)
 def test_two_tries_at_once_send_no_row_twice_and_a_third_sees_both(
     sandbox: Callable[..., SandboxServer], monkeypatch: pytest.MonkeyPatch, held_at: str
 ) -> None:
     server = sandbox()
-    held, release = threading.Event(), threading.Event()
-    first_store: Any = VariableStore()
-    if held_at == "after_writing_intents":
-        first_store = HeldAfterIntents(held, release)
-    else:
-        hold_first_send(monkeypatch, held, release)
-    outcomes: dict[int, Any] = {}
-
-    def run_try(number: int, store: Any) -> None:
-        thread_may_execute()
-        try:
-            outcomes[number] = batch(store).execute(context(number))
-        except Exception as err:  # try 1 may stop itself: what matters is what was sent
-            outcomes[number] = err
-
-    try_1 = threading.Thread(target=run_try, args=(1, first_store))
-    try_1.start()
-    assert held.wait(WAIT), f"try 1 never reached the point where it is held: {outcomes}"
-    run_try(2, VariableStore())  # Airflow's retry, while try 1 still runs
+    tries = Tries()
+    try_1, release = tries.first_held(held_at, monkeypatch)
+    tries.run(2, VariableStore())  # Airflow's retry, while try 1 still runs
     release.set()
     try_1.join(WAIT)
     assert not try_1.is_alive()
-
-    per_phone = Counter(m.phone for m in server.messages())
-    assert [phone for phone, count in per_phone.items() if count > 1] == []  # no one got it twice
-    assert server.duplicates() == 0
+    no_phone_twice(server)
 
     sent_by_both = len(server.messages())
-    run_try(3, VariableStore())
-    third = outcomes[3]
+    tries.run(3, VariableStore())
+    third = tries.outcomes[3]
     assert isinstance(third, dict), third
     assert third["accepted_earlier"] == sent_by_both  # every accepted send of both tries is seen
     assert third["unknown"] == 0
@@ -129,7 +146,7 @@ def test_two_tries_at_once_send_no_row_twice_and_a_third_sees_both(
     assert Counter(m.phone for m in server.messages()) == Counter(row["phone"] for row in ROWS)
 
 
-@pytest.mark.parametrize("held_at", ["after_writing_intents", "before_sending"])
+@pytest.mark.parametrize("held_at", HELD_AT)
 def test_a_try_that_goes_on_after_another_succeeded_sends_no_row_twice_and_leaves_no_record(
     sandbox: Callable[..., SandboxServer], monkeypatch: pytest.MonkeyPatch, held_at: str
 ) -> None:
@@ -141,33 +158,16 @@ def test_a_try_that_goes_on_after_another_succeeded_sends_no_row_twice_and_leave
     from airflow_provider_octopods.send_record import VARIABLE_PREFIX, task_succeeded
 
     server = sandbox()
-    held, release = threading.Event(), threading.Event()
-    first_store: Any = VariableStore()
-    if held_at == "after_writing_intents":
-        first_store = HeldAfterIntents(held, release)
-    else:
-        hold_first_send(monkeypatch, held, release)
-    outcomes: dict[int, Any] = {}
-
-    def run_try(number: int, store: Any) -> None:
-        thread_may_execute()
-        try:
-            outcomes[number] = batch(store).execute(context(number))
-        except Exception as err:
-            outcomes[number] = err
-
-    try_1 = threading.Thread(target=run_try, args=(1, first_store))
-    try_1.start()
-    assert held.wait(WAIT), f"try 1 never reached the point where it is held: {outcomes}"
+    tries = Tries()
+    try_1, release = tries.first_held(held_at, monkeypatch)
     second = context(2)
-    outcomes[2] = batch(VariableStore()).execute(second)
+    tries.run(2, VariableStore(), second)
     task_succeeded(second["ti"])  # what the listener does when Airflow records try 2's success
     release.set()
     try_1.join(WAIT)
     assert not try_1.is_alive()
-
-    assert [phone for phone, count in Counter(m.phone for m in server.messages()).items() if count > 1] == []
-    assert "another try succeeded" in str(outcomes[1])
+    no_phone_twice(server)
+    assert "another try succeeded" in str(tries.outcomes[1])
     with create_session() as session:
         left = session.query(Variable).filter(Variable.key.like(f"{VARIABLE_PREFIX}%")).count()
     assert left == 0
