@@ -198,7 +198,7 @@ class RateLimiter:
 
 
 API_PACING_MARGIN = 0.99
-ARRIVAL_JITTER = 0.005  # seconds
+ARRIVAL_JITTER = 0.01  # seconds
 
 
 def api_pacer(per_second: float, *, clock: Callable[[], float] = time.monotonic) -> RateLimiter:
@@ -211,6 +211,6 @@ def api_pacer(per_second: float, *, clock: Callable[[], float] = time.monotonic)
     """
     rate = positive_number(per_second, field="per_second")
     # Room in the window for requests that reach the API a few milliseconds apart from when they
-    # started (ARRIVAL_JITTER): none below 200 a second, where requests are further apart.
+    # started (ARRIVAL_JITTER): none below 100 a second, where requests are further apart.
     window = max(1, math.floor(rate + _FLOAT_SLACK) - math.floor(rate * ARRIVAL_JITTER + _FLOAT_SLACK))
     return RateLimiter(rate * API_PACING_MARGIN, burst=1, clock=clock, adaptive=True, window=window)
