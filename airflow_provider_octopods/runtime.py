@@ -10,7 +10,6 @@ Airflow 2.11 the core API is the only one and works everywhere.
 from __future__ import annotations
 
 import importlib
-import typing
 from typing import Any
 
 
@@ -44,31 +43,29 @@ def variables() -> Any:
     return Variable
 
 
-def supervisor_answers(request: str) -> bool | None:
-    """Whether this Airflow 3 process's supervisor answers requests of type ``request`` (e.g.
-    ``"GetDagRunState"``). Each place that runs user code (task runner, dag-processor, triggerer,
-    callback runner) answers its own set; one asked what it does not answer never replies, and the
-    caller hangs. None when it cannot be told (no supervisor, as on 2.11 or under ``dag.test()``'s
-    in-process one, which answers a task's every request)."""
+def run_state_answered() -> bool | None:
+    """Whether this Airflow 3 process's supervisor answers a request for a DAG run's state.
+
+    Each place that runs user code (task runner, dag-processor, triggerer) decodes its own set of
+    answers, and a place asked what it cannot answer never replies: the caller hangs. The
+    dag-processor, which runs the failure callbacks of a task whose worker died, is such a place.
+    Told by trying to decode a run-state answer with the decoder this process's channel uses.
+    None when it cannot be told (no supervisor, as on 2.11, or ``dag.test()``'s in-process one,
+    which answers everything a task may ask).
+    """
     try:
         task_runner = importlib.import_module("airflow.sdk.execution_time.task_runner")
     except ImportError:
         return None
-    comms = getattr(task_runner, "SUPERVISOR_COMMS", None)
-    if comms is None:
+    decoder = getattr(getattr(task_runner, "SUPERVISOR_COMMS", None), "body_decoder", None)
+    validate = getattr(decoder, "validate_python", None)
+    if not callable(validate):
         return None
-    generic = getattr(comms, "__orig_class__", None)
-    if generic is None:  # a subclass naming its messages in its bases (the triggerer's)
-        bases = getattr(type(comms), "__orig_bases__", ())
-        generic = next((base for base in bases if len(typing.get_args(base)) == 2), None)
-    args = typing.get_args(generic) if generic is not None else ()
-    if len(args) != 2:
-        return None
-    accepted = args[1]
-    while typing.get_origin(accepted) is typing.Annotated:
-        accepted = typing.get_args(accepted)[0]
-    names = {getattr(kind, "__name__", "") for kind in typing.get_args(accepted) or (accepted,)}
-    return request in names
+    try:
+        validate({"type": "DagRunStateResult", "state": "running"})
+    except Exception:
+        return False
+    return True
 
 
 def dag_run_ended(context: Any) -> bool | None:
@@ -80,7 +77,7 @@ def dag_run_ended(context: Any) -> bool | None:
         dag_id, run_id = str(dag_run.dag_id), str(dag_run.run_id)
         ti = context.get("ti")
         if callable(getattr(type(ti), "get_dagrun_state", None)):  # Airflow 3: through the Task SDK
-            if supervisor_answers("GetDagRunState") is False:  # the dag-processor: it would never answer
+            if run_state_answered() is False:  # the dag-processor: it would never answer
                 return None
             state = ti.get_dagrun_state(dag_id=dag_id, run_id=run_id)
         else:

@@ -1,8 +1,13 @@
 """A real Airflow deployment on 127.0.0.1 for end-to-end tests: every process Airflow runs in
-production, a throwaway ``AIRFLOW_HOME`` with a SQLite metadata DB, and Airflow's REST API to
-drive it.
+production, a throwaway ``AIRFLOW_HOME``, and Airflow's REST API to drive it.
 
-* Airflow 3.x: ``api-server``, ``scheduler``, ``dag-processor`` and ``triggerer``, LocalExecutor.
+* Airflow 3.x: ``api-server``, ``scheduler``, ``dag-processor`` and ``triggerer``.
+  - SQLite metadata DB in the home, LocalExecutor (the default);
+  - or (``metadata_db`` and ``celery`` given) a PostgreSQL metadata DB and the CeleryExecutor
+    with a Redis broker, plus ``airflow celery worker``. The worker gets no metadata-DB
+    connection string (:data:`NO_METADATA_DB`): as in Airflow 3's production layout it reaches
+    Airflow only through the execution API of the API server, and Celery's result backend is a
+    separate database whose role cannot connect to the metadata DB (tests/e2e/servers.py).
 * Airflow 2.11: ``webserver``, ``scheduler`` and ``triggerer``. 2.11 refuses the LocalExecutor on
   SQLite, so tasks run one at a time under the SequentialExecutor there.
 
@@ -30,7 +35,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 FINISHED = ("success", "failed")
+CELERY_WORKER = "celery-worker"
+# What the Celery worker gets as its metadata DB: a URL that names its purpose and leads nowhere
+# (nothing listens on port 9), so any attempt to use it fails loudly and is visible in its log.
+NO_METADATA_DB = "postgresql+psycopg2://celery-worker-has-no-metadata-db@127.0.0.1:9/none"
 
 
 def airflow_major() -> int:
@@ -45,6 +56,23 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@dataclass(frozen=True)
+class CeleryExecutorConfig:
+    """The CeleryExecutor's settings (Airflow 3.x only).
+
+    :param broker_url: Celery's broker, e.g. ``redis://127.0.0.1:PORT/0``.
+    :param result_backend: Celery's result backend, e.g. ``db+postgresql+psycopg2://...``.
+    :param concurrency: task slots of the one worker (also Airflow's ``parallelism``).
+    :param heartbeat_timeout: seconds without a heartbeat after which the scheduler fails a task
+        whose worker died (Airflow's default, 300 s, would make every worker-loss test slow).
+    """
+
+    broker_url: str
+    result_backend: str
+    concurrency: int = 4
+    heartbeat_timeout: int = 30
+
+
 @dataclass
 class Deployment:
     """Airflow's processes on a throwaway home; ``dags`` are copied into its DAGs folder.
@@ -53,15 +81,22 @@ class Deployment:
     :param dags: DAG files to deploy.
     :param env: extra environment for every process (connections as ``AIRFLOW_CONN_*``...).
     :param connections: connections to create in the metadata DB (id -> JSON form).
+    :param metadata_db: SQLAlchemy URL of the metadata DB; default: SQLite in ``home``.
+    :param celery: run tasks on a Celery worker instead of the LocalExecutor (Airflow 3.x).
     """
 
     home: Path
     dags: list[Path]
     env: dict[str, str] = field(default_factory=dict)
     connections: dict[str, str] = field(default_factory=dict)
+    metadata_db: str | None = None
+    celery: CeleryExecutorConfig | None = None
     port: int = field(default_factory=free_port)
     jwt_secret: str = field(default_factory=lambda: secrets.token_hex(16))
+    worker_log_port: int = field(default_factory=free_port)
+    trigger_log_port: int = field(default_factory=free_port)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    log_offsets: dict[str, int] = field(default_factory=dict)  # where each process's last start began
 
     @property
     def major(self) -> int:
@@ -71,7 +106,13 @@ class Deployment:
     def api(self) -> str:
         return f"http://127.0.0.1:{self.port}/api/{'v2' if self.major >= 3 else 'v1'}"
 
-    def environment(self) -> dict[str, str]:
+    @property
+    def database_url(self) -> str:
+        """The metadata DB's SQLAlchemy URL."""
+        return self.metadata_db or f"sqlite:///{self.home / 'airflow.db'}"
+
+    def environment(self, process: str | None = None) -> dict[str, str]:
+        """The environment of Airflow ``process`` (None: a CLI command)."""
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "PYTEST"))}
         env.update(
             {
@@ -80,7 +121,7 @@ class Deployment:
                 "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
                 "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
                 "AIRFLOW__CORE__FERNET_KEY": "",
-                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.home / 'airflow.db'}",
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.database_url,
                 "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
                 "AIRFLOW__SCHEDULER__JOB_HEARTBEAT_SEC": "1",
                 "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "1",
@@ -105,6 +146,10 @@ class Deployment:
                     "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "600",
                 }
             )
+            if self.celery is not None:
+                env.update(self.celery_environment())
+                if process == CELERY_WORKER:
+                    env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = NO_METADATA_DB
         else:
             env.update(
                 {
@@ -119,6 +164,21 @@ class Deployment:
                 }
             )
         return env | self.env
+
+    def celery_environment(self) -> dict[str, str]:
+        assert self.celery is not None
+        slots = str(self.celery.concurrency)
+        return {
+            "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+            "AIRFLOW__CORE__PARALLELISM": slots,
+            "AIRFLOW__CELERY__BROKER_URL": self.celery.broker_url,
+            "AIRFLOW__CELERY__RESULT_BACKEND": self.celery.result_backend,
+            "AIRFLOW__CELERY__WORKER_CONCURRENCY": slots,
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(self.worker_log_port),
+            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(self.trigger_log_port),
+            "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(self.celery.heartbeat_timeout),
+            "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
+        }
 
     def airflow(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         """Run an ``airflow`` CLI command against this deployment's home."""
@@ -151,6 +211,8 @@ class Deployment:
                 "dag-processor": ["dag-processor"],
                 "triggerer": ["triggerer"],
             }
+            if self.celery is not None:
+                names[CELERY_WORKER] = self.celery_worker_args()
         else:
             names = {
                 "webserver": ["webserver", "--hostname", "127.0.0.1", "--port", str(self.port), "--workers", "1"],
@@ -161,16 +223,20 @@ class Deployment:
             for name, args in names.items():
                 self.start_process(name, args)
             self.wait_healthy(timeout)
+            if self.celery is not None:
+                self.wait_celery_worker_ready(timeout)
         except BaseException:
             self.stop()
             raise
         return self
 
     def start_process(self, name: str, args: list[str]) -> None:
-        out = (self.home / "logs" / f"{name}.out").open("ab")
+        path = self.home / "logs" / f"{name}.out"
+        self.log_offsets[name] = path.stat().st_size if path.exists() else 0
+        out = path.open("ab")
         self.processes[name] = subprocess.Popen(
             [sys.executable, "-m", "airflow", *args],
-            env=self.environment(),
+            env=self.environment(name),
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -178,12 +244,19 @@ class Deployment:
 
     def stop_process(self, name: str, *, kill: bool = False) -> None:
         """Stop one process and its whole group, politely unless ``kill``; what is left of the
-        group (a task runner the leader did not wait for) is killed after the leader exits."""
+        group and of its descendants in other groups (a task process the Task SDK's supervisor
+        puts in a group of its own) is killed after the leader exits."""
         process = self.processes.pop(name, None)
         if process is None:
             return
         try:
+            descendants = psutil.Process(process.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            descendants = []
+        try:
             os.killpg(process.pid, signal.SIGKILL if kill else signal.SIGTERM)
+            if kill:
+                self._kill(descendants)
             process.wait(timeout=20)
         except subprocess.TimeoutExpired:
             process.kill()
@@ -192,6 +265,43 @@ class Deployment:
             pass
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
+        self._kill(descendants)
+
+    @staticmethod
+    def _kill(processes: list[psutil.Process], timeout: float = 10) -> None:
+        """SIGKILL ``processes`` and wait until each is gone (or a zombie its new parent has not
+        reaped yet: not ours to wait for)."""
+        for process in processes:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.kill()
+        deadline = time.monotonic() + timeout
+        for process in processes:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                while process.status() != psutil.STATUS_ZOMBIE and time.monotonic() < deadline:
+                    time.sleep(0.05)
+
+    def celery_worker_args(self) -> list[str]:
+        assert self.celery is not None
+        return ["celery", "worker", "--concurrency", str(self.celery.concurrency)]
+
+    def kill_celery_worker(self) -> None:
+        """SIGKILL the whole Celery worker at once, as the kernel's OOM killer or a lost node
+        would: its main process, its pool, the Task SDK supervisors and their task processes."""
+        self.stop_process(CELERY_WORKER, kill=True)
+
+    def restart_celery_worker(self, timeout: float = 120) -> None:
+        self.start_process(CELERY_WORKER, self.celery_worker_args())
+        self.wait_celery_worker_ready(timeout)
+
+    def wait_celery_worker_ready(self, timeout: float) -> None:
+        """Wait for Celery's "<name> ready." line of the worker started last."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.check_alive()
+            if " ready." in self.log_since_start(CELERY_WORKER):
+                return
+            time.sleep(0.5)
+        raise TimeoutError(f"the Celery worker is not ready after {timeout}s\n{self.log_tail(CELERY_WORKER)}")
 
     def stop(self) -> None:
         for name in list(self.processes):
@@ -222,6 +332,15 @@ class Deployment:
     def log_tail(self, name: str, chars: int = 3000) -> str:
         path = self.home / "logs" / f"{name}.out"
         return path.read_text(errors="replace")[-chars:] if path.exists() else ""
+
+    def log_since_start(self, name: str) -> str:
+        """What ``name`` logged since it was last started."""
+        path = self.home / "logs" / f"{name}.out"
+        if not path.exists():
+            return ""
+        with path.open("rb") as log:
+            log.seek(self.log_offsets.get(name, 0))
+            return log.read().decode(errors="replace")
 
     def page(self, path: str) -> str:
         """A page of the web UI (Airflow 2.11's Flask views), as HTML."""
@@ -295,3 +414,19 @@ class Deployment:
 
     def variables(self) -> list[str]:
         return [v["key"] for v in self.request("GET", "/variables?limit=1000")["variables"]]
+
+    def query(self, sql: str) -> list[tuple[Any, ...]]:
+        """The rows of ``sql`` run on the metadata DB (SQLite or PostgreSQL)."""
+        return query(self.database_url, sql)
+
+
+def query(url: str, sql: str) -> list[tuple[Any, ...]]:
+    """The rows of ``sql`` run on the database at SQLAlchemy ``url``."""
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(url)
+    try:
+        with engine.connect() as connection:
+            return [tuple(row) for row in connection.execute(sqlalchemy.text(sql))]
+    finally:
+        engine.dispose()

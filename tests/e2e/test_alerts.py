@@ -67,16 +67,23 @@ def test_simultaneous_failures_share_one_alert_and_the_late_one_is_named_by_the_
         "load_2": "failed",
         "late_load": "failed",
     }
+    for phone in ON_CALL:  # the DAG-level alert comes last; a later one would be a duplicate
+        received("Airflow: DAG octopods_e2e_burst failed", 1, phone=phone)
+    time.sleep(3)
     for phone in ON_CALL:
-        alerts = received("octopods_e2e_burst", 2, phone=phone)
-        assert len(alerts) == 2, alerts
+        alerts = received("octopods_e2e_burst", 2, phone=phone, timeout=0)
         first = next(a for a in alerts if not a.startswith("Airflow: DAG "))
         last = next(a for a in alerts if a.startswith("Airflow: DAG "))
-        named = set(re.findall(r"\b(?:late_)?load(?:_\d)?\b", first + " " + last.split("(also failed: ")[-1]))
+        others = [a for a in alerts if a not in (first, last)]
+        named = set(
+            re.findall(r"\b(?:late_)?load(?:_\d)?\b", " ".join([first, *others, last.split("(also failed: ")[-1]]))
+        )
         assert named == {"load_0", "load_1", "load_2", "late_load"}
         assert "late_load" not in first
-        if airflow_major() >= 3:  # the LocalExecutor runs the three at once: one alert names them all
+        if airflow_major() >= 3:  # the Local or Celery executor runs the three at once: one alert names them all
             assert first.startswith(f"Airflow: 3 tasks failed in octopods_e2e_burst run {run_id}: ")
+        assert len(alerts) == 2, alerts
+        if airflow_major() >= 3:
             assert last.endswith("(also failed: late_load)")
     deadline = time.monotonic() + 30
     while [v for v in deployment.variables() if v.startswith("octopods_")] and time.monotonic() < deadline:

@@ -11,7 +11,7 @@ import pytest
 
 from airflow_provider_octopods.sandbox import SandboxServer
 from airflow_provider_octopods.sandbox.config import SandboxConfig
-from tests.e2e.conftest import E2E_KEY
+from tests.e2e.conftest import E2E_KEY, SQLITE
 from tests.e2e.deployment import Deployment, airflow_major
 
 
@@ -55,6 +55,9 @@ def test_reminders_example(deployment: Deployment, e2e_sandbox: SandboxServer) -
     assert [v for v in deployment.variables() if v.startswith("octopods_")] == []
 
 
+# The connection's form and test button are the API server's alone: the executor and the metadata
+# DB's kind change nothing there, so the quicker tier proves them.
+@pytest.mark.e2e_tiers(SQLITE)
 def test_the_connection_type_is_listed_with_its_form(deployment: Deployment) -> None:
     if airflow_major() >= 3:
         [meta] = [
@@ -79,6 +82,7 @@ def test_the_connection_type_is_listed_with_its_form(deployment: Deployment) -> 
         assert "CA bundle (path)" in form
 
 
+@pytest.mark.e2e_tiers(SQLITE)
 def test_the_connection_test_accepts_a_good_key_and_refuses_a_bad_one_sending_nothing(
     deployment: Deployment, e2e_sandbox: SandboxServer
 ) -> None:

@@ -1,12 +1,13 @@
-"""Airflow's lifecycle in a real deployment (issues 11 and 12): a triggerer killed while a deferred
-sensor tracks 100 messages, and a worker killed in the middle of a batch."""
+"""Airflow's lifecycle in a real deployment (issues 11, 12 and 21): a triggerer killed while a
+deferred sensor tracks 100 messages, a worker killed in the middle of a batch (the task's process
+on the ``sqlite`` tier, the whole Celery worker on ``postgres-celery``), and a Celery worker lost
+under a task whose failure alerts are deduplicated."""
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import psutil
 import pytest
@@ -14,8 +15,11 @@ import pytest
 from airflow_provider_octopods.sandbox import SandboxServer
 from airflow_provider_octopods.sandbox.config import SandboxConfig
 from airflow_provider_octopods.sandbox.store import progress
-from tests.e2e.conftest import E2E_KEY, key_hits_in_db
+from tests.e2e.conftest import E2E_KEY, POSTGRES_CELERY, key_hits_in_db
 from tests.e2e.deployment import Deployment
+
+Received = Callable[..., list[str]]
+ON_CALL = ["+15005550100", "+447700900123"]
 
 
 @pytest.fixture(scope="module")
@@ -53,11 +57,9 @@ def test_a_deferred_sensor_keeps_tracking_100_messages_across_a_triggerer_restar
     sent = [m for m in slow_sandbox.messages() if m.body.startswith("Restart check")]
     assert len(sent) == 100
     assert sum(progress(m).final_at is None for m in sent) == 100  # all 100 still pending
-    database = deployment.home / "airflow.db"
-    with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as db:
-        [(triggers,)] = db.execute("SELECT count(*) FROM trigger WHERE classpath LIKE '%octopods%'")
+    [(triggers,)] = deployment.query("SELECT count(*) FROM trigger WHERE classpath LIKE '%octopods%'")
     assert triggers == 1
-    assert key_hits_in_db(database, E2E_KEY, tables=lambda name: name == "trigger") == []  # its kwargs
+    assert key_hits_in_db(deployment.database_url, E2E_KEY, tables=lambda name: name == "trigger") == []  # kwargs
 
     deployment.stop_process("triggerer", kill=True)
     time.sleep(3)
@@ -89,9 +91,14 @@ def test_a_worker_killed_mid_batch_is_retried_and_no_recipient_gets_two_sms(
     dag_id = "octopods_e2e_killed_batch"
     run_id = deployment.trigger(dag_id)
     wait_for("100 sends", lambda: len(bodies(slow_sandbox, "Kill check")) >= 100, deployment)
-    victim = sender_process(deployment, slow_sandbox.port)
-    victim.kill()  # SIGKILL: no on_kill, no clean-up, the send record is all that is left
-    received_at_kill = len(bodies(slow_sandbox, "Kill check"))
+    # SIGKILL: no on_kill, no clean-up, the send record is all that is left
+    if deployment.celery:  # the whole worker, supervisor included: the scheduler learns it from silence
+        deployment.kill_celery_worker()
+        received_at_kill = len(bodies(slow_sandbox, "Kill check"))
+        deployment.restart_celery_worker()
+    else:  # the task's process: its supervisor reports the failure
+        sender_process(deployment, slow_sandbox.port).kill()
+        received_at_kill = len(bodies(slow_sandbox, "Kill check"))
 
     assert deployment.wait_run(dag_id, run_id, timeout=300) == "success"
     report = deployment.xcom(dag_id, run_id, "send")
@@ -103,3 +110,36 @@ def test_a_worker_killed_mid_batch_is_retried_and_no_recipient_gets_two_sms(
     assert report["unknown"] <= max(2 * 4, 20) + 20
     assert report["accepted"] <= len(received) <= 300
     assert received_at_kill < 300 - report["unknown"] <= len(received)  # the retry sent the rest
+
+
+@pytest.mark.e2e_tiers(POSTGRES_CELERY)
+def test_a_celery_worker_lost_under_a_task_fails_it_and_its_deduplicated_alerts_go_out_once(
+    deployment: Deployment, received: Received
+) -> None:
+    """The scheduler fails the task when its heartbeats stop; the DAG processor then runs the
+    task's failure callback and the DAG's: one task alert and one DAG alert to each phone."""
+    dag_id = "octopods_e2e_worker_lost"
+    run_id = deployment.trigger(dag_id)
+    wait_for("the task running", lambda: deployment.task_states(dag_id, run_id).get("hold") == "running", deployment)
+    time.sleep(2)
+    deployment.kill_celery_worker()
+    killed_at = time.monotonic()
+    deployment.restart_celery_worker()
+
+    assert deployment.wait_run(dag_id, run_id, timeout=300) == "failed"
+    run_failed_after = time.monotonic() - killed_at
+    assert deployment.task_states(dag_id, run_id) == {"hold": "failed"}
+    for phone in ON_CALL:  # the DAG-level alert comes last
+        received(f"Airflow: DAG {dag_id} failed", 1, phone=phone, timeout=120)
+    alerts_after = time.monotonic() - killed_at
+    time.sleep(5)  # a late duplicate would be here by now
+    for phone in ON_CALL:
+        alerts = received(dag_id, 2, phone=phone, timeout=0)
+        task_alerts = [a for a in alerts if a.startswith(f"Airflow: {dag_id}.hold failed")]
+        dag_alerts = [a for a in alerts if a.startswith("Airflow: DAG ")]
+        assert dag_alerts == [f"Airflow: DAG {dag_id} failed run {run_id}: task_failure"], alerts
+        assert len(task_alerts) == 1, alerts
+        assert len(alerts) == 2, alerts
+    # heartbeat timeout, detection, the DAG processor's turn, and the ledger's gathering time
+    budget = deployment.celery.heartbeat_timeout + 35
+    assert alerts_after < budget, f"alerts {alerts_after:.0f}s after the kill, run failed {run_failed_after:.0f}s after"

@@ -399,49 +399,70 @@ def test_a_failure_callback_called_twice_for_one_try_alerts_once(
     assert requests_mock.call_count == 3
 
 
-def test_in_the_dag_processor_the_run_state_is_not_asked_and_the_alert_goes_out(
-    octopods_conn: str, requests_mock: requests_mock.Mocker, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Airflow 3's dag-processor runs the failure callbacks of a task whose worker died; asked for
-    a run's state (GetDagRunState), it never answers. The notifier must not ask there."""
+def dag_processor_channel() -> tuple[Any, Any]:
+    """Airflow 3's dag-processor channel as a stand-in: it decodes the dag-processor's answers and
+    never replies to a request it cannot answer (GetDagRunState); and the Task SDK's answers."""
     comms = pytest.importorskip("airflow.sdk.execution_time.comms")
     processor = pytest.importorskip("airflow.dag_processing.processor")
-    if not hasattr(processor, "ToManager"):
+    if not hasattr(processor, "ToDagProcessor"):
         pytest.skip("Airflow 2 has no dag-processor supervisor")
-    import threading
-    import typing
+    from pydantic import TypeAdapter
 
-    from airflow.sdk.execution_time import task_runner
+    return TypeAdapter(processor.ToDagProcessor), TypeAdapter(comms.ToTask)
+
+
+@pytest.mark.parametrize("place", ["dag-processor", "task runner"])
+def test_the_run_state_is_asked_only_where_airflow_answers_it(
+    octopods_conn: str, requests_mock: requests_mock.Mocker, monkeypatch: pytest.MonkeyPatch, place: str
+) -> None:
+    """Airflow 3's dag-processor runs the failure callbacks of a task whose worker died; asked for
+    a run's state (GetDagRunState), it never answers. The notifier must not ask there, and alerts
+    at once (the safe side); in a task, it asks, and leaves the failure to the DAG-level alert."""
+    import threading
+
+    dag_processor_answers, task_answers = dag_processor_channel()  # Airflow 3 only
+    from airflow.sdk.execution_time import task_runner  # type: ignore[import-not-found,unused-ignore]
 
     asked = threading.Event()
 
-    answered = {kind.__name__ for kind in typing.get_args(typing.get_args(processor.ToManager)[0])}
+    class Channel:
+        body_decoder = dag_processor_answers if place == "dag-processor" else task_answers
 
-    class DagProcessorComms:
         def send(self, msg: Any) -> Any:
-            if getattr(msg, "type", None) in answered:  # e.g. MaskSecret, which needs no answer here
-                return None
+            if getattr(msg, "type", None) != "GetDagRunState":
+                return None  # e.g. MaskSecret, which needs no answer
             asked.set()
-            threading.Event().wait(30)  # the dag-processor cannot decode this request and never answers
+            if place == "dag-processor":
+                threading.Event().wait(30)  # it cannot decode this request and never answers
+            return SimpleNamespace(state="running")
 
-    dag_processor_comms = DagProcessorComms()
-    dag_processor_comms.__orig_class__ = comms.CommsDecoder[processor.ToDagProcessor, processor.ToManager]  # type: ignore[attr-defined]
-    monkeypatch.setattr(task_runner, "SUPERVISOR_COMMS", dag_processor_comms, raising=False)
+    channel = Channel()
+    monkeypatch.setattr(task_runner, "SUPERVISOR_COMMS", channel, raising=False)
 
     class RuntimeTaskInstance(SimpleNamespace):
         def get_dagrun_state(self, dag_id: str, run_id: str) -> str:
-            return dag_processor_comms.send(SimpleNamespace(type="GetDagRunState"))  # as the Task SDK's would
+            return str(channel.send(SimpleNamespace(type="GetDagRunState")).state)  # as the Task SDK's does
 
     requests_mock.post(SEND_URL, **ACCEPTED)
-    ti = RuntimeTaskInstance(dag_id="etl", task_id="load", run_id="manual__1", try_number=1, map_index=-1)
     dag = SimpleNamespace(dag_id="etl", on_failure_callback=[OctopodsNotifier(phones="+15005550100", dedup_window=60)])
-    context = {"ti": ti, "task_instance": ti, "dag": dag, "run_id": "manual__1"}
-    context["dag_run"] = SimpleNamespace(dag_id="etl", run_id="manual__1", state="running")
     notifier = OctopodsNotifier(phones="+15005550100", dedup_window=60)
-    worker = threading.Thread(target=notifier, args=(context,), daemon=True)
-    worker.start()
-    worker.join(15)
-    assert not worker.is_alive(), "the callback hung"
-    assert not asked.is_set()
+
+    def fail(task_id: str) -> None:
+        ti = RuntimeTaskInstance(dag_id="etl", task_id=task_id, run_id="manual__1", try_number=1, map_index=-1)
+        context = {"ti": ti, "task_instance": ti, "dag": dag, "run_id": "manual__1"}
+        context["dag_run"] = SimpleNamespace(dag_id="etl", run_id="manual__1", state="running")
+        worker = threading.Thread(target=notifier, args=(context,), daemon=True)
+        worker.start()
+        worker.join(20)
+        assert not worker.is_alive(), "the callback hung"
+
+    fail("load")  # the first failure of the run: alerted, naming it
     assert requests_mock.call_count == 1
     assert "load" in requests_mock.last_request.json()["body"]
+    fail("late")  # a later one in the window, with a DAG-level alert to come
+    if place == "dag-processor":  # the run's state cannot be known here: alert now
+        assert not asked.is_set()
+        assert requests_mock.call_count == 2
+    else:  # the run goes on: the DAG-level alert will name it
+        assert asked.is_set()
+        assert requests_mock.call_count == 1

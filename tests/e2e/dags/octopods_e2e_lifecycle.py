@@ -1,5 +1,6 @@
 """DAGs for Airflow's lifecycle in a real deployment: a triggerer restart under a deferred sensor,
-a worker killed in the middle of a batch, and a send refused by the API (for the key scan).
+a worker killed in the middle of a batch, a worker lost under a task with deduplicated alerts, and
+a send refused by the API (for the key scan).
 
 They use ``octopods_slow``: a connection the tests add to the metadata DB, pointing at a sandbox
 whose messages take 20 seconds to reach their final status.
@@ -7,15 +8,18 @@ whose messages take 20 seconds to reach their final status.
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timedelta
 from typing import Any
 
 from airflow.providers.common.compat.sdk import DAG, task
 
+from airflow_provider_octopods.notifications.octopods import OctopodsNotifier
 from airflow_provider_octopods.operators.octopods import OctopodsSendBatchOperator, OctopodsSendSmsOperator
 from airflow_provider_octopods.sensors.octopods import OctopodsDeliverySensor
 
 SLOW = "octopods_slow"
+ON_CALL = ["+15005550100", "+447700900123"]
 FAILED_NUMBER = "+15005550101"  # the sandbox's "failed: not a valid mobile subscriber"
 
 with DAG(
@@ -64,6 +68,21 @@ with DAG(
         max_in_flight=4,
         max_failure_ratio=0.5,
     )
+
+with DAG(
+    dag_id="octopods_e2e_worker_lost",
+    schedule=None,
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    on_failure_callback=OctopodsNotifier(phones=ON_CALL, dedup_window=60),
+):
+
+    @task(on_failure_callback=OctopodsNotifier(phones=ON_CALL, dedup_window=60))
+    def hold() -> None:
+        """Runs until its worker is killed under it."""
+        time.sleep(600)
+
+    hold()
 
 with DAG(
     dag_id="octopods_e2e_refused",
