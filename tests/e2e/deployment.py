@@ -284,10 +284,32 @@ class Deployment:
         assert self.celery is not None
         return ["celery", "worker", "--concurrency", str(self.celery.concurrency)]
 
-    def kill_celery_worker(self) -> None:
+    def kill_celery_worker(self, *, spare_task_processes: bool = False) -> list[psutil.Process]:
         """SIGKILL the whole Celery worker at once, as the kernel's OOM killer or a lost node
-        would: its main process, its pool, the Task SDK supervisors and their task processes."""
-        self.stop_process(CELERY_WORKER, kill=True)
+        would: its main process, its pool, the Task SDK supervisors and their task processes.
+
+        :param spare_task_processes: SIGKILL only the worker's process group, as ``kill -9 -<pgid>``
+            does: the task processes, each in a group of its own, live on without their supervisor.
+            They are returned, for the caller to watch and then kill with :meth:`kill_processes`.
+        """
+        if not spare_task_processes:
+            self.stop_process(CELERY_WORKER, kill=True)
+            return []
+        process = self.processes.pop(CELERY_WORKER)
+        group = os.getpgid(process.pid)
+        try:
+            spared = [p for p in psutil.Process(process.pid).children(recursive=True) if os.getpgid(p.pid) != group]
+        except (psutil.NoSuchProcess, ProcessLookupError):
+            spared = []
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(group, signal.SIGKILL)
+        process.wait(timeout=20)
+        return spared
+
+    @classmethod
+    def kill_processes(cls, processes: list[psutil.Process]) -> None:
+        """SIGKILL ``processes`` (those :meth:`kill_celery_worker` spared) and wait for them."""
+        cls._kill(processes)
 
     def restart_celery_worker(self, timeout: float = 120) -> None:
         self.start_process(CELERY_WORKER, self.celery_worker_args())

@@ -93,8 +93,15 @@ def test_a_worker_killed_mid_batch_is_retried_and_no_recipient_gets_two_sms(
     wait_for("100 sends", lambda: len(bodies(slow_sandbox, "Kill check")) >= 100, deployment)
     # SIGKILL: no on_kill, no clean-up, the send record is all that is left
     if deployment.celery:  # the whole worker, supervisor included: the scheduler learns it from silence
-        deployment.kill_celery_worker()
+        # Only the worker's process group: the task process, in a group of its own, lives on
+        # without its supervisor. It must start no request after those already in flight.
+        orphans = deployment.kill_celery_worker(spare_task_processes=True)
         received_at_kill = len(bodies(slow_sandbox, "Kill check"))
+        time.sleep(5)  # at 20 a second, 100 more sends if it went on
+        sent_after_kill = len(bodies(slow_sandbox, "Kill check")) - received_at_kill
+        assert orphans, "no task process outlived its worker: nothing was checked"
+        Deployment.kill_processes(orphans)
+        assert sent_after_kill <= 4, f"{sent_after_kill} sends after the worker's kill (max_in_flight=4)"
         deployment.restart_celery_worker()
     else:  # the task's process: its supervisor reports the failure
         sender_process(deployment, slow_sandbox.port).kill()
