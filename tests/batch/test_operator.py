@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import copy
 import csv
+import importlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -184,6 +185,24 @@ def test_a_templated_csv_path_is_rendered_and_the_file_s_rows_are_data(server: S
     sent_as_text(server)
 
 
+@pytest.fixture
+def task_session_given_back() -> Iterator[None]:
+    """Airflow 2.11's mapped rendering, outside a running task, opens a session of its own and
+    keeps it as the current task session, which makes every later ``dag.test()`` in this process
+    fail ("Session already set for this task"). Closed and cleared after the test."""
+    yield
+    try:
+        module = importlib.import_module("airflow.utils.task_instance_session")
+    except ImportError:
+        return
+    name = "__current_task_instance_session"
+    session = getattr(module, name, None)
+    if session is not None:
+        session.close()
+        setattr(module, name, None)
+
+
+@pytest.mark.usefixtures("task_session_given_back")
 def test_mapped_rows_are_data_never_templates() -> None:
     from airflow.providers.common.compat.sdk import DAG
 
