@@ -129,6 +129,8 @@ class OctopodsDeliveryTrigger(BaseTrigger):
         every later read comes one interval after the previous one started. So reads stay spread
         out (no burst), a message is never unread for longer than the interval, and a message
         drops out as soon as it reaches a final status. At most ``max_in_flight`` reads run at once.
+        Reads that come due within one tick (1 % of the interval, 50 ms at most) start together
+        after one wake-up of the loop, so a read may start up to one tick late.
         """
         interval = self.poll_interval
         started = time.monotonic()
@@ -141,6 +143,7 @@ class OctopodsDeliveryTrigger(BaseTrigger):
         running: set[asyncio.Task[None]] = set()
         refused: list[OctopodsError] = []
         next_log = started + interval
+        tick = min(0.05, interval / 100)
 
         async def read(message_id: MessageId) -> None:
             began = time.monotonic()
@@ -177,7 +180,7 @@ class OctopodsDeliveryTrigger(BaseTrigger):
                     running.add(task)
                     task.add_done_callback(running.discard)
                 elif queue:
-                    await asyncio.sleep(min(queue[0][0], end, next_log) - now)
+                    await asyncio.sleep(min(max(queue[0][0], now + tick), end, next_log) - now)
                 else:  # every pending message is being read: wait for one to come back
                     finished.clear()
                     with contextlib.suppress(asyncio.TimeoutError):
