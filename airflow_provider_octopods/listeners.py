@@ -4,7 +4,8 @@
   not send through this provider in the same process).
 * When a DAG run ends, its alert ledger is deleted if every failure in it was named in an alert
   (one Variable query per finished run, inside the scheduler's own transaction); a ledger with
-  names still to report is left for the DAG-level alert, which deletes it after naming them.
+  names still to report is left for the DAG-level alert, which deletes it after naming them;
+  and every campaign past its ``campaign_ttl`` is deleted.
 
 Registered through :mod:`airflow_provider_octopods.plugins`.
 """
@@ -43,3 +44,6 @@ def _run_ended(dag_run: Any, *, succeeded: bool) -> None:
     except Exception:  # not a mapped object
         session = None
     run_ended(str(dag_run.dag_id), str(dag_run.run_id), session, succeeded=succeeded)
+    from airflow_provider_octopods.send_record.campaign import sweep_expired
+
+    sweep_expired(session)

@@ -42,6 +42,8 @@ with DAG(
         default_region="GB",
         opt_out=[],  # or a Variable name holding the numbers that replied STOP
         rate_limit=10,
+        # This demo list has 1 bad row in 5; a real list fails before sending above 5 % bad rows.
+        max_invalid_ratio=0.2,
     )
 
     delivered = OctopodsDeliverySensor(

@@ -24,14 +24,14 @@ from airflow_provider_octopods.api.masking import mask_phone, mask_phones_in
 from airflow_provider_octopods.api.models import MessageId, SendRequest, SendResult
 from airflow_provider_octopods.api.validation import normalize_phone, validate_body
 
-MAX_REASON = 200
+MAX_REASON = 500  # a row's error text is cut there, at a word boundary
 
 
 class RowOutcome(str, Enum):
     """What became of one recipient row."""
 
     ACCEPTED = "accepted"  # the API accepted it in this try
-    ACCEPTED_EARLIER = "accepted_earlier"  # an earlier try of this task instance sent it
+    ACCEPTED_EARLIER = "accepted_earlier"  # an earlier try, or an earlier run of its campaign, sent it
     FAILED = "failed"  # refused, or provably not sent
     UNKNOWN = "unknown"  # may have been sent: not re-sent, listed for a human
     INVALID = "invalid"  # refused before sending (phone, body, template)
@@ -83,6 +83,7 @@ def plan_batch(
     default_region: str | None = None,
     opted_out: Callable[[str], bool] | None = None,
     allow_duplicates: bool = False,
+    one_per_recipient: bool = False,
 ) -> BatchPlan:
     """Validate every row and decide which are sent.
 
@@ -93,6 +94,8 @@ def plan_batch(
     :param default_region: the region for such numbers when the row has none.
     :param opted_out: tells whether a normalised (E.164) number opted out.
     :param allow_duplicates: send a row with the same phone and text as an earlier row again.
+    :param one_per_recipient: a row with the same phone as an earlier row is a duplicate whatever
+        its text (a campaign sends one SMS per recipient).
     """
     plan = BatchPlan()
     seen = _Seen()
@@ -130,7 +133,7 @@ def plan_batch(
         if opted_out is not None and opted_out(phone):
             plan.set_aside.append(RowResult(number, mask_phone(phone), RowOutcome.OPTED_OUT))
             continue
-        occurrence = seen.count(phone, body)
+        occurrence = seen.count(phone, "" if one_per_recipient else body)
         if occurrence > 1 and not allow_duplicates:
             plan.set_aside.append(RowResult(number, mask_phone(phone), RowOutcome.DUPLICATE))
             continue
@@ -205,7 +208,7 @@ class BatchReport:
         elif self._message_ids:
             self._message_ids[row] = None
         if error is not None:
-            self._errors[row] = (_first_line(error), failure_kind(error))
+            self._errors[row] = (error_text(error), failure_kind(error))
         else:
             self._errors.pop(row, None)
 
@@ -231,7 +234,8 @@ class BatchReport:
     def rows(self) -> list[RowResult]:
         return list(self._each())
 
-    def _rows_with(self, outcome: RowOutcome) -> list[int]:
+    def rows_with(self, outcome: RowOutcome) -> list[int]:
+        """The numbers of the rows (from 1) whose outcome is ``outcome``, in order."""
         code = _OUTCOMES.index(outcome) + 1
         return [row for row, found in enumerate(self._outcomes) if found == code]
 
@@ -239,13 +243,18 @@ class BatchReport:
         return Counter({outcome: self._outcomes.count(index + 1) for index, outcome in enumerate(_OUTCOMES)})
 
     def failed_by_code(self) -> dict[str, int]:
-        codes = (self._errors.get(row, ("", None))[1] for row in self._rows_with(RowOutcome.FAILED))
+        codes = (self._errors.get(row, ("", None))[1] for row in self.rows_with(RowOutcome.FAILED))
         return dict(Counter(code or "unknown" for code in codes))
 
     def message_ids(self) -> list[MessageId]:
         sent = {_OUTCOMES.index(o) + 1 for o in _SENT}
         ids, outcomes = self._message_ids, self._outcomes
         return [ids[row] for row in range(len(ids)) if ids[row] is not None and outcomes[row] in sent]  # type: ignore[misc]
+
+    def not_started(self) -> int:
+        """Rows to send that have no outcome yet."""
+        outcomes = self._outcomes
+        return sum(1 for send in self.plan.sends if not outcomes[send.row])
 
     def failure_ratio(self) -> float:
         """Failed and unknown rows over the rows there was an attempt to send, in any try."""
@@ -271,8 +280,8 @@ class BatchReport:
             "segments": self.plan.segments,
             "message_ids": ids if len(ids) <= max_ids else None,
             "message_ids_omitted": 0 if len(ids) <= max_ids else len(ids),
-            "unknown_rows": self._rows_with(RowOutcome.UNKNOWN)[:max_rows],
-            "failed_rows": self._rows_with(RowOutcome.FAILED)[:max_rows],
+            "unknown_rows": self.rows_with(RowOutcome.UNKNOWN)[:max_rows],
+            "failed_rows": self.rows_with(RowOutcome.FAILED)[:max_rows],
         }
 
     def write_csv(self, out: TextIO) -> None:
@@ -301,7 +310,7 @@ def failure_kind(error: Any) -> str:
 
 
 def _invalid(row: int, phone: str, field_name: str, reason: str) -> RowResult:
-    return RowResult(row, phone, RowOutcome.INVALID, error=f"{field_name}: {reason}"[:MAX_REASON])
+    return RowResult(row, phone, RowOutcome.INVALID, error=clip(f"{field_name}: {reason}"))
 
 
 def _reason(err: OctopodsError, field_name: str) -> str:
@@ -321,4 +330,32 @@ def _first_line(err: Any) -> str:
     text = str(err).strip().splitlines()
     line = text[0] if text else ""
     name = type(err).__name__ if isinstance(err, BaseException) else ""
-    return (f"{name}: {line}" if name and not isinstance(err, OctopodsError) else line)[:MAX_REASON]
+    return clip(f"{name}: {line}" if name and not isinstance(err, OctopodsError) else line)
+
+
+def error_text(err: Any) -> str:
+    """A send's error for the report: what identifies it first (HTTP status, API error code,
+    request id; else the exception's type), then its message, cut at a word boundary."""
+    if not isinstance(err, OctopodsError):
+        return _first_line(err)
+    cause = [
+        part
+        for part in (
+            f"HTTP {err.http_status}" if err.http_status is not None else None,
+            f"error_code={err.error_code}" if err.error_code is not None else None,
+            f"request_id={err.request_id}" if err.request_id else None,
+        )
+        if part
+    ] or [type(err).__name__]
+    lines = err.message.strip().splitlines()
+    return clip(f"{', '.join(cause)}: {lines[0] if lines else ''}")
+
+
+def clip(text: str, limit: int = MAX_REASON) -> str:
+    """``text`` cut to at most ``limit`` characters at a word boundary, marked with "…" when cut."""
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    if " " in cut:
+        cut = cut[: cut.rindex(" ")]
+    return cut.rstrip(" ,;:(") + "…"

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import BaseOperator
@@ -14,6 +15,7 @@ from airflow_provider_octopods.api.decision import Operation, decide
 from airflow_provider_octopods.api.errors import OctopodsSupersededError, OctopodsValidationError
 from airflow_provider_octopods.api.validation import (
     flag,
+    optional_string,
     positive_number,
     ratio,
     shown,
@@ -24,9 +26,12 @@ from airflow_provider_octopods.api.validation import (
 from airflow_provider_octopods.batch.report import (
     Stopped,
     counts_line,
+    interrupted_line,
+    plan_refusal,
     policy_failure,
     policy_problems,
     summary,
+    unknown_line,
     write_report,
 )
 from airflow_provider_octopods.batch.rows import (
@@ -38,6 +43,7 @@ from airflow_provider_octopods.batch.rows import (
 )
 from airflow_provider_octopods.batch.runner import BatchRunner, LongLivedObjectsFrozen, sends_to_make
 from airflow_provider_octopods.hooks.octopods import OctopodsHook
+from airflow_provider_octopods.send_record.campaign import DEFAULT_TTL_SECONDS
 from airflow_provider_octopods.templating import body_template, check_literal, produces_data, refused_at_parse
 
 if TYPE_CHECKING:
@@ -52,13 +58,18 @@ class OctopodsSendBatchOperator(BaseOperator):
 
     Every row is checked before the first send: the phone is normalised, ``body`` is rendered for
     the row and checked (1 to 1,600 characters), segments are counted. Invalid rows are reported
-    with their row number, field and reason; the others go on. A row with the same phone and text
-    as an earlier row is sent once; numbers on the opt-out list are skipped and counted.
+    with their row number, field and reason, and the others go on, unless more than
+    ``max_invalid_ratio`` of the rows are invalid: then nothing is sent and the task fails, naming
+    the most common reasons. A batch with nothing to send fails too, unless ``allow_empty``. A row
+    with the same phone and text as an earlier row is sent once; numbers on the opt-out list are
+    skipped and counted.
 
     Sends are recorded in the task instance's send record (intents and results, in chunks), so a
     retried, cleared-after-failure or killed task sends only to rows with no accepted send. A send
     whose outcome is unknown (the answer was lost after the request went out, or the worker died)
-    is not sent again unless ``resend_unknown``: it is listed in the report for a human.
+    is not sent again unless ``resend_unknown``: it is listed in the report for a human. Name a
+    ``campaign`` to extend this across runs: under it, a recipient is sent one SMS, whichever run
+    or DAG sends it.
 
     :param recipients: the rows: a list of dicts, an ``XComArg`` (an upstream task's return value),
         a Jinja string rendering to either, or the path of a CSV file (local or ``ObjectStoragePath``)
@@ -86,7 +97,18 @@ class OctopodsSendBatchOperator(BaseOperator):
     :param max_in_flight: the most requests waiting for an answer at once.
     :param max_failure_ratio: the share of rows sent that may fail (or end unknown) before the
         task fails (default 0.05). The task fails only after everything was sent and reported.
-    :param fail_on_invalid: fail the task (after sending the valid rows) when any row is invalid.
+    :param max_invalid_ratio: the share of rows that may be invalid (default 0.05); above it the
+        task fails before sending anything. 1.0 sends the valid rows whatever the share.
+    :param fail_on_invalid: fail the task before sending anything when any row is invalid.
+    :param allow_empty: let a batch with no row to send (no rows, or all invalid, duplicate or
+        opted out) succeed; by default it fails, so that an empty upstream extract is noticed.
+    :param campaign: a name for the sends of this batch across runs (``"renewals-{{ ds }}"``):
+        a recipient whose SMS was accepted under it, in any run of any DAG, is not sent another,
+        whatever the text; such rows are reported as ``accepted_earlier`` with their earlier
+        message ids. Rows with the same phone are duplicates whatever their text. Templated.
+        Without it, only the tries of this task instance are kept from sending twice.
+    :param campaign_ttl: how long a campaign's record is kept after the last run that used it
+        (a ``timedelta`` or seconds; default 30 days); the provider deletes it after that.
     :param resend_unknown: send again rows whose earlier send has an unknown outcome; their
         recipients may get the SMS twice.
     :param report_path: where to write the per-row CSV report (row, masked phone, outcome,
@@ -107,7 +129,14 @@ class OctopodsSendBatchOperator(BaseOperator):
     """
 
     # ``dry_run`` is kept as ``dry_run_only``: BaseOperator.dry_run() is a method Airflow calls.
-    template_fields: Sequence[str] = ("recipients", "default_region", "opt_out", "dry_run_only", "report_path")
+    template_fields: Sequence[str] = (
+        "recipients",
+        "default_region",
+        "opt_out",
+        "dry_run_only",
+        "report_path",
+        "campaign",
+    )
     ui_color = "#e4d4ff"
 
     def __init__(
@@ -124,7 +153,11 @@ class OctopodsSendBatchOperator(BaseOperator):
         rate_limit: float | None = None,
         max_in_flight: int = 16,
         max_failure_ratio: float = 0.05,
+        max_invalid_ratio: float = 0.05,
         fail_on_invalid: bool = False,
+        allow_empty: bool = False,
+        campaign: Any = None,
+        campaign_ttl: timedelta | float = timedelta(seconds=DEFAULT_TTL_SECONDS),
         resend_unknown: bool = False,
         report_path: Any = None,
         max_xcom_ids: int = 10_000,
@@ -142,6 +175,7 @@ class OctopodsSendBatchOperator(BaseOperator):
             for name, switch in (
                 ("allow_duplicates", allow_duplicates),
                 ("fail_on_invalid", fail_on_invalid),
+                ("allow_empty", allow_empty),
                 ("resend_unknown", resend_unknown),
             ):
                 if not isinstance(switch, bool):
@@ -149,12 +183,16 @@ class OctopodsSendBatchOperator(BaseOperator):
             validate_conn_id(octopods_conn_id)
             check_literal(default_region, lambda v: v is None or validate_region(v))
             check_literal(dry_run, lambda v: flag(v, field="dry_run"))
-            check_literal(recipients, check_recipients)
+            check_literal(recipients, lambda v: check_recipients(v, allow_empty=allow_empty))
+            check_literal(campaign, _campaign_name)
             self.rate_limit = None if rate_limit is None else positive_number(rate_limit, field="rate_limit")
             self.max_in_flight = whole_number(max_in_flight, field="max_in_flight")
             self.max_xcom_ids = whole_number(max_xcom_ids, field="max_xcom_ids", minimum=0)
             self.chunk_size = whole_number(chunk_size, field="chunk_size")
             self.max_failure_ratio = ratio(max_failure_ratio, field="max_failure_ratio")
+            self.max_invalid_ratio = ratio(max_invalid_ratio, field="max_invalid_ratio")
+            ttl = campaign_ttl.total_seconds() if isinstance(campaign_ttl, timedelta) else campaign_ttl
+            self.campaign_ttl = positive_number(ttl, field="campaign_ttl")
         self.recipients = recipients
         self.body = body
         self.phone_field = phone_field
@@ -164,6 +202,8 @@ class OctopodsSendBatchOperator(BaseOperator):
         self.allow_duplicates = allow_duplicates
         self.dry_run_only = dry_run
         self.fail_on_invalid = fail_on_invalid
+        self.allow_empty = allow_empty
+        self.campaign = campaign
         self.resend_unknown = resend_unknown
         self.report_path = report_path
         self.octopods_conn_id = octopods_conn_id
@@ -221,6 +261,7 @@ class OctopodsSendBatchOperator(BaseOperator):
         rows = self._rows if self._rows is not None else load_rows(self.recipients)
         dry_run = flag(self.dry_run_only, field="dry_run")
         region = validate_region(self.default_region) if self.default_region else None
+        campaign = _campaign_name(self.campaign)
         render, samples = body_renderer(self.get_template_env(), self.body_template, context, self.phone_field)
         plan = plan_batch(
             rows,
@@ -230,6 +271,7 @@ class OctopodsSendBatchOperator(BaseOperator):
             default_region=region,
             opted_out=self._opt_out(region),
             allow_duplicates=self.allow_duplicates,
+            one_per_recipient=campaign is not None,
         )
         self.log.info(
             "Batch of %d rows: %d to send (%d segments), %d invalid, %d duplicate, %d opted out",
@@ -243,13 +285,35 @@ class OctopodsSendBatchOperator(BaseOperator):
         for problem in [r for r in plan.set_aside if r.outcome is RowOutcome.INVALID][:20]:
             self.log.warning("Row %d (%s) is invalid: %s", problem.row, problem.phone or "no phone", problem.error)
         report = BatchReport(plan)
+        refusal = plan_refusal(
+            plan,
+            max_invalid_ratio=self.max_invalid_ratio,
+            fail_on_invalid=self.fail_on_invalid,
+            allow_empty=self.allow_empty,
+            phone_field=self.phone_field,
+            first_row_fields=[str(k) for k in rows[0]] if rows and isinstance(rows[0], Mapping) else None,
+        )
         if dry_run:
             for send in plan.sends:
                 report.record(send, RowOutcome.PLANNED)
             result = summary(report, max_ids=self.max_xcom_ids) | {"dry_run": True, "samples": samples}
             self.log.info("Dry run, nothing sent: %s", counts_line(result))
-            return result
+            for sample in samples:
+                self.log.info("Sample for %s: %s", sample["phone"], sample["body"])
+            if refusal is None:
+                return result
+            result["refused"] = refusal
+        elif refusal is not None:
+            result = summary(report, max_ids=self.max_xcom_ids) | {"dry_run": False, "refused": refusal}
+        if refusal is not None:
+            from airflow.providers.common.compat.sdk import AirflowFailException
+
+            write_report(report, self.report_path, result, self.log)
+            context["ti"].xcom_push(key="report", value=result)
+            raise AirflowFailException(("Dry run: " if dry_run else "") + refusal)
         guard = self._guard(context)
+        if campaign is not None:
+            guard.join_campaign(campaign, ttl=self.campaign_ttl)
         todo, held = sends_to_make(plan.sends, report, guard, resend_unknown=self.resend_unknown, log=self.log)
         frozen.freeze()  # the plan lives until the end
         retry_helps = False
@@ -290,6 +354,9 @@ class OctopodsSendBatchOperator(BaseOperator):
             self.log.error("Batch stopped: %s. %s", err, counts_line(result))
             context["ti"].xcom_push(key="report", value=result)
             raise final(err) from None
+        except BaseException as err:  # Airflow's timeout or SIGTERM: the runner stopped the sends
+            self.log.warning("%s", interrupted_line(report, err))
+            raise
         stopped = runner.stopped
         if stopped:  # on_kill: the rows never started are not lost, the next try sends them
             for _, send in todo[started:]:
@@ -299,6 +366,9 @@ class OctopodsSendBatchOperator(BaseOperator):
         metrics.batch_rows(result)
         write_report(report, self.report_path, result, self.log)
         self.log.info("Batch %s: %s", "stopped" if stopped else "done", counts_line(result))
+        unknown = unknown_line(report)
+        if unknown is not None:
+            self.log.warning("%s", unknown)
         if stopped:
             context["ti"].xcom_push(key="report", value=result)
             from airflow.providers.common.compat.sdk import AirflowException
@@ -308,9 +378,7 @@ class OctopodsSendBatchOperator(BaseOperator):
             )
         if result["message_ids"] is not None:
             context["ti"].xcom_push(key="message_ids", value=result["message_ids"])
-        problems = policy_problems(
-            report, result, fail_on_invalid=self.fail_on_invalid, max_failure_ratio=self.max_failure_ratio
-        )
+        problems = policy_problems(report, result, max_failure_ratio=self.max_failure_ratio)
         if problems:
             context["ti"].xcom_push(key="report", value=result)
             raise policy_failure(
@@ -330,6 +398,17 @@ class OctopodsSendBatchOperator(BaseOperator):
     def on_kill(self) -> None:
         """Airflow 3 calls this on SIGTERM (task cleared, marked failed, heartbeat lost) and kills the
         process a few seconds later: stop starting requests so that the sends in flight get recorded."""
-        if self._runner is not None:
+        if self._runner is not None and not self._runner.stopped:  # an interrupted batch said so already
             self.log.warning("Batch killed: no new sends; recording what was sent")
             self._runner.stop()
+
+
+def _campaign_name(value: object) -> str | None:
+    """The campaign's name, or None: a non-empty line of at most 200 characters."""
+    optional_string(value, field="campaign")
+    if value is None:
+        return None
+    name = str(value)
+    if not name.strip() or len(name) > 200 or "\n" in name:
+        raise OctopodsValidationError("campaign", "must be a non-empty name of at most 200 characters on one line")
+    return name

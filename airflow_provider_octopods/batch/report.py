@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from airflow_provider_octopods.api.batch import BatchReport
+from airflow_provider_octopods.api.batch import BatchPlan, BatchReport, RowOutcome
 from airflow_provider_octopods.batch.rows import object_storage_path
 
 ROWS_IN_XCOM = 1000
+ROWS_NAMED = 20  # row numbers a log line or an error lists before it gives a count instead
+REASONS_NAMED = 3
 
 
 def summary(report: BatchReport, *, max_ids: int) -> dict[str, Any]:
@@ -58,13 +60,114 @@ def write_report(report: BatchReport, path: Any, into: dict[str, Any], log: Any)
     log.info("Per-row report written to %s", path)
 
 
-def policy_problems(
-    report: BatchReport, summary: Mapping[str, Any], *, fail_on_invalid: bool, max_failure_ratio: float
-) -> list[str]:
-    """What makes the batch fail its policy (``fail_on_invalid``, ``max_failure_ratio``), if anything."""
+def plan_refusal(
+    plan: BatchPlan,
+    *,
+    max_invalid_ratio: float,
+    fail_on_invalid: bool,
+    allow_empty: bool,
+    phone_field: str,
+    first_row_fields: list[str] | None = None,
+) -> str | None:
+    """Why the batch must not send at all, if it must not: more invalid rows than the policy
+    allows, or nothing to send (unless ``allow_empty``). Decided before the first request."""
+    invalid = plan.count(RowOutcome.INVALID)
+    share = invalid / plan.total if plan.total else 0.0
+    if invalid and (fail_on_invalid or share > max_invalid_ratio):
+        policy = (
+            "fail_on_invalid=True" if fail_on_invalid else f"{share:.1%} > max_invalid_ratio={max_invalid_ratio:.1%}"
+        )
+        hint = (
+            "Fix the rows or the body template"
+            + ("" if fail_on_invalid else ", or raise max_invalid_ratio to send the valid rows anyway")
+            + "."
+        )
+        missing = f"{phone_field}: is missing"
+        if (
+            first_row_fields is not None
+            and phone_field not in first_row_fields
+            and any(r.error == missing for r in plan.set_aside)
+        ):
+            hint += (
+                f" The first row has no field {phone_field!r} (its fields: {', '.join(first_row_fields[:10])}): "
+                "phone_field names the field that holds the number."
+            )
+        return (
+            f"Nothing was sent: {invalid:,} of {plan.total:,} rows invalid ({policy}). "
+            f"{'; '.join(invalid_reasons(plan))}. {hint}"
+        )
+    if not plan.sends and not allow_empty:
+        return (
+            f"Nothing to send: of {plan.total:,} rows, {invalid:,} invalid, {plan.count(RowOutcome.DUPLICATE):,} "
+            f"duplicate, {plan.count(RowOutcome.OPTED_OUT):,} opted out. An empty batch fails, so that an empty "
+            "upstream extract cannot pass unnoticed; set allow_empty=True if this batch may be empty."
+        )
+    return None
+
+
+def invalid_reasons(plan: BatchPlan) -> list[str]:
+    """The most common reasons rows are invalid, each with its count and the first row numbers."""
+    groups: dict[str, list[int]] = {}
+    for result in plan.set_aside:
+        if result.outcome is RowOutcome.INVALID:
+            reason = result.error or "invalid"
+            if result.phone:  # the same reason for every number: the masked number is left out
+                reason = reason.replace(result.phone, "<number>")
+            groups.setdefault(reason, []).append(result.row)
+    ranked = sorted(groups.items(), key=lambda item: -len(item[1]))
+    named = [
+        f"{len(rows):,} row{'s' if len(rows) > 1 else ''}: {reason} ({rows_named(rows, 3)})"
+        for reason, rows in ranked[:REASONS_NAMED]
+    ]
+    if len(ranked) > REASONS_NAMED:
+        rest = sum(len(rows) for _, rows in ranked[REASONS_NAMED:])
+        others = len(ranked) - REASONS_NAMED
+        named.append(
+            f"{rest:,} more row{'s' if rest > 1 else ''} for {others} other reason{'s' if others > 1 else ''} "
+            "(see the report)"
+        )
+    return named
+
+
+def rows_named(rows: list[int], most: int = ROWS_NAMED) -> str:
+    """``rows 1, 2, 3 ...`` with at most ``most`` numbers, then how many more."""
+    shown = ", ".join(str(row) for row in rows[:most])
+    more = len(rows) - most
+    return f"row{'s' if len(rows) > 1 else ''} {shown}" + (f" and {more:,} more" if more > 0 else "")
+
+
+def unknown_line(report: BatchReport) -> str | None:
+    """The warning for rows whose send may or may not have gone out, if there are any."""
+    rows = report.rows_with(RowOutcome.UNKNOWN)
+    if not rows:
+        return None
+    return (
+        f"{len(rows):,} {'rows have' if len(rows) > 1 else 'row has'} an unknown outcome (the request may "
+        f"have gone out; not sent again): {rows_named(rows)}. They are the report's unknown_rows; check "
+        "them (the Octopods dashboard, the recipients), then resend_unknown=True sends them again, and "
+        "those who got the first SMS get a second"
+    )
+
+
+def interrupted_line(report: BatchReport, error: BaseException) -> str:
+    """The one line logged when Airflow interrupts a batch (timeout, SIGTERM): what happened and what
+    the next try does."""
+    counts = report.counts()
+    accepted = counts[RowOutcome.ACCEPTED]
+    failed, unknown = counts[RowOutcome.FAILED], counts[RowOutcome.UNKNOWN]
+    not_started = report.not_started()
+    return (
+        f"Batch interrupted ({type(error).__name__}): this try sent {accepted + failed + unknown:,} "
+        f"({accepted:,} accepted, {failed:,} failed, {unknown:,} unknown), {not_started:,} not started, "
+        f"{counts[RowOutcome.ACCEPTED_EARLIER]:,} sent by earlier tries. The next try (a retry, or clearing "
+        f"this task) sends the {not_started + failed:,} not started or failed, and not the {unknown:,} unknown "
+        "unless resend_unknown=True"
+    )
+
+
+def policy_problems(report: BatchReport, summary: Mapping[str, Any], *, max_failure_ratio: float) -> list[str]:
+    """What makes the batch fail its policy after sending (``max_failure_ratio``), if anything."""
     problems = []
-    if fail_on_invalid and summary["invalid"]:
-        problems.append(f"{summary['invalid']} invalid rows (fail_on_invalid=True)")
     failed_share = report.failure_ratio()
     if failed_share > max_failure_ratio:
         problems.append(

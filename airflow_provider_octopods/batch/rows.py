@@ -68,9 +68,10 @@ def object_storage_path(url: str) -> Any:
         return importlib.import_module("airflow.io.path").ObjectStoragePath(url)
 
 
-def check_recipients(value: object) -> None:
-    """Refuse, when the DAG is parsed, a literal ``recipients`` that no rendering can make usable."""
-    if isinstance(value, (list, tuple)) and not value:
+def check_recipients(value: object, *, allow_empty: bool = False) -> None:
+    """Refuse, when the DAG is parsed, a literal ``recipients`` that no rendering can make usable
+    (an empty list, unless the batch may be empty)."""
+    if isinstance(value, (list, tuple)) and not value and not allow_empty:
         raise OctopodsValidationError("recipients", "is an empty list")
     if not isinstance(value, (list, tuple, str)) and not (hasattr(value, "open") and hasattr(value, "suffix")):
         raise OctopodsValidationError("recipients", f"must be a list of rows or a CSV path, got {type(value).__name__}")

@@ -127,8 +127,7 @@ class BatchRunner:
                 self._must_stop()
                 if "sender" in counter:
                     progress.maybe_log(counter["sender"].done)
-        except BaseException:
-            self.log.warning("Batch interrupted: no new sends; recording what was sent")
+        except BaseException:  # the caller logs what was sent; no new sends, the ones in flight recorded
             self._stop.set()
             finished.wait(STOP_GRACE_SECONDS)
             raise

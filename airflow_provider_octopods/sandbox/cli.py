@@ -1,21 +1,44 @@
-"""``octopods-sandbox``: run the local Octopods API emulator in the foreground, or around one command (``run``)."""
+"""``octopods-sandbox``: run the local Octopods API emulator in the foreground, or around one command
+(``run``), and print what a sandbox received (``messages``)."""
 
 from __future__ import annotations
 
 import argparse
 import gc
+import json
 import logging
+import os
+import re
 import signal
 import sys
 import threading
+from pathlib import Path
 from typing import TextIO
 
+from airflow_provider_octopods.api.masking import mask_phone
 from airflow_provider_octopods.sandbox.config import SandboxConfig, Variant
 from airflow_provider_octopods.sandbox.faults import Fault
-from airflow_provider_octopods.sandbox.runner import DEFAULT_CONN_ID, run_command
+from airflow_provider_octopods.sandbox.runner import (
+    BODY_PREVIEW_CHARS,
+    DEFAULT_CONN_ID,
+    LISTING_PATH,
+    SANDBOX_URL_ENV,
+    SUMMARY_MESSAGES,
+    InspectionError,
+    base_url,
+    fetch_listing,
+    message_lines,
+    messages_in,
+    read_listing,
+    run_command,
+    status_counts,
+)
 from airflow_provider_octopods.sandbox.scenarios import MAGIC_NUMBERS
 
 FREEZE_SECONDS = 2.0
+INSPECTION_FAILED = 1
+_PHONE_SEPARATORS = re.compile(r"[\s().\-]")
+_E164 = re.compile(r"\+[1-9][0-9]{1,14}")
 
 
 def _magic_numbers() -> str:
@@ -29,7 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
         "GET /api/v1/sms/messages/{id}). Sends nothing; keeps every message for inspection at "
         "GET /_sandbox/messages. Point an 'octopods' connection's host at the URL it prints.",
         epilog=f"{_magic_numbers()}\n\nFor the length of one command, with its connection set up for it:\n"
-        "  octopods-sandbox run [options] [--conn-id ID] -- COMMAND ...  (see octopods-sandbox run --help)",
+        "  octopods-sandbox run [options] [--conn-id ID] -- COMMAND ...  (see octopods-sandbox run --help)\n"
+        "What a running sandbox received, one message a line:\n"
+        "  octopods-sandbox messages --url URL [--phone P] [--full] [--json]  (see octopods-sandbox messages --help)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_sandbox_options(parser, default_port=8080)
@@ -42,10 +67,16 @@ def build_run_parser() -> argparse.ArgumentParser:
         prog="octopods-sandbox run",
         usage="octopods-sandbox run [options] [--conn-id ID] -- COMMAND [ARG ...]",
         description="Start a sandbox on a free port, run COMMAND with an Airflow connection to it "
-        "(AIRFLOW_CONN_<ID>, JSON, throwaway key) in its environment, then print what the sandbox "
-        "received (messages with masked phones, duplicates, requests) and exit with COMMAND's exit code. "
+        f"(AIRFLOW_CONN_<ID>, JSON, throwaway key) and its URL ({SANDBOX_URL_ENV}) in its environment, "
+        "then print what the sandbox received and exit with COMMAND's exit code. "
         "Example: octopods-sandbox run -- airflow dags test my_dag",
-        epilog=_magic_numbers(),
+        epilog="When COMMAND ends, the report (on stderr) gives how many messages are in each status, the\n"
+        f"first {SUMMARY_MESSAGES} messages (phones masked, bodies cut at {BODY_PREVIEW_CHARS} characters), "
+        "duplicated phone-and-body\npairs and the requests by answer. The sandbox stops then: all its messages are "
+        "saved, with\nwhole bodies, to a JSON file in the temporary directory, which the report names. Read it "
+        "with\n  octopods-sandbox messages --from FILE [--phone P] [--full] [--json]\n"
+        f"While COMMAND runs, 'octopods-sandbox messages' in it reads the sandbox at ${SANDBOX_URL_ENV}.\n\n"
+        + _magic_numbers(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_sandbox_options(parser, default_port=0)
@@ -56,6 +87,47 @@ def build_run_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--quiet", action="store_true", help="do not log each request (the log goes to stderr)")
     parser.add_argument("command", nargs=argparse.REMAINDER, help="the command to run, after --")
+    return parser
+
+
+def build_messages_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="octopods-sandbox messages",
+        description=f"Print the messages a running sandbox received (it reads GET URL{LISTING_PATH}), one a\n"
+        f"line: id, phone (masked), status now, and body, cut at {BODY_PREVIEW_CHARS} characters (a cut body "
+        "ends with '…'\nand its length). Or print those that 'octopods-sandbox run' saved when its sandbox "
+        "stopped\n(--from FILE).",
+        epilog="Examples:\n"
+        "  octopods-sandbox messages --url http://127.0.0.1:8080 --phone +15005550101 --full\n"
+        "  octopods-sandbox messages --from /tmp/octopods-sandbox-messages-1a2b3c.json --json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument(
+        "--url",
+        help="the sandbox's URL, as it printed it when it started (default: $"
+        f"{SANDBOX_URL_ENV}, which 'octopods-sandbox run' sets for its command)",
+    )
+    source.add_argument(
+        "--from",
+        dest="from_file",
+        type=Path,
+        metavar="FILE",
+        help="read the messages from FILE instead: the file 'octopods-sandbox run' names when it ends, "
+        f"or a saved answer of GET {LISTING_PATH}",
+    )
+    parser.add_argument(
+        "--phone",
+        metavar="P",
+        help="only the messages to this number, in E.164 form (+15005550100; spaces, dots, dashes and "
+        "brackets are ignored)",
+    )
+    parser.add_argument("--full", action="store_true", help="print whole bodies")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print a JSON list of the messages as the sandbox gives them: whole bodies, phones unmasked",
+    )
     return parser
 
 
@@ -165,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["run"]:
         return run_main(argv[1:])
+    if argv[:1] == ["messages"]:
+        return messages_main(argv[1:])
     args = build_parser().parse_args(argv)
     config = _prepared(args, log_format="%(asctime)s %(message)s", log_stream=sys.stdout)
     if config is None:
@@ -232,6 +306,61 @@ def run_main(argv: list[str]) -> int:
     if config is None:
         return 2
     return run_command(config, command, host=args.host, port=args.port, conn_id=args.conn_id.strip())
+
+
+def messages_main(argv: list[str]) -> int:
+    """``octopods-sandbox messages [--url URL | --from FILE] [--phone P] [--full] [--json]``"""
+    parser = build_messages_parser()
+    args = parser.parse_args(argv)
+    phone = None
+    if args.phone is not None:
+        phone = e164(args.phone)
+        if phone is None:
+            parser.error("--phone must be a number in E.164 form: '+', country code, number (+15005550100)")
+    try:
+        if args.from_file is not None:
+            source = str(args.from_file)
+            document = read_listing(args.from_file)
+        else:
+            url = args.url or os.environ.get(SANDBOX_URL_ENV, "")
+            if not url.strip():
+                parser.error(
+                    "no sandbox URL: give --url URL (the URL the sandbox printed when it started), "
+                    "or --from FILE (what 'octopods-sandbox run' saved)"
+                )
+            source = base_url(url)
+            document = fetch_listing(source)
+        received = messages_in(document, source)
+    except InspectionError as err:
+        print(f"octopods-sandbox messages: {err}", file=sys.stderr)
+        return INSPECTION_FAILED
+    shown = [m for m in received if phone is None or e164(str(m.get("phone", ""))) == phone]
+    if args.json:
+        lines = [json.dumps(shown, indent=2)]
+    else:
+        to_phone = f" to {mask_phone(phone)}, of {len(received)}" if phone else ""
+        counts = f": {status_counts(shown)}" if shown else "."
+        lines = [f"{len(shown)} message(s){to_phone}, from {source}{counts}", *message_lines(shown, full=args.full)]
+    return _print_lines(lines)
+
+
+def e164(number: str) -> str | None:
+    """``number`` as ``+<digits>`` once spaces, dots, dashes and brackets are dropped; None when
+    that is not an E.164 number."""
+    compact = _PHONE_SEPARATORS.sub("", number)
+    return compact if _E164.fullmatch(compact) else None
+
+
+def _print_lines(lines: list[str]) -> int:
+    """Print ``lines`` to stdout; a reader that stops early (``| head``) is not an error."""
+    try:
+        for line in lines:
+            print(line)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Python would report the failed flush at exit; point stdout at nothing instead.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 0
 
 
 def _server_importable() -> bool:

@@ -43,6 +43,7 @@ class AcceptedMessage:
         return self.accepted_at + timedelta(seconds=self.final_after)
 
     def to_dict(self) -> dict[str, Any]:
+        """The message as the inspection API lists it, with its status at the time of the call."""
         return {
             "message_id": self.message_id,
             "request_id": self.request_id,
@@ -51,6 +52,7 @@ class AcceptedMessage:
             "key_fingerprint": self.key_fingerprint,
             "accepted_at": self.accepted_at.isoformat(),
             "final_at": self.final_at.isoformat(),
+            "status": progress(self).status.value,
             "options": dict(self.options),
         }
 

@@ -41,6 +41,7 @@ from airflow_provider_octopods.api.decision import MAY_HAVE_BEEN_SENT, Operation
 from airflow_provider_octopods.api.errors import OctopodsSupersededError, OctopodsUnknownOutcomeError
 from airflow_provider_octopods.api.masking import mask_phone
 from airflow_provider_octopods.api.models import MessageId, SendRequest, SendResult
+from airflow_provider_octopods.send_record.campaign import Campaign
 from airflow_provider_octopods.send_record.log import ACCEPTED, INTENT, TryLog, entry_fields, make_entry
 from airflow_provider_octopods.send_record.store import UNREADABLE, RecordStore, VariableStore
 
@@ -97,6 +98,7 @@ class Prior:
     request_id: str | None = None
     channel_message_id: str | None = None
     content: str | None = None  # keyed hash of recipient and text, for slots not named by it
+    by: str | None = None  # for a send recorded under a campaign by another task instance: which
 
     @property
     def accepted(self) -> bool:
@@ -172,6 +174,16 @@ class SendGuard:
         self._keyed = hmac.new(hashlib.sha256(b"octopods-send-record\0" + key._ident).digest(), digestmod="sha256")
         self._lock = threading.RLock()
         self.writes = 0
+        self.campaign: Campaign | None = None
+        self._recipients: dict[str, str] = {}  # slot -> its recipient in the campaign, while in flight
+
+    def join_campaign(self, name: str, *, ttl: float) -> Campaign:
+        """Decide and record this try's sends under campaign ``name`` too (see :mod:`.campaign`):
+        a recipient whose SMS any run of the campaign had accepted is not sent another."""
+        with self._lock:
+            if self.campaign is None or self.campaign.name != name:
+                self.campaign = Campaign(name, self.key, self.try_number, store=self.store, ttl=ttl)
+            return self.campaign
 
     @property
     def lock(self) -> threading.RLock:
@@ -219,6 +231,8 @@ class SendGuard:
         with self._lock:
             if self._ready:
                 self._read_earlier()
+            if self.campaign is not None:
+                self.campaign.refresh()
 
     # -- deciding --------------------------------------------------------------------------------
 
@@ -253,14 +267,14 @@ class SendGuard:
                     else None
                 )
             if content is None and entries[-1][0][5] is not None:  # a slot the user named: its latest send
-                return _prior(*entries[-1])
+                return prior_of(*entries[-1])
             if content is not None:
                 same = [entry for entry in entries if entry[0][5] == content]
                 if not same:
-                    return _prior(*entries[-1])
+                    return prior_of(*entries[-1])
                 entries = same
             accepted = [entry for entry in entries if entry[0][0] == ACCEPTED]
-            return _prior(*(accepted or entries)[-1])
+            return prior_of(*(accepted or entries)[-1])
 
     def next_slot(self, request: SendRequest) -> str:
         """The slot of the next send of ``request`` in this try, counting deliberate repeats.
@@ -293,12 +307,27 @@ class SendGuard:
         named = slot.startswith(f"{content}#")
         prior = self.prior(slot, content=None if named else content)
         if prior is None:
-            return Verdict(slot, Action.SEND)
+            return self._in_campaign(Verdict(slot, Action.SEND), request, resend_unknown=resend_unknown)
         if not named and prior.content and prior.content != content:
-            return Verdict(slot, Action.SEND, changed=True, prior=prior)
+            return self._in_campaign(
+                Verdict(slot, Action.SEND, changed=True, prior=prior), request, resend_unknown=resend_unknown
+            )
         if prior.accepted:
             return Verdict(slot, Action.ACCEPTED_EARLIER, prior)
-        return Verdict(slot, Action.SEND if resend_unknown else Action.UNKNOWN, prior)
+        if not resend_unknown:
+            return Verdict(slot, Action.UNKNOWN, prior)
+        return self._in_campaign(Verdict(slot, Action.SEND, prior), request, resend_unknown=resend_unknown)
+
+    def _in_campaign(self, verdict: Verdict, request: SendRequest, *, resend_unknown: bool) -> Verdict:
+        """A send this task instance may make, checked against the campaign's other runs, if any."""
+        if self.campaign is None:
+            return verdict
+        earlier = self.campaign.prior(self.campaign.recipient(request.phone))
+        if earlier is None:
+            return verdict
+        if earlier.accepted:
+            return Verdict(verdict.slot, Action.ACCEPTED_EARLIER, earlier)
+        return Verdict(verdict.slot, Action.SEND if resend_unknown else Action.UNKNOWN, earlier)
 
     # -- recording -------------------------------------------------------------------------------
 
@@ -321,9 +350,12 @@ class SendGuard:
         """
         with self._lock:
             self._prepare()
+            accepted, not_sent = list(accepted), list(not_sent)
             self._apply(accepted, not_sent)
+            self._settle_in_campaign(accepted, not_sent)
             before: dict[str, Any] = {}
             intent = make_entry(INTENT)  # one tuple shared by every slot named by its content
+            campaign = self.campaign
             for slot, request in intents:
                 before[slot] = self._own.get(slot)
                 content = None if named_by_content else self.content(request)
@@ -331,10 +363,25 @@ class SendGuard:
                     self._own.put(slot, intent)
                 else:
                     self._own.put(slot, make_entry(INTENT, None, None, None, content))
+                if campaign is not None:
+                    self._recipients[slot] = campaign.recipient(request.phone)
             self._write(before)
+            in_campaign: dict[str, Any] = {}
+            if campaign is not None:
+                in_campaign = campaign.intend(self._recipients[slot] for slot in before)
+                try:
+                    campaign.save()
+                except BaseException:  # these sends will not start
+                    campaign.undo(in_campaign)
+                    self._own.undo(before)
+                    self._write(before)
+                    raise
             reason = self._superseded()
             if reason is not None:
                 self._own.undo(before)
+                if campaign is not None:
+                    campaign.undo(in_campaign)
+                    campaign.save()
                 if self._deleted:
                     self._own.delete()  # what this try wrote after its record was deleted
                 else:
@@ -351,12 +398,26 @@ class SendGuard:
         """
         with self._lock:
             self._prepare()
+            accepted, not_sent = list(accepted), list(not_sent)
             self._apply(accepted, not_sent)
             recently = time.monotonic() - self._seen_at < SEEN_SECONDS  # this try's log was there just now
             if not self._deleted and not recently and self.store.load(self._own.key) is None:
                 self._deleted = True
                 self._own.delete()  # parts written since the record was deleted
             self._write({})
+            campaign = self.campaign
+            if campaign is not None and self._settle_in_campaign(accepted, not_sent):
+                campaign.save()
+
+    def _settle_in_campaign(self, accepted: list[tuple[str, SendResult]], not_sent: list[str]) -> bool:
+        """Put the results of sends made under the campaign into its log (not written yet); whether any."""
+        campaign, recipients = self.campaign, self._recipients
+        if campaign is None or not recipients:
+            return False
+        done = [(recipients.pop(slot), result) for slot, result in accepted if slot in recipients]
+        dropped = [recipients.pop(slot) for slot in not_sent if slot in recipients]
+        campaign.settle(done, dropped)
+        return bool(done or dropped)
 
     def _apply(self, accepted: Iterable[tuple[str, SendResult]], not_sent: Iterable[str]) -> None:
         for slot, result in accepted:
@@ -493,9 +554,11 @@ class SendGuard:
             self._earlier, self._earlier_unreadable, self._ready = {}, False, False
 
 
-def _prior(fields: list[Any], try_number: int) -> Prior:
+def prior_of(fields: list[Any], try_number: int | None, *, by: str | None = None) -> Prior:
+    """The :class:`Prior` of an entry's fields (see :func:`.log.entry_fields`)."""
     state, _, message_id, request_id, channel_message_id, content = fields
     return Prior(
+        by=by,
         state=str(state),
         try_number=try_number,
         message_id=message_id if isinstance(message_id, (int, str)) else None,

@@ -139,7 +139,7 @@ def test_the_report_of_rows_settled_out_of_order_lists_every_row_once_in_row_ord
     assert lines[6].startswith("6,")
     assert ",invalid,,,phone: " in lines[6]
     assert lines[10] == "10,+44*******008,duplicate,,,"
-    assert lines[14] == "14,+44*******013,failed,,http_503,down (HTTP 503)"
+    assert lines[14] == "14,+44*******013,failed,,http_503,HTTP 503: down"
     assert lines[15] == "15,+44*******014,accepted,10015,,"
     summary = report.summary(max_ids=5000, max_rows=5)
     assert summary["message_ids"] == [10_000 + r for r in range(1, 2001) if r not in (6, 10) and r % 7]

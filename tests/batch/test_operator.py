@@ -46,10 +46,10 @@ class TaskInstance(SimpleNamespace):
         return self.xcoms.get((task_ids, key))
 
 
-def context(try_number: int = 1, xcoms: dict[tuple[str, str], Any] | None = None) -> dict[str, Any]:
+def context(try_number: int = 1, xcoms: dict[tuple[str, str], Any] | None = None, run_id: str = "r") -> dict[str, Any]:
     """A task context with what a template could reach: the connection's key, a Variable, XComs."""
     ti = TaskInstance(
-        dag_id="d", run_id="r", task_id="remind", map_index=-1, try_number=try_number, pushed={}, xcoms=xcoms or {}
+        dag_id="d", run_id=run_id, task_id="remind", map_index=-1, try_number=try_number, pushed={}, xcoms=xcoms or {}
     )
     return {
         "ti": ti,
@@ -295,16 +295,19 @@ def test_policy_breach_fails_the_task_after_sending_everything_and_pushing_the_r
     rows = [*ROWS, {"phone": "+15005550104", "name": "refused"}, {"phone": "oops", "name": "invalid"}]
     ctx = context()
     with pytest.raises(AirflowFailException, match=r"1 failed and 0 unknown .* > max_failure_ratio=5.0%") as err:
-        operator(recipients=rows, record_store=MemoryStore()).execute(ctx)
+        operator(recipients=rows, max_invalid_ratio=0.1, record_store=MemoryStore()).execute(ctx)
     assert not isinstance(err.value, AirflowException) or isinstance(err.value, AirflowFailException)
     report = ctx["ti"].pushed["report"]
     assert (report["accepted"], report["failed"], report["invalid"]) == (10, 1, 1)
     assert report["failed_by_code"] == {"error_3": 1}
     assert len(server.messages()) == 10
     ctx = context()
-    with pytest.raises(AirflowFailException, match="1 invalid rows"):
+    with pytest.raises(AirflowFailException, match=r"Nothing was sent: 1 of 11 rows invalid \(fail_on_invalid=True\)"):
         operator(recipients=rows[:-2] + rows[-1:], fail_on_invalid=True, record_store=MemoryStore()).execute(ctx)
-    tolerant = operator(recipients=rows, max_failure_ratio=0.5, record_store=MemoryStore()).execute(context())
+    assert len(server.messages()) == 10  # nothing more: refused before the first request
+    tolerant = operator(
+        recipients=rows, max_failure_ratio=0.5, max_invalid_ratio=0.1, record_store=MemoryStore()
+    ).execute(context())
     assert tolerant["failed"] == 1
 
 
@@ -357,3 +360,134 @@ def test_rows_an_earlier_try_withdrew_meanwhile_are_sent_before_the_end(
     assert (summary["accepted"], summary["unknown"]) == (10, 0)
     assert len(server.messages()) == 10
     assert server.duplicates() == 0
+
+
+# -- batches that tell the truth (issue 22) --------------------------------------------------------
+
+
+@pytest.fixture
+def logged(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> Callable[[int], list[str]]:
+    """The operator logs through a plain logger (Airflow 3's task logger does not reach caplog):
+    gives the messages logged at a level or above."""
+    plain = logging.getLogger("tests.batch.operator")
+    monkeypatch.setattr(OctopodsSendBatchOperator, "log", property(lambda self: plain))
+    caplog.set_level(logging.INFO, logger="tests.batch.operator")
+    return lambda level: [r.getMessage() for r in caplog.records if r.name == plain.name and r.levelno >= level]
+
+
+def test_unknown_outcomes_are_one_warning_listing_the_rows_and_the_report_keeps_the_whole_error(
+    octopods_sandbox_factory: Any, monkeypatch: pytest.MonkeyPatch, logged: Callable[[int], list[str]], tmp_path: Path
+) -> None:
+    sandbox = octopods_sandbox_factory(faults=("reset_after:1.0:send",))  # processed, then the answer is lost
+    monkeypatch.setenv("AIRFLOW_CONN_OCTOPODS_DEFAULT", sandbox.connection_json(TEST_KEY))
+    report_path = tmp_path / "report.csv"
+    result = operator(
+        recipients=ROWS[:3], max_failure_ratio=1.0, report_path=str(report_path), record_store=MemoryStore()
+    ).execute(context())
+    assert result["unknown"] == 3
+    warnings = [m for m in logged(logging.WARNING) if "unknown outcome" in m]
+    assert warnings == [
+        "3 rows have an unknown outcome (the request may have gone out; not sent again): rows 1, 2, 3. They are the "
+        "report's unknown_rows; check them (the Octopods dashboard, the recipients), then resend_unknown=True sends "
+        "them again, and those who got the first SMS get a second"
+    ]
+    with report_path.open(newline="") as handle:
+        errors = [row["error"] for row in csv.DictReader(handle)]
+    assert len(errors) == 3
+    assert all(len(error) > 200 for error in errors)  # not cut mid-sentence at 200 characters
+    assert all(
+        error.endswith("Check the recipient or the Octopods dashboard before sending it again") for error in errors
+    )
+
+
+def test_a_dry_run_logs_its_counts_segments_and_samples(
+    server: SandboxServer, logged: Callable[[int], list[str]]
+) -> None:
+    operator(dry_run=True, record_store=MemoryStore()).execute(context())
+    lines = logged(logging.INFO)
+    assert any(m.startswith("Dry run, nothing sent: ") and "10 segments" in m for m in lines)
+    assert "Sample for +44*******000: Hi P0" in lines
+    assert "Sample for +44*******002: Hi P2" in lines
+    assert server.requests() == []
+
+
+def test_an_interrupted_batch_logs_one_line_of_counts_and_what_the_next_try_does(
+    octopods_sandbox_factory: Any, monkeypatch: pytest.MonkeyPatch, logged: Callable[[int], list[str]]
+) -> None:
+    import signal
+
+    sandbox = octopods_sandbox_factory(faults=("latency:0.1",))
+    monkeypatch.setenv("AIRFLOW_CONN_OCTOPODS_DEFAULT", sandbox.connection_json(TEST_KEY))
+    rows = [{"phone": f"+447700901{n:03d}", "name": f"P{n}"} for n in range(40)]
+
+    def timeout(signum: int, frame: Any) -> None:
+        raise TimeoutError("execution_timeout")  # as Airflow's timeout raises in the task's main thread
+
+    previous = signal.signal(signal.SIGALRM, timeout)
+    signal.setitimer(signal.ITIMER_REAL, 1.0)
+    try:
+        with pytest.raises(TimeoutError):
+            operator(recipients=rows, max_in_flight=1, record_store=MemoryStore()).execute(context())
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    lines = [m for m in logged(logging.INFO) if m.startswith("Batch interrupted")]
+    assert len(lines) == 1
+    sent = len(sandbox.messages())
+    assert 0 < sent < 40
+    assert lines[0].startswith(
+        f"Batch interrupted (TimeoutError): this try sent {sent} ({sent} accepted, 0 failed, 0 unknown), "
+        f"{40 - sent} not started, 0 sent by earlier tries. The next try (a retry, or clearing this task) sends "
+        f"the {40 - sent} not started or failed"
+    )
+    assert not [m for m in logged(logging.INFO) if "Batch killed" in m]
+
+
+def test_rows_an_earlier_run_of_the_campaign_may_have_sent_are_held_unless_resend_unknown(
+    server: SandboxServer,
+) -> None:
+    from airflow_provider_octopods.api.models import SendRequest
+    from airflow_provider_octopods.send_record import SendGuard, TaskKey
+
+    store = MemoryStore()
+    killed = SendGuard(TaskKey("other_dag", "scheduled__x", "remind"), store=store)
+    killed.join_campaign("spring", ttl=3600)
+    request = SendRequest(ROWS[3]["phone"], "an older text")
+    killed.begin([(killed.slot(request, 1), request)])  # the worker died before the answer was recorded
+    result = operator(campaign="spring", max_failure_ratio=1.0, record_store=store).execute(context(run_id="r2"))
+    assert (result["accepted"], result["unknown"], result["unknown_rows"]) == (9, 1, [4])
+    assert ROWS[3]["phone"] not in {m.phone for m in server.messages()}
+    again = operator(campaign="spring", resend_unknown=True, record_store=store).execute(context(run_id="r3"))
+    assert (again["accepted"], again["accepted_earlier"]) == (10, 9)
+    assert len(server.sent_to(ROWS[3]["phone"])) == 1
+    assert server.duplicates() == 0
+
+
+def test_a_campaign_sends_one_sms_per_recipient_whatever_the_text(server: SandboxServer) -> None:
+    store = MemoryStore()
+    rows = [*ROWS[:2], {"phone": ROWS[0]["phone"], "name": "other text"}]
+    first = operator(recipients=rows, campaign="c", record_store=store).execute(context(run_id="r1"))
+    assert (first["accepted"], first["duplicate"]) == (2, 1)  # the same phone twice is a duplicate
+    second = operator(recipients=ROWS[:4], body="Reminder {{ recipient.name }}", campaign="c", record_store=store)
+    result = second.execute(context(run_id="r2"))
+    assert (result["accepted"], result["accepted_earlier"]) == (4, 2)
+    assert len(server.messages()) == 4
+    without = operator(recipients=ROWS[:1], record_store=store).execute(context(run_id="r3"))
+    assert without["accepted_earlier"] == 0  # no campaign: only this task instance counts
+    assert len(server.messages()) == 5
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"campaign": ""}, "campaign: must be a non-empty name"),
+        ({"campaign": 7}, "campaign: must be a string"),
+        ({"campaign_ttl": 0}, "campaign_ttl"),
+        ({"max_invalid_ratio": 1.5}, "max_invalid_ratio: must be between 0 and 1"),
+        ({"allow_empty": "yes"}, "allow_empty: must be True or False"),
+    ],
+)
+def test_campaign_and_plan_parameters_are_checked_when_the_dag_is_parsed(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        operator(**kwargs)
+    operator(task_id="ok", recipients=[], allow_empty=True)  # an empty literal, allowed

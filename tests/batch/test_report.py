@@ -20,9 +20,12 @@ from airflow_provider_octopods.api.segments import Encoding
 from airflow_provider_octopods.batch.report import (
     ROWS_IN_XCOM,
     counts_line,
+    interrupted_line,
+    plan_refusal,
     policy_failure,
     policy_problems,
     summary,
+    unknown_line,
     write_report,
 )
 
@@ -80,7 +83,7 @@ def test_the_summary_of_a_small_batch_lists_every_row_without_empty_fields() -> 
     assert result["rows"] == [
         {"row": 1, "phone": "+44*******001", "outcome": "accepted", "message_id": 11},
         {"row": 2, "phone": "+44*******002", "outcome": "accepted_earlier", "message_id": 12},
-        {"row": 3, "phone": "+44*******003", "outcome": "failed", "error": "down (HTTP 503)"},
+        {"row": 3, "phone": "+44*******003", "outcome": "failed", "error": "HTTP 503: down"},
         {"row": 4, "phone": "+44*******004", "outcome": "unknown", "error": "TimeoutError: read timed out"},
         {"row": 5, "phone": "", "outcome": "invalid", "error": "phone: is missing"},
         {"row": 6, "phone": "+44*******001", "outcome": "duplicate"},
@@ -122,7 +125,7 @@ def test_a_local_report_path_gets_its_folders_and_the_rows_with_masked_phones(
     lines = csv_lines(target.read_text(encoding="utf-8"))
     assert lines[0] == ["row", "phone", "outcome", "message_id", "error_code", "error"]
     assert lines[1] == ["1", "+44*******001", "accepted", "11", "", ""]
-    assert lines[3] == ["3", "+44*******003", "failed", "", "http_503", "down (HTTP 503)"]
+    assert lines[3] == ["3", "+44*******003", "failed", "", "http_503", "HTTP 503: down"]
     assert len(lines) == 8
     assert "+4477009" not in target.read_text()
     assert f"Per-row report written to {target}" in caplog.text
@@ -201,23 +204,104 @@ def test_the_counts_line_of_a_batch_without_failures_shows_no_empty_codes() -> N
 # -- policy_problems, policy_failure ----------------------------------------------------------------
 
 
-def test_invalid_rows_break_the_policy_only_with_fail_on_invalid() -> None:
-    plan = plan_batch([{"phone": phone(1)}, {"phone": "oops"}], render=lambda row: "Hi")
+def refusal(rows: list[Any], render: Any = lambda row: "Hi", **kw: Any) -> str | None:
+    plan = plan_batch(rows, render=render)
+    first = [str(k) for k in rows[0]] if rows and isinstance(rows[0], dict) else None
+    policy = {"max_invalid_ratio": 0.05, "fail_on_invalid": False, "allow_empty": False, "phone_field": "phone"}
+    return plan_refusal(plan, first_row_fields=first, **(policy | kw))
+
+
+def test_a_plan_with_more_invalid_rows_than_the_ratio_is_refused_naming_the_commonest_reasons() -> None:
+    def render(row: dict[str, Any]) -> str:
+        if "nmae" in row:
+            raise KeyError("'dict object' has no attribute 'nmae'")
+        return "Hi"
+
+    rows: list[Any] = [{"phone": phone(n), "nmae": "x"} for n in range(1950)]
+    rows += [{"phone": phone(5000 + n)} for n in range(40)] + [{"phone": "12"} for _ in range(6)]
+    rows += [{"phone": "+1555CALLNOW"}, {}, {}, {}]
+    message = refusal(rows, render)
+    assert message is not None
+    assert message.startswith("Nothing was sent: 1,960 of 2,000 rows invalid (98.0% > max_invalid_ratio=5.0%). ")
+    assert (
+        "1,950 rows: body: does not render: KeyError: \"'dict object' has no attribute 'nmae'\" "
+        "(rows 1, 2, 3 and 1,947 more)" in message
+    )
+    assert "6 rows: phone: <number> has no country code" in message
+    assert "(rows 1991, 1992, 1993 and 3 more)" in message
+    assert "3 rows: phone: is missing (rows 1998, 1999, 2000)" in message
+    assert "; 1 more row for 1 other reason (see the report). " in message
+    assert message.endswith("or raise max_invalid_ratio to send the valid rows anyway.")
+    assert refusal(rows, render, max_invalid_ratio=1.0) is None
+
+
+def test_a_plan_within_the_ratio_goes_on_and_fail_on_invalid_refuses_any_invalid_row() -> None:
+    rows = [{"phone": phone(n)} for n in range(99)] + [{"phone": "oops"}]
+    assert refusal(rows) is None
+    message = refusal(rows, fail_on_invalid=True)
+    assert message is not None
+    assert message.startswith("Nothing was sent: 1 of 100 rows invalid (fail_on_invalid=True). ")
+    assert "1 row: phone: <number> contains letters" in message
+    assert "(row 100)" in message
+
+
+def test_rows_without_the_phone_field_name_the_fields_they_have() -> None:
+    message = refusal([{"mobile": phone(n), "name": "A"} for n in range(3)])
+    assert message is not None
+    assert "3 rows: phone: is missing (rows 1, 2, 3)" in message
+    assert "The first row has no field 'phone' (its fields: mobile, name): phone_field names" in message
+
+
+def test_nothing_to_send_is_refused_unless_allowed() -> None:
+    assert refusal([{"phone": phone(1)}]) is None
+    plan = plan_batch([], render=lambda row: "Hi")
+    policy = {"max_invalid_ratio": 0.05, "fail_on_invalid": False, "phone_field": "phone"}
+    empty = plan_refusal(plan, allow_empty=False, **policy)
+    assert empty is not None
+    assert empty.startswith("Nothing to send: of 0 rows, 0 invalid, 0 duplicate, 0 opted out.")
+    assert "set allow_empty=True" in empty
+    assert plan_refusal(plan, allow_empty=True, **policy) is None
+    opted = plan_batch([{"phone": phone(9)}], render=lambda row: "Hi", opted_out=opt_out_list([phone(9)]))
+    assert "1 opted out" in (plan_refusal(opted, allow_empty=False, **policy) or "")
+
+
+def test_unknown_rows_make_one_warning_line_listing_them_capped() -> None:
+    report = mixed_report()
+    assert unknown_line(report) == (
+        "1 row has an unknown outcome (the request may have gone out; not sent again): row 4. "
+        "They are the report's unknown_rows; check them (the Octopods dashboard, the recipients), then "
+        "resend_unknown=True sends them again, and those who got the first SMS get a second"
+    )
+    plan = plan_batch([{"phone": phone(n)} for n in range(30)], render=lambda row: "Hi")
+    many = BatchReport(plan)
+    for send in plan.sends:
+        many.record(send, RowOutcome.UNKNOWN, error=TimeoutError("read timed out"))
+    line = unknown_line(many)
+    assert line is not None
+    assert "rows 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20 and 10 more" in line
+    plan = plan_batch([{"phone": phone(1)}], render=lambda row: "Hi")
+    assert unknown_line(BatchReport(plan)) is None
+
+
+def test_an_interrupted_batch_says_in_one_line_what_was_sent_and_what_the_next_try_does() -> None:
+    plan = plan_batch([{"phone": phone(n)} for n in range(10)], render=lambda row: "Hi")
     report = BatchReport(plan)
-    report.record(plan.sends[0], RowOutcome.ACCEPTED, accepted(plan.sends[0], 11))
-    result = summary(report, max_ids=10)
-    assert policy_problems(report, result, fail_on_invalid=False, max_failure_ratio=0.0) == []
-    assert policy_problems(report, result, fail_on_invalid=True, max_failure_ratio=0.0) == [
-        "1 invalid rows (fail_on_invalid=True)"
-    ]
+    report.record(plan.sends[0], RowOutcome.ACCEPTED, accepted(plan.sends[0], 1))
+    report.record(plan.sends[1], RowOutcome.ACCEPTED_EARLIER, accepted(plan.sends[1], 2))
+    report.record(plan.sends[2], RowOutcome.FAILED, error=OctopodsServerError("down", http_status=503))
+    report.record(plan.sends[3], RowOutcome.UNKNOWN, error=TimeoutError("read timed out"))
+    assert interrupted_line(report, TimeoutError()) == (
+        "Batch interrupted (TimeoutError): this try sent 3 (1 accepted, 1 failed, 1 unknown), 6 not started, "
+        "1 sent by earlier tries. The next try (a retry, or clearing this task) sends the 7 not started or failed, "
+        "and not the 1 unknown unless resend_unknown=True"
+    )
 
 
 def test_failed_and_unknown_rows_break_the_policy_only_beyond_the_ratio() -> None:
     report = mixed_report()  # 1 failed and 1 unknown of 4 rows sent
     result = summary(report, max_ids=10)
-    assert policy_problems(report, result, fail_on_invalid=False, max_failure_ratio=0.5) == []
-    assert policy_problems(report, result, fail_on_invalid=True, max_failure_ratio=0.25) == [
-        "1 invalid rows (fail_on_invalid=True)",
+    assert policy_problems(report, result, max_failure_ratio=0.5) == []
+    assert policy_problems(report, result, max_failure_ratio=0.25) == [
         "1 failed and 1 unknown of the rows sent (50.0% > max_failure_ratio=25.0%)",
     ]
 

@@ -104,3 +104,52 @@ with DAG(dag_id="octopods_batch_rows_are_data", **DEFAULTS):
     OctopodsSendBatchOperator.partial(task_id="mapped", body="Hi {{ recipient.name }}").expand(
         recipients=clinic_lists()
     )
+
+
+def campaign_rows(first: int, last: int) -> list[dict[str, str]]:
+    """Rows for numbers ``+447700903<first>`` up to ``<last>`` (excluded)."""
+    return [{"phone": f"+447700903{n:03d}", "name": f"Client {n}"} for n in range(first, last)]
+
+
+REFUSED = {"phone": "+15005550104", "name": "refused"}  # the sandbox refuses this number (error 3)
+
+with DAG(dag_id="octopods_campaign_renewals", params={"campaign": "renewals-2026-12"}, **DEFAULTS):
+    # 40 rows accepted and 1 refused: with no failure allowed, every run of it fails after sending.
+    OctopodsSendBatchOperator(
+        task_id="remind",
+        recipients=[*campaign_rows(0, 40), REFUSED],
+        body="Hi {{ recipient.name }}, your policy renews on the 31st.",
+        campaign="{{ params.campaign }}",
+        max_failure_ratio=0.0,
+    )
+
+with DAG(dag_id="octopods_campaign_second_dag", params={"campaign": "renewals-2026-12"}, **DEFAULTS):
+    # Another DAG, another text, on the same campaign: rows 20-39 were texted by the first DAG.
+    OctopodsSendBatchOperator(
+        task_id="remind_again",
+        recipients=campaign_rows(20, 60),
+        body="{{ recipient.name }}: last reminder, your policy renews on the 31st.",
+        campaign="{{ params.campaign }}",
+    )
+
+with DAG(dag_id="octopods_batch_broken_plan", params={"dry_run": False}, **DEFAULTS):
+    # A typo in the template: every row fails to render.
+    OctopodsSendBatchOperator(
+        task_id="remind",
+        recipients=campaign_rows(100, 150),
+        body="Hi {{ recipient.nmae }}, see you tomorrow.",
+        dry_run="{{ params.dry_run }}",
+        report_path="{{ params.report_path }}",
+    )
+
+with DAG(dag_id="octopods_batch_empty", **DEFAULTS):
+
+    @task
+    def extract() -> list[dict[str, str]]:
+        return []  # an upstream extract that found nothing
+
+    rows = extract()
+    OctopodsSendBatchOperator(task_id="remind", recipients=rows, body="Hi {{ recipient.name }}")
+    OctopodsSendBatchOperator(
+        task_id="remind_if_any", recipients=rows, body="Hi {{ recipient.name }}", allow_empty=True
+    )

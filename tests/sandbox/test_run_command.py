@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import socket
 import subprocess
@@ -59,6 +60,14 @@ def sandbox_run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def saved_messages(report: list[str]) -> Path:
+    """The file of all messages that a report names, removed when the test ends."""
+    [command] = [line.partition(": ")[2] for line in report if "octopods-sandbox messages --from " in line]
+    path = Path(command.removeprefix("octopods-sandbox messages --from ").removesuffix(" --full"))
+    assert path.is_file()
+    return path
+
+
 def script(tmp_path: Path, name: str, text: str) -> str:
     path = tmp_path / name
     path.write_text(textwrap.dedent(text))
@@ -74,10 +83,14 @@ def test_run_gives_the_command_a_connection_and_passes_its_exit_code(tmp_path: P
     assert "sent " in result.stdout
     report = result.stderr.splitlines()
     assert "octopods-sandbox: the command exited with code 3 after" in result.stderr
-    start = report.index("The sandbox received 1 message(s):")
+    start = report.index("The sandbox received 1 message(s): 1 delivered")
     message = report[start + 1].split()
     assert message[2:] == ["+1*******100", "delivered", '"hi"']
-    assert report[start + 2 :] == [
+    saved = saved_messages(report)
+    assert report[start + 2] == f"Whole bodies: octopods-sandbox messages --from {saved} --full"
+    assert [m["body"] for m in json.loads(saved.read_text())["messages"]] == ["hi"]
+    saved.unlink()
+    assert report[start + 3 :] == [
         "Duplicated phone-and-body pairs: 0",
         "Requests: 1 send(s), 0 status read(s); answers: 201 x1",
     ]
@@ -94,11 +107,12 @@ def test_run_with_another_connection_id_reports_duplicates_and_requests(tmp_path
     assert result.stdout.startswith("host http://127.0.0.1:")
     report = result.stderr.splitlines()
     assert "connection 'sms_alerts' is in AIRFLOW_CONN_SMS_ALERTS for the command (throwaway key)" in result.stderr
-    start = report.index("The sandbox received 2 message(s):")
-    body = '"Reminder: ' + "x" * 50 + '..."'
+    start = report.index("The sandbox received 2 message(s): 2 queued")
+    body = '"Reminder: ' + "x" * 50 + '"… (90 chars)'
     for line in report[start + 1 : start + 3]:
         assert line.split(maxsplit=4)[2:] == ["+44*******123", "queued", body]
-    assert report[start + 3 :] == [
+    saved_messages(report).unlink()
+    assert report[start + 4 :] == [
         "Duplicated phone-and-body pairs: 1",
         "Requests: 3 send(s), 1 status read(s); answers: 200 x1, 201 x2, error 3 x1",
     ]
