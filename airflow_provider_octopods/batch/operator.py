@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
@@ -185,6 +186,10 @@ class OctopodsSendBatchOperator(BaseOperator):
             check_literal(dry_run, lambda v: flag(v, field="dry_run"))
             check_literal(recipients, lambda v: check_recipients(v, allow_empty=allow_empty))
             check_literal(campaign, _campaign_name)
+            if campaign is not None and allow_duplicates:
+                raise OctopodsValidationError(
+                    "allow_duplicates", "cannot be True with a campaign, which sends one SMS per recipient"
+                )
             self.rate_limit = None if rate_limit is None else positive_number(rate_limit, field="rate_limit")
             self.max_in_flight = whole_number(max_in_flight, field="max_in_flight")
             self.max_xcom_ids = whole_number(max_xcom_ids, field="max_xcom_ids", minimum=0)
@@ -298,8 +303,8 @@ class OctopodsSendBatchOperator(BaseOperator):
                 report.record(send, RowOutcome.PLANNED)
             result = summary(report, max_ids=self.max_xcom_ids) | {"dry_run": True, "samples": samples}
             self.log.info("Dry run, nothing sent: %s", counts_line(result))
-            for sample in samples:
-                self.log.info("Sample for %s: %s", sample["phone"], sample["body"])
+            for sample in samples:  # quoted: a row's line break cannot make a log line of its own
+                self.log.info("Sample for %s: %s", sample["phone"], json.dumps(sample["body"], ensure_ascii=False))
             if refusal is None:
                 return result
             result["refused"] = refusal
@@ -355,10 +360,11 @@ class OctopodsSendBatchOperator(BaseOperator):
             context["ti"].xcom_push(key="report", value=result)
             raise final(err) from None
         except BaseException as err:  # Airflow's timeout or SIGTERM: the runner stopped the sends
-            self.log.warning("%s", interrupted_line(report, err))
+            self.log.warning("%s", interrupted_line(report, type(err).__name__))
             raise
         stopped = runner.stopped
         if stopped:  # on_kill: the rows never started are not lost, the next try sends them
+            self.log.warning("%s", interrupted_line(report, "stopped by Airflow"))
             for _, send in todo[started:]:
                 report.record(send, RowOutcome.FAILED, error=Stopped())
         result = summary(report, max_ids=self.max_xcom_ids) | {"dry_run": False}
@@ -398,8 +404,7 @@ class OctopodsSendBatchOperator(BaseOperator):
     def on_kill(self) -> None:
         """Airflow 3 calls this on SIGTERM (task cleared, marked failed, heartbeat lost) and kills the
         process a few seconds later: stop starting requests so that the sends in flight get recorded."""
-        if self._runner is not None and not self._runner.stopped:  # an interrupted batch said so already
-            self.log.warning("Batch killed: no new sends; recording what was sent")
+        if self._runner is not None:  # the batch logs what it sent and what the next try does
             self._runner.stop()
 
 
@@ -409,6 +414,6 @@ def _campaign_name(value: object) -> str | None:
     if value is None:
         return None
     name = str(value)
-    if not name.strip() or len(name) > 200 or "\n" in name:
+    if not name.strip() or len(name) > 200 or not name.isprintable():
         raise OctopodsValidationError("campaign", "must be a non-empty name of at most 200 characters on one line")
     return name

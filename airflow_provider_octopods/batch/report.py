@@ -97,10 +97,11 @@ def plan_refusal(
             f"{'; '.join(invalid_reasons(plan))}. {hint}"
         )
     if not plan.sends and not allow_empty:
+        reasons = f" {'; '.join(invalid_reasons(plan))}." if invalid else ""
         return (
             f"Nothing to send: of {plan.total:,} rows, {invalid:,} invalid, {plan.count(RowOutcome.DUPLICATE):,} "
-            f"duplicate, {plan.count(RowOutcome.OPTED_OUT):,} opted out. An empty batch fails, so that an empty "
-            "upstream extract cannot pass unnoticed; set allow_empty=True if this batch may be empty."
+            f"duplicate, {plan.count(RowOutcome.OPTED_OUT):,} opted out.{reasons} An empty batch fails, so that an "
+            "empty upstream extract cannot pass unnoticed; set allow_empty=True if this batch may be empty."
         )
     return None
 
@@ -149,15 +150,15 @@ def unknown_line(report: BatchReport) -> str | None:
     )
 
 
-def interrupted_line(report: BatchReport, error: BaseException) -> str:
-    """The one line logged when Airflow interrupts a batch (timeout, SIGTERM): what happened and what
-    the next try does."""
+def interrupted_line(report: BatchReport, cause: str) -> str:
+    """The one line logged when Airflow interrupts a batch (``cause``: a timeout, SIGTERM): what
+    happened and what the next try does."""
     counts = report.counts()
     accepted = counts[RowOutcome.ACCEPTED]
     failed, unknown = counts[RowOutcome.FAILED], counts[RowOutcome.UNKNOWN]
     not_started = report.not_started()
     return (
-        f"Batch interrupted ({type(error).__name__}): this try sent {accepted + failed + unknown:,} "
+        f"Batch interrupted ({cause}): this try sent {accepted + failed + unknown:,} "
         f"({accepted:,} accepted, {failed:,} failed, {unknown:,} unknown), {not_started:,} not started, "
         f"{counts[RowOutcome.ACCEPTED_EARLIER]:,} sent by earlier tries. The next try (a retry, or clearing "
         f"this task) sends the {not_started + failed:,} not started or failed, and not the {unknown:,} unknown "
@@ -192,7 +193,7 @@ def counts_line(summary: Mapping[str, Any]) -> str:
     """One line of counts for the log and for error messages."""
     by_code = summary["failed_by_code"]
     return (
-        f"{summary['accepted']} accepted ({summary['accepted_earlier']} by an earlier try), "
+        f"{summary['accepted']} accepted ({summary['accepted_earlier']} earlier, by another try or run), "
         f"{summary['failed']} failed{f' {by_code}' if by_code else ''}, {summary['unknown']} unknown, "
         f"{summary['invalid']} invalid, {summary['duplicate']} duplicate, {summary['opted_out']} opted out, "
         f"{summary['segments']} segments"
@@ -207,10 +208,8 @@ class Stopped(Exception):
 
 
 class EarlierUnknown(Exception):
-    """A row's error when an earlier try may have sent it: not sent again."""
+    """A row's error when an earlier try, or another run of its campaign, may have sent it: not sent again."""
 
-    def __init__(self, try_number: int | None) -> None:
-        super().__init__(
-            f"an earlier try{'' if try_number is None else f' ({try_number})'} may have sent it; "
-            "not sent again (resend_unknown=True would)"
-        )
+    def __init__(self, try_number: int | None, by: str | None = None) -> None:
+        who = by or f"an earlier try{'' if try_number is None else f' ({try_number})'}"
+        super().__init__(f"{who} may have sent it; not sent again (resend_unknown=True would)")

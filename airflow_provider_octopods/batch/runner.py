@@ -161,13 +161,17 @@ def sends_to_make(
             report.record(send, RowOutcome.ACCEPTED_EARLIER, verdict.prior.result(send.request))
             earlier += 1
         else:
-            try_number = verdict.prior.try_number if verdict.prior else None
-            report.record(send, RowOutcome.UNKNOWN, error=EarlierUnknown(try_number))
+            prior = verdict.prior
+            report.record(
+                send,
+                RowOutcome.UNKNOWN,
+                error=EarlierUnknown(prior.try_number if prior else None, prior.by if prior else None),
+            )
             held.append(send)
             unknown += 1
     if earlier or unknown:
         log.info(
-            "Resuming: %d sent by an earlier try, %d with an unknown outcome (not sent again%s), %d to send",
+            "Resuming: %d sent by an earlier try or run, %d with an unknown outcome (not sent again%s), %d to send",
             earlier,
             unknown,
             "" if not unknown else "; resend_unknown=True would",

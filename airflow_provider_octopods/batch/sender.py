@@ -31,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_octopods.api.batch import PlannedSend
+from airflow_provider_octopods.api.batch import PlannedSend, clip
 from airflow_provider_octopods.api.decision import Operation, decide
 from airflow_provider_octopods.api.errors import OctopodsError, OctopodsUnknownOutcomeError
 from airflow_provider_octopods.api.models import SendResult
@@ -230,7 +230,7 @@ class BatchSender:
                 self._not_sent.append(slot)
         except Exception as exc:  # not the client's own error: the request may have gone out
             sent = Sent(
-                send, slot, error=OctopodsUnknownOutcomeError(f"the send failed in this process: {exc!r}"[:200])
+                send, slot, error=OctopodsUnknownOutcomeError(clip(f"the send failed in this process: {exc!r}"))
             )
         else:
             sent = Sent(send, slot, result=result)

@@ -378,6 +378,10 @@ class SendGuard:
                     raise
             reason = self._superseded()
             if reason is not None:
+                reason = f"{reason} while try {self.try_number} still ran (Airflow gave this try up)"
+            elif campaign is not None:
+                reason = campaign.superseded()
+            if reason is not None:
                 self._own.undo(before)
                 if campaign is not None:
                     campaign.undo(in_campaign)
@@ -386,10 +390,7 @@ class SendGuard:
                     self._own.delete()  # what this try wrote after its record was deleted
                 else:
                     self._write(before)
-                raise OctopodsSupersededError(
-                    f"{reason} while try {self.try_number} still ran (Airflow gave this try up): "
-                    "this try sends nothing more, so that no SMS goes out twice"
-                )
+                raise OctopodsSupersededError(f"{reason}: this try sends nothing more, so that no SMS goes out twice")
 
     def settle(self, accepted: Iterable[tuple[str, SendResult]], not_sent: Iterable[str]) -> None:
         """Record the accepted sends, and drop the intents of those that did not go out; one write.
@@ -406,18 +407,18 @@ class SendGuard:
                 self._own.delete()  # parts written since the record was deleted
             self._write({})
             campaign = self.campaign
-            if campaign is not None and self._settle_in_campaign(accepted, not_sent):
-                campaign.save()
+            if campaign is not None:
+                self._settle_in_campaign(accepted, not_sent)
+                campaign.save()  # also what an earlier write that failed left unsaved
 
-    def _settle_in_campaign(self, accepted: list[tuple[str, SendResult]], not_sent: list[str]) -> bool:
-        """Put the results of sends made under the campaign into its log (not written yet); whether any."""
+    def _settle_in_campaign(self, accepted: list[tuple[str, SendResult]], not_sent: list[str]) -> None:
+        """Put the results of sends made under the campaign into its log (not written yet)."""
         campaign, recipients = self.campaign, self._recipients
         if campaign is None or not recipients:
-            return False
+            return
         done = [(recipients.pop(slot), result) for slot, result in accepted if slot in recipients]
         dropped = [recipients.pop(slot) for slot in not_sent if slot in recipients]
         campaign.settle(done, dropped)
-        return bool(done or dropped)
 
     def _apply(self, accepted: Iterable[tuple[str, SendResult]], not_sent: Iterable[str]) -> None:
         for slot, result in accepted:

@@ -406,8 +406,8 @@ def test_a_dry_run_logs_its_counts_segments_and_samples(
     operator(dry_run=True, record_store=MemoryStore()).execute(context())
     lines = logged(logging.INFO)
     assert any(m.startswith("Dry run, nothing sent: ") and "10 segments" in m for m in lines)
-    assert "Sample for +44*******000: Hi P0" in lines
-    assert "Sample for +44*******002: Hi P2" in lines
+    assert 'Sample for +44*******000: "Hi P0"' in lines
+    assert 'Sample for +44*******002: "Hi P2"' in lines
     assert server.requests() == []
 
 
@@ -485,6 +485,8 @@ def test_a_campaign_sends_one_sms_per_recipient_whatever_the_text(server: Sandbo
         ({"campaign_ttl": 0}, "campaign_ttl"),
         ({"max_invalid_ratio": 1.5}, "max_invalid_ratio: must be between 0 and 1"),
         ({"allow_empty": "yes"}, "allow_empty: must be True or False"),
+        ({"campaign": "c\r"}, "campaign: must be a non-empty name"),
+        ({"campaign": "c", "allow_duplicates": True}, "allow_duplicates: cannot be True with a campaign"),
     ],
 )
 def test_campaign_and_plan_parameters_are_checked_when_the_dag_is_parsed(kwargs: dict[str, Any], message: str) -> None:

@@ -186,7 +186,7 @@ def test_without_a_path_only_a_batch_too_big_for_xcom_warns_that_its_rows_are_no
 def test_the_counts_line_names_every_count_and_the_failures_by_code() -> None:
     line = counts_line(summary(mixed_report(), max_ids=10))
     assert line == (
-        "2 accepted (1 by an earlier try), 1 failed {'http_503': 1}, 1 unknown, 1 invalid, 1 duplicate, "
+        "2 accepted (1 earlier, by another try or run), 1 failed {'http_503': 1}, 1 unknown, 1 invalid, 1 duplicate, "
         "1 opted out, 4 segments"
     )
 
@@ -196,7 +196,7 @@ def test_the_counts_line_of_a_batch_without_failures_shows_no_empty_codes() -> N
     report = BatchReport(plan)
     report.record(plan.sends[0], RowOutcome.ACCEPTED, accepted(plan.sends[0], 11))
     line = counts_line(summary(report, max_ids=10))
-    assert line.startswith("1 accepted (0 by an earlier try), 0 failed")
+    assert line.startswith("1 accepted (0 earlier, by another try or run), 0 failed")
     assert "{}" not in line
     assert line.endswith("0 unknown, 0 invalid, 0 duplicate, 0 opted out, 1 segments")
 
@@ -290,7 +290,7 @@ def test_an_interrupted_batch_says_in_one_line_what_was_sent_and_what_the_next_t
     report.record(plan.sends[1], RowOutcome.ACCEPTED_EARLIER, accepted(plan.sends[1], 2))
     report.record(plan.sends[2], RowOutcome.FAILED, error=OctopodsServerError("down", http_status=503))
     report.record(plan.sends[3], RowOutcome.UNKNOWN, error=TimeoutError("read timed out"))
-    assert interrupted_line(report, TimeoutError()) == (
+    assert interrupted_line(report, "TimeoutError") == (
         "Batch interrupted (TimeoutError): this try sent 3 (1 accepted, 1 failed, 1 unknown), 6 not started, "
         "1 sent by earlier tries. The next try (a retry, or clearing this task) sends the 7 not started or failed, "
         "and not the 1 unknown unless resend_unknown=True"
@@ -322,7 +322,7 @@ def test_a_policy_failure_lets_airflow_retry_only_when_a_retry_helps() -> None:
 def test_the_counts_line_reads_cleanly_with_and_without_failures() -> None:
     base = {"accepted": 3, "accepted_earlier": 1, "failed": 0, "failed_by_code": {}, "unknown": 0}
     base |= {"invalid": 0, "duplicate": 0, "opted_out": 0, "segments": 3}
-    assert counts_line(base).startswith("3 accepted (1 by an earlier try), 0 failed, 0 unknown, ")
+    assert counts_line(base).startswith("3 accepted (1 earlier, by another try or run), 0 failed, 0 unknown, ")
     failing = base | {"failed": 2, "failed_by_code": {"PHONE_INVALID": 2}}
     assert "2 failed {'PHONE_INVALID': 2}, 0 unknown" in counts_line(failing)
 
