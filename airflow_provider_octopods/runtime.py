@@ -44,12 +44,19 @@ def variables() -> Any:
 
 
 def run_state_answered() -> bool | None:
-    """Whether this Airflow 3 process's supervisor answers a request for a DAG run's state.
+    """Whether this Airflow 3 process's supervisor answers a request for a DAG run's state (see
+    :func:`answered`)."""
+    return answered({"type": "DagRunStateResult", "state": "running"})
+
+
+def answered(answer: dict[str, Any]) -> bool | None:
+    """Whether this Airflow 3 process's supervisor channel can decode ``answer`` (a Task SDK
+    result, such as ``{"type": "TaskStatesResult", "task_states": {}}``), so asking the request it
+    answers gets a reply.
 
     Each place that runs user code (task runner, dag-processor, triggerer) decodes its own set of
     answers, and a place asked what it cannot answer never replies: the caller hangs. The
     dag-processor, which runs the failure callbacks of a task whose worker died, is such a place.
-    Told by trying to decode a run-state answer with the decoder this process's channel uses.
     None when it cannot be told (no supervisor, as on 2.11, or ``dag.test()``'s in-process one,
     which answers everything a task may ask).
     """
@@ -62,7 +69,7 @@ def run_state_answered() -> bool | None:
     if not callable(validate):
         return None
     try:
-        validate({"type": "DagRunStateResult", "state": "running"})
+        validate(answer)
     except Exception:
         return False
     return True

@@ -356,6 +356,7 @@ def clip(text: str, limit: int = MAX_REASON) -> str:
     if len(text) <= limit:
         return text
     cut = text[: limit - 1]
-    if " " in cut:
-        cut = cut[: cut.rindex(" ")]
+    space = cut.rfind(" ")
+    if space > limit * 3 // 4:  # a word boundary near the end; else a word longer than a quarter of it
+        cut = cut[:space]
     return cut.rstrip(" ,;:(") + "…"

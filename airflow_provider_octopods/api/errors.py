@@ -9,6 +9,8 @@ Whether an error may be retried, in the call or by Airflow, is decided in one pl
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class OctopodsError(Exception):
     """Base class of every error raised by this provider."""
@@ -80,11 +82,28 @@ class OctopodsSmsRejectedError(OctopodsAPIError):
 
 
 class OctopodsAuthError(OctopodsAPIError):
-    """The API key was refused (HTTP 401/403)."""
+    """The API key was refused (HTTP 401/403).
+
+    Its text ends with what to do, naming the Airflow connection the key came from when
+    ``conn_id`` is set: the API layer knows no connections, the hook's clients set it. Neither the
+    text nor any field holds the key.
+    """
+
+    advice = "check the API key in the password field of {connection}"
+
+    def __init__(self, message: str, *, conn_id: str | None = None, **fields: Any) -> None:
+        super().__init__(message, **fields)
+        self.conn_id = conn_id
+
+    def __str__(self) -> str:
+        connection = f"connection {self.conn_id!r}" if self.conn_id else "the connection"
+        return f"{super().__str__()}; {self.advice.format(connection=connection)}"
 
 
 class OctopodsDeprecatedKeyError(OctopodsAuthError):
     """Error code 5 (DEPRECATED_API_KEY): the key was rotated or revoked; fetch the current one."""
+
+    advice = "put the current key in the password field of {connection}"
 
 
 class OctopodsRateLimitError(OctopodsAPIError):

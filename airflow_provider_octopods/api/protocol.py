@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any, Generic, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from airflow_provider_octopods import __version__
 from airflow_provider_octopods.api.decision import MAY_HAVE_BEEN_SENT, Operation, decide, unreadable_answer
@@ -156,7 +156,7 @@ class ApiCall(Generic[T]):
         return self.describe()
 
 
-def send_call(base_url: str, request: SendRequest) -> ApiCall[SendResult]:
+def send_call(base_url: str, request: SendRequest, *, conn_id: str | None = None) -> ApiCall[SendResult]:
     """``POST /api/v1/sms/messages`` for ``request``."""
     return ApiCall(
         Operation.SEND,
@@ -165,11 +165,11 @@ def send_call(base_url: str, request: SendRequest) -> ApiCall[SendResult]:
         encode_send(request),
         lambda: f"send to {mask_phone(request.phone)}",
         lambda response: parse_send_response(response, request),
-        lambda response: error_from_response(response, Operation.SEND),
+        lambda response: error_from_response(response, Operation.SEND, host=urlsplit(base_url).netloc, conn_id=conn_id),
     )
 
 
-def status_call(base_url: str, message_id: MessageId) -> ApiCall[MessageStatus]:
+def status_call(base_url: str, message_id: MessageId, *, conn_id: str | None = None) -> ApiCall[MessageStatus]:
     """``GET /api/v1/sms/messages/{id}``."""
     return ApiCall(
         Operation.STATUS,
@@ -178,7 +178,9 @@ def status_call(base_url: str, message_id: MessageId) -> ApiCall[MessageStatus]:
         None,
         lambda: f"status of message {message_id}",
         lambda response: parse_status_response(response, message_id),
-        lambda response: error_from_response(response, Operation.STATUS, message_id=message_id),
+        lambda response: error_from_response(
+            response, Operation.STATUS, message_id=message_id, host=urlsplit(base_url).netloc, conn_id=conn_id
+        ),
     )
 
 
@@ -218,12 +220,20 @@ def parse_status_response(response: RawResponse, message_id: MessageId) -> Messa
 
 
 def error_from_response(
-    response: RawResponse, operation: Operation, *, message_id: MessageId | None = None
+    response: RawResponse,
+    operation: Operation,
+    *,
+    message_id: MessageId | None = None,
+    host: str | None = None,
+    conn_id: str | None = None,
 ) -> OctopodsError:
     """Map a non-2xx response to the most specific error class.
 
     The server's texts it copies (``error``, ``request_id``, a page's first words) are cut short and
     their phone numbers masked.
+
+    :param host: the API host (``host[:port]``) that answered, named when it refuses the key.
+    :param conn_id: the Airflow connection the key came from, named when it is refused.
     """
     payload = _json_object(response) or {}
     code = _int_or_none(payload.get("error_code"))
@@ -249,20 +259,15 @@ def error_from_response(
             text += f"; it may have processed the send before failing: {MAY_HAVE_BEEN_SENT}"
         return error(OctopodsServerError, text)
     if response.status in (401, 403) and code is None:
-        return error(
-            OctopodsAuthError,
-            f"the API key was refused during {where} (HTTP {response.status}); check the connection's API key",
-        )
+        refused_by = f" by {host}" if host else ""
+        return error(OctopodsAuthError, f"the API key was refused{refused_by} during {where}", conn_id=conn_id)
     if code is not None:
         name = ERROR_CODE_NAMES.get(code, "UNDOCUMENTED")
         text = f"{name}: {api_text}" if api_text else name
         if code == 1 and operation is Operation.STATUS:
             return error(OctopodsNotFoundError, f"message {message_id} was not found for this channel ({text})")
         if code == 5:
-            return error(
-                OctopodsDeprecatedKeyError,
-                f"the API key was rotated or revoked ({text}); put the current key in the connection",
-            )
+            return error(OctopodsDeprecatedKeyError, f"the API key was rotated or revoked ({text})", conn_id=conn_id)
         cls = _ERROR_CLASSES.get(code, OctopodsAPIError)
         return error(cls, f"the Octopods API rejected the {where} ({text})")
     if response.status == 404:

@@ -35,6 +35,7 @@ class ClientSettings:
     :param ca_bundle: path of a PEM file of CA certificates to trust instead of the system ones.
     :param scheme_hint: set when the host had no scheme and https was assumed: a sentence the
         clients append to TLS and connection errors, saying how to write the host instead.
+    :param conn_id: the Airflow connection the key came from, named when the API refuses it.
     """
 
     base_url: str
@@ -44,6 +45,7 @@ class ClientSettings:
     default_region: str | None = None
     ca_bundle: str | None = None
     scheme_hint: str | None = None
+    conn_id: str | None = None
 
     @property
     def try_timeout(self) -> float:
@@ -102,6 +104,7 @@ def settings_from_connection(
             default_region=validate_region(extras["default_region"]) if "default_region" in extras else None,
             ca_bundle=_ca_bundle(conn_id, extras["ca_bundle"]) if "ca_bundle" in extras else None,
             scheme_hint=scheme_hint,
+            conn_id=conn_id,
         )
     except OctopodsValidationError as err:
         raise OctopodsConfigurationError(f"connection {conn_id!r} extra {err.field}: {err.problem}") from None

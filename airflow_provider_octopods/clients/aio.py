@@ -113,11 +113,11 @@ class AsyncOctopodsClient:
 
     async def send(self, request: SendRequest) -> SendResult:
         """Send one SMS. See :mod:`airflow_provider_octopods.api.decision` for what is retried."""
-        return await self.run(protocol.send_call(self.settings.base_url, request))
+        return await self.run(protocol.send_call(self.settings.base_url, request, conn_id=self.settings.conn_id))
 
     async def get_status(self, message_id: MessageId) -> MessageStatus:
         """Read a message's delivery status."""
-        return await self.run(protocol.status_call(self.settings.base_url, message_id))
+        return await self.run(protocol.status_call(self.settings.base_url, message_id, conn_id=self.settings.conn_id))
 
     async def run(self, call: protocol.ApiCall[T]) -> T:
         """Make ``call`` under the retry policy (and the rate limiter, if any)."""

@@ -79,11 +79,11 @@ class OctopodsClient:
 
     def send(self, request: SendRequest) -> SendResult:
         """Send one SMS. See :mod:`airflow_provider_octopods.api.decision` for what is retried."""
-        return self.run(protocol.send_call(self.settings.base_url, request))
+        return self.run(protocol.send_call(self.settings.base_url, request, conn_id=self.settings.conn_id))
 
     def get_status(self, message_id: MessageId) -> MessageStatus:
         """Read a message's delivery status."""
-        return self.run(protocol.status_call(self.settings.base_url, message_id))
+        return self.run(protocol.status_call(self.settings.base_url, message_id, conn_id=self.settings.conn_id))
 
     def close(self) -> None:
         self.session.close()

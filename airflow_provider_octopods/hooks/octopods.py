@@ -353,7 +353,8 @@ class OctopodsHook(BaseHook):
         try:
             client.get_status(0)
         except OctopodsAuthError as err:
-            return False, f"The API key was refused: {err}"
+            text = str(err)  # "the API key was refused by <host> ...; check ... of connection '<id>'"
+            return False, text[:1].upper() + text[1:]
         except OctopodsNotFoundError as err:
             if err.error_code is not None:
                 return True, "Connection to Octopods works: the API key was accepted (no SMS was sent)."

@@ -1,17 +1,22 @@
 """What happened, read from the context Airflow gives a callback (2.11 and 3.x, task or DAG level,
-failure, retry, success, deadline). Reads only ids, states, tries and a one-line cause."""
+failure, retry, success, deadline). Reads only ids, states, tries and a one-line cause; for a DAG
+run's failure, also which of its tasks failed (asked of Airflow: see ``run_failures``)."""
 
 from __future__ import annotations
 
+from contextlib import suppress
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from airflow_provider_octopods.api.alerts import AlertEvent, EventKind, one_line_cause
+from airflow_provider_octopods.api.alerts import TASK_FAILURE_REASON, AlertEvent, EventKind, one_line_cause, task_list
+from airflow_provider_octopods.notifications.run_failures import RunFailures, ask_airflow
+
+_KEPT_AS = "octopods_run_failures"  # a run's failed tasks, kept in the callback's context: asked once
 
 
 def event_from_context(context: Any, *, include_cause: bool = True) -> AlertEvent:
     """The :class:`AlertEvent` a callback context describes; degrades to whatever keys are present."""
-    get = context.get if hasattr(context, "get") else (lambda _key, _default=None: None)
+    get = _getter(context)
     deadline = get("deadline")
     if isinstance(deadline, dict):
         return _deadline_event(get("dag_run"), deadline)
@@ -28,9 +33,10 @@ def event_from_context(context: Any, *, include_cause: bool = True) -> AlertEven
         cause = _redact(cause)
     if reason and not get("exception"):
         # A DAG-level callback: Airflow passes the run's outcome as ``reason``.
-        succeeded = str(reason).lower() == "success" or _state(dag_run) == "success"
-        kind = EventKind.RUN_SUCCEEDED if succeeded else EventKind.RUN_FAILED
-        return AlertEvent(dag_id=dag_id, run_id=run_id, cause=None if succeeded else cause, kind=kind)
+        if str(reason).lower() == "success" or _state(dag_run) == "success":
+            return AlertEvent(dag_id=dag_id, run_id=run_id, kind=EventKind.RUN_SUCCEEDED)
+        failed = run_failures(context, dag_id, run_id).task_ids
+        return AlertEvent(dag_id=dag_id, run_id=run_id, task_ids=failed, cause=cause, kind=EventKind.RUN_FAILED)
     state = _state(ti)
     kind = {"up_for_retry": EventKind.RETRY, "success": EventKind.SUCCEEDED}.get(state or "", EventKind.FAILED)
     if get("octopods_event") in {k.value for k in (EventKind.FAILED, EventKind.RETRY, EventKind.SUCCEEDED)}:
@@ -48,6 +54,60 @@ def event_from_context(context: Any, *, include_cause: bool = True) -> AlertEven
         kind=kind,
         next_try=_next_try(ti) if kind is EventKind.RETRY else None,
     )
+
+
+def run_failures(context: Any, dag_id: str | None, run_id: str | None) -> RunFailures:
+    """The failed tasks of a DAG-level failure callback's run, and the first one's log URL.
+
+    Asked of Airflow once per callback (the answer is kept in the context). Where Airflow cannot
+    tell, the task instance in the context stands in if it failed. On Airflow 3 that is the task
+    whose failure ended the run: it comes first, with its log URL, unless the metadata DB gave
+    the order in which they failed. Never raises.
+    """
+    get = _getter(context)
+    kept = get(_KEPT_AS)
+    if isinstance(kept, RunFailures):
+        return kept
+    found = None
+    if dag_id and run_id:
+        try:
+            found = ask_airflow(str(dag_id), str(run_id), dag_task_ids=set(_attr(get("dag"), "task_ids") or ()))
+        except Exception:  # Airflow could not say from here
+            found = None
+    found = found or RunFailures()
+    ti = _failed_task_instance(get("task_instance") or get("ti"), get("reason"))
+    if ti is not None and not found.log_url and (ti.task_id in found.task_ids or not found.task_ids):
+        found = RunFailures(task_list([str(ti.task_id), *found.task_ids]), _text(_attr(ti, "log_url")))
+    with suppress(TypeError):  # a context that cannot keep it: asked again next time
+        context[_KEPT_AS] = found
+    return found
+
+
+def log_url(context: Any, event: AlertEvent) -> str:
+    """Airflow's link to the log the event is about: the task's, or for a run failure the first
+    failed task's; ``""`` when there is none or it is not known."""
+    if event.kind is EventKind.RUN_FAILED:
+        return run_failures(context, event.dag_id, event.run_id).log_url
+    if event.run_level:
+        return ""
+    get = _getter(context)
+    return _text(_attr(get("task_instance") or get("ti"), "log_url"))
+
+
+def _failed_task_instance(ti: Any, reason: Any) -> Any:
+    """``ti`` if it failed: its state says so or, as Airflow 3 leaves the state out of a DAG-level
+    callback's task instance, Airflow called back for a task failure. Else None."""
+    state = _state(ti)
+    failed = state == "failed" or (state is None and reason == TASK_FAILURE_REASON)
+    return ti if failed and _attr(ti, "task_id") else None
+
+
+def _getter(context: Any) -> Any:
+    return context.get if hasattr(context, "get") else (lambda _key, _default=None: None)
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
 
 
 def _deadline_event(dag_run: Any, deadline: dict[str, Any]) -> AlertEvent:

@@ -11,7 +11,7 @@ from airflow.providers.common.compat.sdk import BaseNotifier
 
 from airflow_provider_octopods import metrics
 from airflow_provider_octopods.api import build_send_request
-from airflow_provider_octopods.api.alerts import AlertEvent, EventKind, alert_text
+from airflow_provider_octopods.api.alerts import AlertEvent, EventKind, alert_text, task_list
 from airflow_provider_octopods.api.decision import Operation, decide
 from airflow_provider_octopods.api.errors import OctopodsError, OctopodsValidationError
 from airflow_provider_octopods.api.masking import mask_phone
@@ -30,7 +30,7 @@ from airflow_provider_octopods.api.validation import (
     whole_number,
 )
 from airflow_provider_octopods.hooks.octopods import OctopodsHook
-from airflow_provider_octopods.notifications.events import event_from_context
+from airflow_provider_octopods.notifications.events import event_from_context, log_url
 from airflow_provider_octopods.templating import check_literal, known_at_parse, refused_at_parse
 
 if TYPE_CHECKING:
@@ -49,8 +49,12 @@ class OctopodsNotifier(BaseNotifier):
     cause, failed and will retry with the try count and next try time, succeeded, the run failed or
     succeeded, the run missed its deadline), names the DAG, the task, the run and the try, never
     a stack trace, and fits one GSM-7 SMS (160 characters) whenever the ids allow it (see
-    ``airflow_provider_octopods.api.alerts``). A ``body`` template gets ``{{ event }}``: one of
-    ``failed``, ``retry``, ``succeeded``, ``run_failed``, ``run_succeeded``, ``deadline_missed``.
+    ``airflow_provider_octopods.api.alerts``). A DAG run's failure names its failed tasks (as many as
+    fit, then a count) and the run in short: ``Airflow: DAG nut_b failed: tasks extract, load +3
+    more (run manual 2026-12-06 23:49:37)``. A ``body`` template gets ``{{ event }}``: one of
+    ``failed``, ``retry``, ``succeeded``, ``run_failed``, ``run_succeeded``, ``deadline_missed``;
+    and ``{{ log_url }}``: Airflow's link to the task's log (for a run failure, the first failed
+    task's), empty when there is none. A link makes the text longer: a second segment, usually.
 
     A notifier never turns one failure into two: if an alert cannot be sent (bad key, invalid
     number, network), the reason is logged as an error and nothing is raised. Invalid numbers are
@@ -151,28 +155,31 @@ class OctopodsNotifier(BaseNotifier):
         # Rendering errors must not escape into Airflow's callback machinery either.
         try:
             if args and hasattr(args[0], "get"):
-                self._add_event(args[0])
+                self._add_template_values(args[0])
             super().__call__(*args)
         except Exception as err:
             self.log.error("Octopods alert was not sent: %s", err)
 
     def __await__(self) -> Any:
-        self._add_event(self.context)
+        self._add_template_values(self.context)
         try:
             return super().__await__()
         except Exception as err:  # e.g. a template the deadline context cannot render
             self.log.error("Octopods alert was not sent: %s", err)
             return _nothing().__await__()
 
-    def _add_event(self, context: Any) -> None:
-        """Give ``body`` templates ``{{ event }}``, and note which callback slot this is, if Airflow's
-        task shows it unambiguously (the task instance's state does not, when the DAG processor runs
-        a retry callback after a heartbeat timeout)."""
+    def _add_template_values(self, context: Any) -> None:
+        """Give ``body`` templates ``{{ event }}`` and ``{{ log_url }}``, and note which callback slot
+        this is, if Airflow's task shows it unambiguously (the task instance's state does not, when
+        the DAG processor runs a retry callback after a heartbeat timeout)."""
         try:
+            context["log_url"] = ""  # templates may use it whatever happens below
             slot = _callback_slot(self, context.get("task"))
             if slot is not None:
                 context["octopods_event"] = slot.value
-            context["event"] = event_from_context(context, include_cause=False).kind.value
+            event = event_from_context(context, include_cause=False)
+            context["event"] = event.kind.value
+            context["log_url"] = log_url(context, event)
         except Exception as err:
             self.log.warning("Could not tell which event this callback is for: %s", err)
 
@@ -244,10 +251,10 @@ class OctopodsNotifier(BaseNotifier):
             audience=audience,
         )
         try:
-            if event.kind is EventKind.RUN_FAILED:  # DAG-level: alert, naming tasks not alerted yet
+            if event.kind is EventKind.RUN_FAILED:  # DAG-level: alert, naming tasks not alerted yet first
                 unreported = ledger.take_unreported(wait=False)
                 ledger.close()
-                return replace(event, task_ids=tuple(unreported))
+                return replace(event, task_ids=task_list([*unreported, *event.task_ids]))
             if ledger.claim(event.task_ids[0]):
                 names = ledger.take_unreported()
             elif ledger.leader_gathering():
@@ -329,6 +336,8 @@ class OctopodsNotifier(BaseNotifier):
             return None
         from types import SimpleNamespace
 
+        # A made-up log link as long as Airflow's usually are, so that the segments counted are right.
+        link = f"http://localhost:8080/dags/{event.dag_id}/runs/{event.run_id}/tasks/{task_id}?try_number=1"
         context: Any = {
             "event": event.kind.value,
             "dag": SimpleNamespace(dag_id=event.dag_id or dag_id),
@@ -338,6 +347,7 @@ class OctopodsNotifier(BaseNotifier):
             "run_id": event.run_id,
             "exception": event.cause,
             "reason": event.cause,
+            "log_url": link if event.task_ids else "",
         }
         return str(self.render_template(self.body, context, self.get_template_env()))
 
@@ -468,7 +478,7 @@ def sample_events(dag_id: str, task_id: str, *, include_cause: bool = True) -> l
         AlertEvent(dag_id, run, task, 3, cause, EventKind.FAILED, max_tries=3),
         AlertEvent(dag_id, run, task, 1, cause, EventKind.RETRY, max_tries=3, next_try="06:05 UTC"),
         AlertEvent(dag_id, run, task, 2, None, EventKind.SUCCEEDED, max_tries=3),
-        AlertEvent(dag_id, run, (), None, "task_failure" if include_cause else None, EventKind.RUN_FAILED),
+        AlertEvent(dag_id, run, task, None, "task_failure" if include_cause else None, EventKind.RUN_FAILED),
         AlertEvent(dag_id, run, (), None, None, EventKind.RUN_SUCCEEDED),
         AlertEvent(
             dag_id, run, kind=EventKind.DEADLINE_MISSED, deadline=None, due="2026-11-25 07:00 UTC", late_by="12m"

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from airflow_provider_octopods.api.alerts import AlertEvent as Failure
-from airflow_provider_octopods.api.alerts import EventKind, one_line_cause
+from airflow_provider_octopods.api.alerts import EventKind, one_line_cause, short_run_id
 from airflow_provider_octopods.api.alerts import alert_text as failure_alert
 from airflow_provider_octopods.api.segments import Encoding, count_segments
 
@@ -55,10 +55,10 @@ def test_several_tasks_and_dag_level_forms() -> None:
         == "Airflow: 3 tasks failed in d run r: a, b, c: boom"
     )
     assert failure_alert(Failure("d", "r", (), None, "task_failure", EventKind.RUN_FAILED)) == (
-        "Airflow: DAG d failed run r: task_failure"
+        "Airflow: DAG d failed: task_failure (run r)"
     )
     assert failure_alert(Failure("d", "r", ("x",), None, "task_failure", EventKind.RUN_FAILED)) == (
-        "Airflow: DAG d failed run r: task_failure (also failed: x)"
+        "Airflow: DAG d failed: task x (run r)"
     )
     assert failure_alert(Failure()) == "Airflow: unknown DAG failed"
 
@@ -125,3 +125,70 @@ def test_a_cause_with_terminal_colour_codes_still_makes_a_sendable_alert() -> No
     text = failure_alert(Failure("etl", "manual__1", ("load",), 1, "RuntimeError: \x1b[31mboom\x1b[0m"))
     assert "\x1b" not in text
     assert validate_body(text) == text  # the shared body check refuses ESC; the alert has none
+
+
+RUN = "manual__2026-12-06T23:49:37.957132+00:00"
+
+
+@pytest.mark.parametrize(
+    ("run_id", "short"),
+    [
+        (RUN, "manual 2026-12-06 23:49:37"),
+        ("scheduled__2026-11-25T06:00:00+00:00", "scheduled 2026-11-25 06:00:00"),
+        (f"{RUN}_Ab3dE5fG", "manual 2026-12-06 23:49:37"),  # Airflow 3, a run without logical date
+        ("asset_triggered__2026-12-06T23:49:37+00:00", "asset_triggered 2026-12-06 23:49:37"),
+        ("backfill__2026-12-06T23:49:37Z", "backfill 2026-12-06 23:49:37"),
+        ("nightly_rebuild_42", "nightly_rebuild_42"),  # a run id of the user's own: as written
+        ("manual__not-a-date", "manual__not-a-date"),
+    ],
+)
+def test_short_run_id_keeps_the_kind_and_the_time_to_the_second(run_id: str, short: str) -> None:
+    assert short_run_id(run_id) == short
+
+
+@pytest.mark.parametrize(
+    ("tasks", "cause", "text"),
+    [
+        (("extract",), "task_failure", "Airflow: DAG nut_b failed: task extract (run manual 2026-12-06 23:49:37)"),
+        (
+            ("extract", "load"),
+            "task_failure",
+            "Airflow: DAG nut_b failed: tasks extract, load (run manual 2026-12-06 23:49:37)",
+        ),
+        ((), "task_failure", "Airflow: DAG nut_b failed: task_failure (run manual 2026-12-06 23:49:37)"),
+        ((), None, "Airflow: DAG nut_b failed (run manual 2026-12-06 23:49:37)"),
+        (("load",), "timed_out", "Airflow: DAG nut_b failed: task load; timed_out (run manual 2026-12-06 23:49:37)"),
+    ],
+)
+def test_a_run_failure_names_the_failed_tasks_and_a_short_run_id(
+    tasks: tuple[str, ...], cause: str | None, text: str
+) -> None:
+    """Airflow's generic reason ("task_failure") is left out once the tasks say what failed."""
+    assert failure_alert(Failure("nut_b", RUN, tasks, None, cause, EventKind.RUN_FAILED)) == text
+
+
+def test_a_run_failure_names_as_many_tasks_as_fit_then_a_count() -> None:
+    tasks = tuple(f"{name}_customer_orders_step" for name in ("extract", "load", "clean", "index", "report", "mail"))
+    text = failure_alert(Failure("nut_b", RUN, tasks, None, "task_failure", EventKind.RUN_FAILED))
+    assert fits_one_gsm7_sms(text)
+    assert text.startswith("Airflow: DAG nut_b failed: tasks extract_customer_orders_step, load_customer_orders_step")
+    named = text.split("failed: tasks ")[1].split(" +")[0].split(", ")
+    assert 2 <= len(named) < len(tasks)
+    assert named == list(tasks[: len(named)])
+    assert text.endswith(f" +{len(tasks) - len(named)} more (run manual 2026-12-06 23:49:37)")
+
+
+@pytest.mark.parametrize("count", [1, 2, 5, 40])
+@pytest.mark.parametrize("id_len", [30, 100, 250])
+def test_a_run_failure_with_long_ids_fits_one_segment_and_still_says_what_failed(count: int, id_len: int) -> None:
+    dag_id = ("nightly_" + "d" * id_len)[:id_len]
+    tasks = tuple((f"t{n}_" + "x" * id_len)[:id_len] for n in range(count))
+    text = failure_alert(Failure(dag_id, RUN, tasks, None, "task_failure", EventKind.RUN_FAILED))
+    assert fits_one_gsm7_sms(text)
+    assert text.startswith("Airflow: DAG nigh")
+    assert "failed: task" in text
+    named = text.split("failed: task")[1].lstrip("s ").split(" (run")[0]
+    names, _, more = named.partition(" +")
+    assert names.startswith("t0_")  # the first failed task, perhaps shortened in the middle
+    hidden = int(more.removesuffix(" more")) if more else 0
+    assert len(names.split(", ")) + hidden == count

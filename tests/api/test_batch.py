@@ -161,3 +161,17 @@ def test_a_render_error_quoting_a_row_value_masks_the_phone_numbers_in_it() -> N
     assert row.error is not None
     assert "+447700900999" not in row.error
     assert row.error.startswith("body: does not render: ValueError: cannot read 'call +44")
+
+
+def test_a_long_error_is_cut_at_a_word_boundary_and_marked() -> None:
+    from airflow_provider_octopods.api.batch import MAX_REASON, clip
+
+    text = " ".join(f"word{n}" for n in range(200))
+    cut = clip(text)
+    assert len(cut) <= MAX_REASON
+    assert cut.endswith("…")
+    assert text.startswith(cut[:-1])
+    assert text[len(cut) - 1] == " "  # the cut falls between two words
+    assert clip("short") == "short"
+    long_word = "phone: " + "*" * 2000
+    assert clip(long_word) == long_word[: MAX_REASON - 1] + "…"  # no boundary near the end: cut there

@@ -11,11 +11,14 @@ from airflow_provider_octopods.api import build_send_request, errors
 from airflow_provider_octopods.api.decision import Operation, decide
 from airflow_provider_octopods.api.models import DeliveryStatus
 from airflow_provider_octopods.api.protocol import (
+    ApiCall,
     RawResponse,
     error_from_response,
     parse_send_response,
     parse_status_response,
     request_headers,
+    send_call,
+    status_call,
     status_url,
 )
 from airflow_provider_octopods.api.segments import Encoding
@@ -151,6 +154,26 @@ def test_unauthorised(status: int) -> None:
     error = error_from_response(raw(status, {"error": "Invalid API key."}), Operation.SEND)
     assert type(error) is errors.OctopodsAuthError
     assert f"HTTP {status}" in str(error)
+
+
+@pytest.mark.parametrize(
+    ("call", "where"),
+    [
+        (send_call("https://api.example.com", REQUEST), "send"),
+        (status_call("https://api.example.com:8443/", 7), "status of message 7"),
+    ],
+)
+def test_a_refused_key_names_the_host_and_says_http_401_once(call: ApiCall[object], where: str) -> None:
+    error = call.error(raw(401, {"error": "Invalid API key.", "request_id": "req-1"}))
+    assert type(error) is errors.OctopodsAuthError
+    host = "api.example.com" if where == "send" else "api.example.com:8443"
+    assert str(error) == (
+        f"the API key was refused by {host} during {where} (HTTP 401, request_id=req-1); "
+        "check the API key in the password field of the connection"
+    )
+    error.conn_id = "octopods_eu"  # as the hook's clients name it
+    assert str(error).endswith("; check the API key in the password field of connection 'octopods_eu'")
+    assert str(error).count("HTTP 401") == 1
 
 
 def test_rate_limit_reads_retry_after() -> None:

@@ -7,6 +7,7 @@ import re
 import time
 from collections.abc import Callable
 
+from airflow_provider_octopods.api.alerts import short_run_id
 from tests.e2e.deployment import Deployment, airflow_major
 
 Received = Callable[..., list[str]]
@@ -28,7 +29,10 @@ def test_task_and_dag_level_failure_alerts_with_the_connection_in_the_environmen
     assert task_alert.startswith("Airflow: example_octopods_failure_alerts.flaky_step failed (try 1 of 1) run manual__")
     assert task_alert.endswith("ValueError: upstream file orders_2026-11-24.csv is empty")
     [dag_alert] = [a for a in alerts if a.startswith("Airflow: DAG ")]
-    assert dag_alert == f"Airflow: DAG example_octopods_failure_alerts failed run {run_id}: task_failure"
+    assert (
+        dag_alert
+        == f"Airflow: DAG example_octopods_failure_alerts failed: task flaky_step (run {short_run_id(run_id)})"
+    )
     assert len(alerts) == 2
 
 
@@ -40,7 +44,7 @@ def test_task_and_dag_level_failure_alerts_with_the_connection_in_the_metadata_d
     [task_alert] = received("octopods_alert_dag_level_db.load failed", 1, phone="+447700900123")
     assert task_alert.endswith("RuntimeError: disk full")
     [dag_alert] = received("DAG octopods_alert_dag_level_db failed", 1, phone="+15005550100")
-    assert run_id in dag_alert
+    assert dag_alert.endswith(f"failed: task load (run {short_run_id(run_id)})")
 
 
 def test_retry_success_and_run_success_alerts_say_what_happened(deployment: Deployment, received: Received) -> None:
@@ -76,7 +80,7 @@ def test_simultaneous_failures_share_one_alert_and_the_late_one_is_named_by_the_
         last = next(a for a in alerts if a.startswith("Airflow: DAG "))
         others = [a for a in alerts if a not in (first, last)]
         named = set(
-            re.findall(r"\b(?:late_)?load(?:_\d)?\b", " ".join([first, *others, last.split("(also failed: ")[-1]]))
+            re.findall(r"\b(?:late_)?load(?:_\d)?\b", " ".join([first, *others, last.split("failed: tasks ")[-1]]))
         )
         assert named == {"load_0", "load_1", "load_2", "late_load"}
         assert "late_load" not in first
@@ -84,7 +88,7 @@ def test_simultaneous_failures_share_one_alert_and_the_late_one_is_named_by_the_
             assert first.startswith(f"Airflow: 3 tasks failed in octopods_e2e_burst run {run_id}: ")
         assert len(alerts) == 2, alerts
         if airflow_major() >= 3:
-            assert last.endswith("(also failed: late_load)")
+            assert "failed: tasks late_load, " in last  # the one not alerted yet first
     deadline = time.monotonic() + 30
     while [v for v in deployment.variables() if v.startswith("octopods_")] and time.monotonic() < deadline:
         time.sleep(1)

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 import psutil
 import pytest
 
+from airflow_provider_octopods.api.alerts import short_run_id
 from airflow_provider_octopods.sandbox import SandboxServer
 from airflow_provider_octopods.sandbox.config import SandboxConfig
 from airflow_provider_octopods.sandbox.store import progress
@@ -144,7 +145,7 @@ def test_a_celery_worker_lost_under_a_task_fails_it_and_its_deduplicated_alerts_
         alerts = received(dag_id, 2, phone=phone, timeout=0)
         task_alerts = [a for a in alerts if a.startswith(f"Airflow: {dag_id}.hold failed")]
         dag_alerts = [a for a in alerts if a.startswith("Airflow: DAG ")]
-        assert dag_alerts == [f"Airflow: DAG {dag_id} failed run {run_id}: task_failure"], alerts
+        assert dag_alerts == [f"Airflow: DAG {dag_id} failed: task hold (run {short_run_id(run_id)})"], alerts
         assert len(task_alerts) == 1, alerts
         assert len(alerts) == 2, alerts
     # heartbeat timeout, detection, the DAG processor's turn, and the ledger's gathering time

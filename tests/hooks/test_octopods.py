@@ -206,3 +206,61 @@ def test_key_travels_per_request_never_on_a_shared_session(requests_mock: reques
     client.send(build_send_request("+15551234567", "Hi"))
     assert requests_mock.last_request.headers["X-Octopods-Auth"] == TEST_KEY
     assert TEST_KEY not in str(dict(shared.headers))
+
+
+def test_a_refused_key_names_the_connection_and_the_host_and_http_401_once(
+    octopods_conn: str, requests_mock: requests_mock.Mocker
+) -> None:
+    requests_mock.post(SEND_URL, status_code=401, json={"error": "Invalid API key.", "request_id": "req-401"})
+    requests_mock.get(f"{SEND_URL}/7", status_code=401, json={"request_id": "req-402"})
+    hook = OctopodsHook()
+    with pytest.raises(errors.OctopodsAuthError) as sent:
+        hook.send_sms("+15551234567", "Hi")
+    with pytest.raises(errors.OctopodsAuthError) as read:
+        hook.get_status(7)
+    for err, request_id in ((sent.value, "req-401"), (read.value, "req-402")):
+        text = str(err)
+        assert "of connection 'octopods_default'" in text
+        assert "refused by app.octopods.io during " in text
+        assert text.count("HTTP 401") == 1
+        assert f"request_id={request_id}" in text
+        assert TEST_KEY not in text
+    assert str(sent.value).startswith("the API key was refused by app.octopods.io during send (HTTP 401")
+
+
+@pytest.mark.parametrize("how", ["send_sms", "get_status", "async send", "async status", "test_connection"])
+def test_a_key_the_sandbox_refuses_names_the_connection_and_the_host(
+    octopods_sandbox_factory: Callable[..., Any], monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    import asyncio
+    from urllib.parse import urlsplit
+
+    server = octopods_sandbox_factory(api_keys=frozenset({"the-right-key"}))
+    monkeypatch.setenv("AIRFLOW_CONN_OCTOPODS_LOCKED", server.connection_json("a-wrong-key"))
+    hook = OctopodsHook("octopods_locked")
+
+    async def through_the_async_client() -> None:
+        async with await hook.aget_async_client() as client:
+            if how == "async send":
+                await client.send(hook.build_send_request("+15005550100", "Hi"))
+            else:
+                await client.get_status(7)
+
+    calls: dict[str, Callable[[], object]] = {
+        "send_sms": lambda: hook.send_sms("+15005550100", "Hi"),
+        "get_status": lambda: hook.get_status(7),
+        "async send": lambda: asyncio.run(through_the_async_client()),
+        "async status": lambda: asyncio.run(through_the_async_client()),
+    }
+    if how == "test_connection":
+        ok, text = hook.test_connection()
+        assert not ok
+    else:
+        with pytest.raises(errors.OctopodsAuthError) as err:
+            calls[how]()
+        text = str(err.value)
+    assert f"refused by {urlsplit(server.url).netloc} during " in text
+    assert "connection 'octopods_locked'" in text
+    assert text.count("HTTP 401") == 1
+    assert "a-wrong-key" not in text
+    assert server.messages() == []

@@ -74,7 +74,10 @@ def test_minimal_dag_level_context_of_airflow_3_0() -> None:
 
 
 def test_dag_level_context_of_airflow_2_carries_a_task_but_is_a_run_failure() -> None:
-    failure = failure_from_context(task_context(reason="task_failure", dag_run=SimpleNamespace(run_id="manual__1")))
+    # Airflow 2.11 passes the run's last task instance, whatever its state.
+    ti = SimpleNamespace(dag_id="etl", task_id="load", run_id="manual__1", try_number=2, state="success")
+    context = task_context(ti=ti, task_instance=ti, reason="task_failure", dag_run=SimpleNamespace(run_id="manual__1"))
+    failure = failure_from_context(context)
     assert failure.kind is EventKind.RUN_FAILED
     assert failure.task_ids == ()
 
@@ -466,3 +469,87 @@ def test_the_run_state_is_asked_only_where_airflow_answers_it(
     else:  # the run goes on: the DAG-level alert will name it
         assert asked.is_set()
         assert requests_mock.call_count == 1
+
+
+RUN_ID = "manual__2026-12-06T23:49:37.957132+00:00"
+LOG_URL = "http://airflow.example.com/dags/etl/runs/manual__2026/tasks/extract?try_number=1"
+
+
+def dag_processor_context(ti_state: str | None = None) -> dict[str, Any]:
+    """What Airflow 3's dag-processor gives a DAG's ``on_failure_callback``: the context of the
+    task instance whose failure ended the run (its state not filled in), and the reason."""
+    ti = SimpleNamespace(dag_id="etl", task_id="extract", run_id=RUN_ID, try_number=1, state=ti_state, log_url=LOG_URL)
+    dag = SimpleNamespace(dag_id="etl", task_ids=["extract", "split", "clean", "report"])
+    run = SimpleNamespace(dag_id="etl", run_id=RUN_ID)
+    return {"dag": dag, "run_id": RUN_ID, "ti": ti, "task_instance": ti, "dag_run": run, "reason": "task_failure"}
+
+
+@pytest.mark.parametrize("place", ["dag-processor", "somewhere that cannot answer"])
+def test_a_dag_level_alert_names_the_failed_tasks_asked_through_the_task_sdk(
+    octopods_conn: str, requests_mock: requests_mock.Mocker, monkeypatch: pytest.MonkeyPatch, place: str
+) -> None:
+    """Airflow 3 runs DAG-level callbacks in the dag-processor, without the metadata DB: the failed
+    tasks are asked through the Task SDK (GetTaskStates), which it answers; where the channel
+    could not decode the answer, nothing is asked (the caller would hang) and the alert names the
+    task Airflow passed with the callback."""
+    dag_processor_answers, _ = dag_processor_channel()  # Airflow 3 only
+    from airflow.sdk.execution_time import task_runner  # type: ignore[import-not-found,unused-ignore]
+
+    asked: list[Any] = []
+
+    class Undecodable:
+        def validate_python(self, value: object) -> None:
+            raise ValueError("not an answer of this channel")
+
+    class Channel:
+        body_decoder = dag_processor_answers if place == "dag-processor" else Undecodable()
+
+        def send(self, msg: Any) -> Any:
+            if getattr(msg, "type", None) != "GetTaskStates":
+                return None  # e.g. MaskSecret, which needs no answer
+            asked.append(msg)
+            states = {"extract": "failed", "split_0": "failed", "split_1": "failed", "clean": "success"}
+            return SimpleNamespace(task_states={RUN_ID: states | {"report": "upstream_failed"}})
+
+    monkeypatch.setattr(task_runner, "SUPERVISOR_COMMS", Channel(), raising=False)
+    requests_mock.post(SEND_URL, **ACCEPTED)
+    context = dag_processor_context()  # Airflow calls each callback of the list with the same context
+    OctopodsNotifier(phones="+15005550100")(context)
+    OctopodsNotifier(phones="+15005550100", body="{{ event }} {{ log_url }}")(context)
+    default, templated = (r.json()["body"] for r in requests_mock.request_history)
+    if place == "dag-processor":
+        assert [(m.dag_id, m.run_ids) for m in asked] == [("etl", [RUN_ID])]  # asked once
+        assert default == "Airflow: DAG etl failed: tasks extract, split (run manual 2026-12-06 23:49:37)"
+    else:
+        assert asked == []
+        assert default == "Airflow: DAG etl failed: task extract (run manual 2026-12-06 23:49:37)"
+    assert templated == f"run_failed {LOG_URL}"
+
+
+@pytest.mark.parametrize(
+    ("ti_state", "text", "log_url"),
+    [
+        ("failed", "Airflow: DAG etl failed: task extract (run manual 2026-12-06 23:49:37)", LOG_URL),
+        ("success", "Airflow: DAG etl failed: task_failure (run manual 2026-12-06 23:49:37)", ""),
+    ],
+)
+def test_a_dag_level_alert_that_cannot_ask_airflow_falls_back_to_the_context(
+    octopods_conn: str, requests_mock: requests_mock.Mocker, ti_state: str, text: str, log_url: str
+) -> None:
+    """Where Airflow cannot tell (this run is in no metadata DB), the task in the context is named
+    if it failed, else the run's reason; ``{{ log_url }}`` is that task's log, else empty."""
+    requests_mock.post(SEND_URL, **ACCEPTED)
+    OctopodsNotifier(phones="+15005550100")(dag_processor_context(ti_state))
+    OctopodsNotifier(phones="+15005550100", body="[{{ log_url }}]")(dag_processor_context(ti_state))
+    default, templated = (r.json()["body"] for r in requests_mock.request_history)
+    assert default == text
+    assert templated == f"[{log_url}]"
+
+
+def test_log_url_renders_in_a_task_level_body(octopods_conn: str, requests_mock: requests_mock.Mocker) -> None:
+    requests_mock.post(SEND_URL, **ACCEPTED)
+    ti = SimpleNamespace(dag_id="etl", task_id="load", run_id="manual__1", try_number=2, state="failed")
+    ti.log_url = LOG_URL
+    body = "{{ ti.task_id }} failed: {{ log_url }}"
+    OctopodsNotifier(phones="+15005550100", body=body)(task_context(ti=ti, task_instance=ti))
+    assert requests_mock.last_request.json()["body"] == f"load failed: {LOG_URL}"

@@ -236,7 +236,9 @@ def test_a_batch_row_whose_rendered_body_has_a_control_character_is_reported_inv
 
 def test_the_batch_operator_reports_the_row_through_the_shared_validation(octopods_conn: str) -> None:
     rows = [{"phone": PHONE, "name": "Ada"}, {"phone": "+15551234568", "name": "\u202eEve"}]
-    op = OctopodsSendBatchOperator(task_id="remind", recipients=rows, body="Hi {{ recipient.name }}", dry_run=True)
+    op = OctopodsSendBatchOperator(
+        task_id="remind", recipients=rows, body="Hi {{ recipient.name }}", dry_run=True, max_invalid_ratio=0.5
+    )
     ti = mock.MagicMock(dag_id="d", run_id="r", task_id="remind", map_index=-1, try_number=1)
     summary = op.execute({"ti": ti, "task_instance": ti})
     assert (summary["accepted"], summary["invalid"]) == (0, 1)

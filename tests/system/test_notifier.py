@@ -34,7 +34,7 @@ def test_example_dag_alerts_at_task_and_dag_level(sandbox: Sandbox, run: Run, re
     assert task_alert.startswith("Airflow: example_octopods_failure_alerts.flaky_step failed (try 1 of 1) run manual__")
     assert task_alert.endswith("ValueError: upstream file orders_2026-11-24.csv is empty")
     assert len(task_alert) <= 160
-    assert dag_alert.startswith("Airflow: DAG example_octopods_failure_alerts failed run manual__")
+    assert dag_alert.startswith("Airflow: DAG example_octopods_failure_alerts failed: task flaky_step (run manual ")
     assert len(server.messages()) == 2
     logs = read_logs()
     assert "ValueError: upstream file orders_2026-11-24.csv is empty" in logs  # the run failed for its own reason
@@ -59,9 +59,10 @@ def test_dedup_names_every_failure_and_leaves_nothing_behind(sandbox: Sandbox, r
         first, last = bodies(server, phone)
         assert first.startswith("Airflow: octopods_alert_burst_dedup.step_")
         leader = first.split(".")[1].split()[0]
-        assert last.startswith("Airflow: DAG octopods_alert_burst_dedup failed run manual__")
-        named = last.split("(also failed: ")[1].rstrip(")").split(", ")
-        assert sorted([leader, *named]) == [f"step_{n}" for n in range(5)]
+        assert last.startswith("Airflow: DAG octopods_alert_burst_dedup failed: tasks ")
+        named = last.split("failed: tasks ")[1].split(" (run ")[0].split(", ")
+        assert sorted(named) == [f"step_{n}" for n in range(5)]  # every failed task, by name
+        assert named[-1] == leader  # the one alerted already comes last
     assert octopods_variables() == []
 
 
@@ -125,7 +126,7 @@ def test_simultaneous_failures_get_one_alert_naming_all_and_a_late_one_is_named_
     assert all(len(bodies(server, phone)) == 1 for phone in ON_CALL)
     fail("DAG")
     for phone in ON_CALL:
-        assert bodies(server, phone)[-1].endswith("(also failed: late_step)")
+        assert "failed: task late_step (run " in bodies(server, phone)[-1]  # the one not alerted yet
     run_ended("clinic", fail.run_id)  # type: ignore[attr-defined]  # the scheduler's listener, at the run's end
     assert octopods_variables() == []
 
@@ -216,7 +217,7 @@ def test_task_and_dag_level_failure_alerts_with_the_connection_anywhere(
     assert task_alert.startswith(f"Airflow: octopods_alert_dag_level_{where}.load failed (try 1 of 1) run manual__")
     assert task_alert.endswith("RuntimeError: disk full")
     [dag_alert] = bodies(server, "+15005550100")
-    assert dag_alert.startswith(f"Airflow: DAG octopods_alert_dag_level_{where} failed run manual__")
+    assert dag_alert.startswith(f"Airflow: DAG octopods_alert_dag_level_{where} failed: task load (run manual ")
 
 
 @pytest.mark.parametrize("where", ["db", "env"])
@@ -267,7 +268,7 @@ def test_airflow_dags_test_with_the_connection_in_the_metadata_db(db_connection:
     assert "octopods_alert_dag_level_db" in result.stdout + result.stderr
     assert sorted(m.phone for m in db_connection.messages()) == ["+15005550100", "+447700900123"]
     [dag_alert] = bodies(db_connection, "+15005550100")
-    assert dag_alert.startswith("Airflow: DAG octopods_alert_dag_level_db failed run manual__")
+    assert dag_alert.startswith("Airflow: DAG octopods_alert_dag_level_db failed: task load (run manual ")
 
 
 def test_connection_from_a_secrets_backend(sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
