@@ -16,10 +16,11 @@ import io
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import Enum
 from typing import Any, TextIO
 
-from airflow_provider_octopods.api.errors import OctopodsError
+from airflow_provider_octopods.api.errors import OctopodsError, OctopodsValidationError
 from airflow_provider_octopods.api.masking import mask_phone, mask_phones_in
 from airflow_provider_octopods.api.models import MessageId, SendRequest, SendResult
 from airflow_provider_octopods.api.validation import normalize_phone, validate_body
@@ -38,15 +39,18 @@ class RowOutcome(str, Enum):
     DUPLICATE = "duplicate"  # same phone and text as an earlier row
     OPTED_OUT = "opted_out"  # on the opt-out list
     PLANNED = "planned"  # dry run: would be sent
+    HELD = "held"  # its send time or window had not come when the batch's deadline passed
 
 
 @dataclass(frozen=True, slots=True)
 class PlannedSend:
-    """A row that will be sent. ``occurrence`` counts rows with the same phone and text (1 = first)."""
+    """A row that will be sent. ``occurrence`` counts rows with the same phone and text (1 = first);
+    ``not_before`` is when it may go out (its send time, its recipient's quiet hours), None: now."""
 
     row: int
     request: SendRequest
     occurrence: int = 1
+    not_before: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +88,7 @@ def plan_batch(
     opted_out: Callable[[str], bool] | None = None,
     allow_duplicates: bool = False,
     one_per_recipient: bool = False,
+    schedule: Callable[[Mapping[str, Any], str], datetime | None] | None = None,
 ) -> BatchPlan:
     """Validate every row and decide which are sent.
 
@@ -96,6 +101,8 @@ def plan_batch(
     :param allow_duplicates: send a row with the same phone and text as an earlier row again.
     :param one_per_recipient: a row with the same phone as an earlier row is a duplicate whatever
         its text (a campaign sends one SMS per recipient).
+    :param schedule: when a row to the (E.164) phone may go out, None for at once; what it raises
+        makes the row invalid.
     """
     plan = BatchPlan()
     seen = _Seen()
@@ -137,9 +144,16 @@ def plan_batch(
         if occurrence > 1 and not allow_duplicates:
             plan.set_aside.append(RowResult(number, mask_phone(phone), RowOutcome.DUPLICATE))
             continue
+        not_before = None
+        if schedule is not None:
+            try:
+                not_before = schedule(row, phone)
+            except OctopodsValidationError as err:
+                plan.set_aside.append(_invalid(number, mask_phone(phone), err.field, err.problem))
+                continue
         request = SendRequest(phone=phone, body=body)
         plan.segments += request.segment_info.segments
-        plan.sends.append(PlannedSend(number, request, occurrence))
+        plan.sends.append(PlannedSend(number, request, occurrence, not_before))
     return plan
 
 
@@ -277,6 +291,7 @@ class BatchReport:
             "failed_by_code": self.failed_by_code(),
             "unknown": counts[RowOutcome.UNKNOWN],
             "planned": counts[RowOutcome.PLANNED],
+            "held": counts[RowOutcome.HELD],
             "segments": self.plan.segments,
             "message_ids": ids if len(ids) <= max_ids else None,
             "message_ids_omitted": 0 if len(ids) <= max_ids else len(ids),

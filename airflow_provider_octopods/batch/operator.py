@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import BaseOperator
@@ -24,6 +24,7 @@ from airflow_provider_octopods.api.validation import (
     validate_region,
     whole_number,
 )
+from airflow_provider_octopods.api.windows import SendWindow
 from airflow_provider_octopods.batch.report import (
     Stopped,
     counts_line,
@@ -43,6 +44,7 @@ from airflow_provider_octopods.batch.rows import (
     opt_out_check,
 )
 from airflow_provider_octopods.batch.runner import BatchRunner, LongLivedObjectsFrozen, sends_to_make
+from airflow_provider_octopods.batch.timing import Timing, check_deadline, wait_trigger
 from airflow_provider_octopods.hooks.octopods import OctopodsHook
 from airflow_provider_octopods.send_record.campaign import DEFAULT_TTL_SECONDS
 from airflow_provider_octopods.templating import body_template, check_literal, produces_data, refused_at_parse
@@ -110,6 +112,15 @@ class OctopodsSendBatchOperator(BaseOperator):
         Without it, only the tries of this task instance are kept from sending twice.
     :param campaign_ttl: how long a campaign's record is kept after the last run that used it
         (a ``timedelta`` or seconds; default 30 days); the provider deletes it after that.
+    :param send_window: the local hours in which a recipient may be texted, ``("08:00", "21:00")``
+        (or ``"08:00-21:00"``), in the row's time zone (``tz_field``) or else in every time zone of
+        the number. Rows outside it are held: the batch sends the others, then waits in the
+        triggerer (no worker slot held) until the next window opens, and sends them then. Templated.
+    :param tz_field: a row field holding the recipient's IANA time zone (``"America/Chicago"``).
+    :param send_at_field: a row field holding the row's earliest send time: an ISO date-time with
+        an offset, or without one in the row's time zone. Rows due later wait as above.
+    :param deadline: how long the batch waits for held rows: a ``timedelta`` from its first start
+        (default 24 hours) or a date-time; rows still held then are reported as ``held``. Templated.
     :param resend_unknown: send again rows whose earlier send has an unknown outcome; their
         recipients may get the SMS twice.
     :param report_path: where to write the per-row CSV report (row, masked phone, outcome,
@@ -137,6 +148,8 @@ class OctopodsSendBatchOperator(BaseOperator):
         "dry_run_only",
         "report_path",
         "campaign",
+        "send_window",
+        "deadline",
     )
     ui_color = "#e4d4ff"
 
@@ -159,6 +172,10 @@ class OctopodsSendBatchOperator(BaseOperator):
         allow_empty: bool = False,
         campaign: Any = None,
         campaign_ttl: timedelta | float = timedelta(seconds=DEFAULT_TTL_SECONDS),
+        send_window: Any = None,
+        tz_field: str | None = None,
+        send_at_field: str | None = None,
+        deadline: Any = None,
         resend_unknown: bool = False,
         report_path: Any = None,
         max_xcom_ids: int = 10_000,
@@ -170,7 +187,12 @@ class OctopodsSendBatchOperator(BaseOperator):
         super().__init__(**kwargs)
         with refused_at_parse(f"{type(self).__name__} (task {self.task_id!r})"):
             self.body_template = body_template(body)
-            for name, text in (("phone_field", phone_field), ("region_field", region_field)):
+            for name, text in (
+                ("phone_field", phone_field),
+                ("region_field", region_field),
+                ("tz_field", tz_field),
+                ("send_at_field", send_at_field),
+            ):
                 if text is not None and (not isinstance(text, str) or not text):
                     raise OctopodsValidationError(name, f"must be a field name, got {shown(text)}")
             for name, switch in (
@@ -186,6 +208,8 @@ class OctopodsSendBatchOperator(BaseOperator):
             check_literal(dry_run, lambda v: flag(v, field="dry_run"))
             check_literal(recipients, lambda v: check_recipients(v, allow_empty=allow_empty))
             check_literal(campaign, _campaign_name)
+            check_literal(send_window, lambda v: v is None or SendWindow.parse(v))
+            check_literal(deadline, check_deadline)
             if campaign is not None and allow_duplicates:
                 raise OctopodsValidationError(
                     "allow_duplicates", "cannot be True with a campaign, which sends one SMS per recipient"
@@ -209,6 +233,10 @@ class OctopodsSendBatchOperator(BaseOperator):
         self.fail_on_invalid = fail_on_invalid
         self.allow_empty = allow_empty
         self.campaign = campaign
+        self.send_window = send_window
+        self.tz_field = tz_field
+        self.send_at_field = send_at_field
+        self.deadline = deadline
         self.resend_unknown = resend_unknown
         self.report_path = report_path
         self.octopods_conn_id = octopods_conn_id
@@ -260,9 +288,26 @@ class OctopodsSendBatchOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         with LongLivedObjectsFrozen() as frozen:
-            return self._execute(context, frozen)
+            return self._execute(context, frozen, started=None)
 
-    def _execute(self, context: Context, frozen: LongLivedObjectsFrozen) -> dict[str, Any]:
+    def execute_complete(
+        self, context: Context, event: dict[str, Any] | None = None, started: float | None = None
+    ) -> dict[str, Any]:
+        """Resume after waiting for held rows: plan again, send what is due (the send record keeps
+        what went out before), and wait again if rows are still held."""
+        with LongLivedObjectsFrozen() as frozen:
+            return self._execute(context, frozen, started=started)
+
+    def _execute(self, context: Context, frozen: LongLivedObjectsFrozen, *, started: float | None) -> dict[str, Any]:
+        now = datetime.now(timezone.utc)
+        timing = Timing(
+            send_window=self.send_window,
+            tz_field=self.tz_field,
+            send_at_field=self.send_at_field,
+            deadline=self.deadline,
+            started=now.timestamp() if started is None else started,
+            now=now,
+        )
         rows = self._rows if self._rows is not None else load_rows(self.recipients)
         dry_run = flag(self.dry_run_only, field="dry_run")
         region = validate_region(self.default_region) if self.default_region else None
@@ -277,6 +322,7 @@ class OctopodsSendBatchOperator(BaseOperator):
             opted_out=self._opt_out(region),
             allow_duplicates=self.allow_duplicates,
             one_per_recipient=campaign is not None,
+            schedule=timing.schedule if timing.active else None,
         )
         self.log.info(
             "Batch of %d rows: %d to send (%d segments), %d invalid, %d duplicate, %d opted out",
@@ -303,6 +349,9 @@ class OctopodsSendBatchOperator(BaseOperator):
                 report.record(send, RowOutcome.PLANNED)
             result = summary(report, max_ids=self.max_xcom_ids) | {"dry_run": True, "samples": samples}
             self.log.info("Dry run, nothing sent: %s", counts_line(result))
+            if timing.active:
+                result["sends_by_time"] = Timing.by_time(plan.sends)
+                self.log.info("Sends by time (UTC): %s", result["sends_by_time"])
             for sample in samples:  # quoted: a row's line break cannot make a log line of its own
                 self.log.info("Sample for %s: %s", sample["phone"], json.dumps(sample["body"], ensure_ascii=False))
             if refusal is None:
@@ -320,6 +369,9 @@ class OctopodsSendBatchOperator(BaseOperator):
         if campaign is not None:
             guard.join_campaign(campaign, ttl=self.campaign_ttl)
         todo, held = sends_to_make(plan.sends, report, guard, resend_unknown=self.resend_unknown, log=self.log)
+        todo, waiting, late = timing.split(todo)
+        for send in late:
+            report.record(send, RowOutcome.HELD)
         frozen.freeze()  # the plan lives until the end
         retry_helps = False
         sends: Counter[str] = Counter()
@@ -363,6 +415,8 @@ class OctopodsSendBatchOperator(BaseOperator):
             self.log.warning("%s", interrupted_line(report, type(err).__name__))
             raise
         stopped = runner.stopped
+        if waiting and not stopped:
+            self._wait(context, report, waiting, timing)
         if stopped:  # on_kill: the rows never started are not lost, the next try sends them
             self.log.warning("%s", interrupted_line(report, "stopped by Airflow"))
             for _, send in todo[started:]:
@@ -391,6 +445,21 @@ class OctopodsSendBatchOperator(BaseOperator):
                 problems, result, retry_helps=retry_helps and report.failure_ratio() > self.max_failure_ratio
             )
         return result
+
+    def _wait(self, context: Context, report: Any, waiting: list[tuple[str, Any]], timing: Timing) -> None:
+        """Wait in the triggerer until the next held row may go out, then resume (``execute_complete``)."""
+        next_at = Timing.next_time(waiting)
+        result = summary(report, max_ids=self.max_xcom_ids) | {"dry_run": False}
+        self.log.info(
+            "Batch waiting: %d rows held for their send time or window, the next at %s (deadline %s). So far: %s",
+            len(waiting),
+            f"{next_at:%Y-%m-%d %H:%M:%S} UTC",
+            f"{timing.deadline_at:%Y-%m-%d %H:%M} UTC",
+            counts_line(result),
+        )
+        self.defer(
+            trigger=wait_trigger(next_at), method_name="execute_complete", kwargs={"started": timing.started}
+        )
 
     def _opt_out(self, region: str | None) -> Callable[[str], bool] | None:
         value: Any = self._opt_out_numbers if self._opt_out_numbers is not None else self.opt_out

@@ -196,7 +196,8 @@ def counts_line(summary: Mapping[str, Any]) -> str:
         f"{summary['accepted']} accepted ({summary['accepted_earlier']} earlier, by another try or run), "
         f"{summary['failed']} failed{f' {by_code}' if by_code else ''}, {summary['unknown']} unknown, "
         f"{summary['invalid']} invalid, {summary['duplicate']} duplicate, {summary['opted_out']} opted out, "
-        f"{summary['segments']} segments"
+        + (f"{summary['held']} held past the deadline, " if summary.get("held") else "")
+        + f"{summary['segments']} segments"
     )
 
 

@@ -493,3 +493,49 @@ def test_campaign_and_plan_parameters_are_checked_when_the_dag_is_parsed(kwargs:
     with pytest.raises(ValueError, match=message):
         operator(**kwargs)
     operator(task_id="ok", recipients=[], allow_empty=True)  # an empty literal, allowed
+
+
+# -- send windows (issue 23) -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"send_window": "8 to 9"}, "send_window: must be two times"),
+        ({"send_window": ("08:00", "24:00")}, "send_window: '24:00' is not a time of day"),
+        ({"deadline": "tomorrow"}, "deadline: 'tomorrow' is not an ISO date-time"),
+        ({"deadline": 5}, "deadline: must be a timedelta or a date-time"),
+        ({"tz_field": ""}, "tz_field: must be a field name"),
+    ],
+)
+def test_a_send_window_or_deadline_no_rendering_can_fix_is_refused_at_parse(
+    kwargs: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        operator(**kwargs)
+    operator(task_id="templated", send_window="{{ params.window }}", deadline="{{ params.deadline }}")
+
+
+def test_a_dry_run_says_how_many_rows_go_out_when_and_a_bad_time_zone_is_the_row_s_error(
+    server: SandboxServer,
+) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    soon = (datetime.now(timezone.utc) + timedelta(hours=2)).replace(second=0, microsecond=0)
+    rows = [
+        {"phone": ROWS[0]["phone"], "name": "now", "tz": "Etc/UTC"},
+        {"phone": ROWS[1]["phone"], "name": "later", "tz": "Etc/UTC", "at": soon.isoformat()},
+        {"phone": ROWS[2]["phone"], "name": "later too", "tz": "Etc/UTC", "at": soon.isoformat()},
+        {"phone": ROWS[3]["phone"], "name": "nowhere", "tz": "Mars/Olympus"},
+    ]
+    result = operator(
+        recipients=rows,
+        tz_field="tz",
+        send_at_field="at",
+        dry_run=True,
+        max_invalid_ratio=0.5,
+        record_store=MemoryStore(),
+    ).execute(context())
+    assert result["sends_by_time"] == {"now": 1, f"{soon:%Y-%m-%dT%H:%M}Z": 2}
+    assert result["rows"][3]["error"] == "tz: 'Mars/Olympus' is not a known IANA time zone name"
+    assert server.requests() == []

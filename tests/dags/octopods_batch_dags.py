@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from airflow.providers.common.compat.sdk import DAG, task
 
@@ -152,4 +153,20 @@ with DAG(dag_id="octopods_batch_empty", **DEFAULTS):
     OctopodsSendBatchOperator(task_id="remind", recipients=rows, body="Hi {{ recipient.name }}")
     OctopodsSendBatchOperator(
         task_id="remind_if_any", recipients=rows, body="Hi {{ recipient.name }}", allow_empty=True
+    )
+
+with DAG(dag_id="octopods_batch_send_windows", params={"rows": [], "window": "00:00-00:01"}, **DEFAULTS):
+
+    @task
+    def todays_rows(params: dict[str, Any] | None = None) -> list[dict[str, str]]:
+        return list((params or {})["rows"])  # rows whose times the test computes from the clock
+
+    OctopodsSendBatchOperator(
+        task_id="remind",
+        recipients=todays_rows(),
+        body="Hi {{ recipient.name }}, see you tomorrow.",
+        send_window="{{ params.window }}",
+        tz_field="tz",
+        send_at_field="send_at",
+        deadline=timedelta(minutes=5),
     )

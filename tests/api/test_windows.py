@@ -1,0 +1,84 @@
+"""Quiet hours and send times: the pure time logic."""
+
+from __future__ import annotations
+
+from datetime import datetime, time, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from airflow_provider_octopods.api.errors import OctopodsValidationError
+from airflow_provider_octopods.api.windows import SendWindow, earliest_send, number_zones, row_schedule, send_time
+
+UTC = timezone.utc
+NOW = datetime(2026, 12, 7, 12, 30, tzinfo=UTC)  # 07:30 in New York, 06:30 in Chicago, 21:30 in Tokyo
+WINDOW = SendWindow.parse(("08:00", "21:00"))
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("8 to 9", "send_window: must be two times"),
+        (("08:00",), "send_window: must be two times"),
+        (("08:00", "25:00"), "send_window: '25:00' is not a time of day"),
+        ("09:00-09:00", "send_window: starts and ends at the same time"),
+        (42, "send_window: must be two times like"),
+    ],
+)
+def test_a_window_that_cannot_be_a_time_range_is_refused_naming_the_field(value: object, message: str) -> None:
+    with pytest.raises(OctopodsValidationError, match=message):
+        SendWindow.parse(value)
+
+
+def test_a_window_holds_local_hours_and_may_run_past_midnight() -> None:
+    assert SendWindow.parse("08:00-21:00") == WINDOW
+    assert WINDOW.contains(time(8, 0))
+    assert WINDOW.contains(time(20, 59))
+    assert not WINDOW.contains(time(21, 0))
+    night = SendWindow.parse(("22:00", "06:00"))
+    assert night.contains(time(23, 0))
+    assert night.contains(time(5, 59))
+    assert not night.contains(time(12, 0))
+    chicago = ZoneInfo("America/Chicago")
+    assert WINDOW.next_open(datetime(2026, 12, 7, 6, 30, tzinfo=chicago)) == datetime(2026, 12, 7, 8, 0, tzinfo=chicago)
+    assert WINDOW.next_open(datetime(2026, 12, 7, 22, 0, tzinfo=chicago)) == datetime(2026, 12, 8, 8, 0, tzinfo=chicago)
+
+
+def test_the_earliest_send_holds_in_every_zone_of_the_recipient() -> None:
+    new_york, chicago, tokyo = ZoneInfo("America/New_York"), ZoneInfo("America/Chicago"), ZoneInfo("Asia/Tokyo")
+    assert earliest_send(NOW, WINDOW, [new_york]) == datetime(2026, 12, 7, 13, 0, tzinfo=UTC)  # 08:00 New York
+    assert earliest_send(NOW, WINDOW, [new_york, chicago]) == datetime(2026, 12, 7, 14, 0, tzinfo=UTC)  # 08:00 Chicago
+    inside = datetime(2026, 12, 7, 15, 0, tzinfo=UTC)
+    assert earliest_send(inside, WINDOW, [new_york, chicago]) == inside
+    with pytest.raises(OctopodsValidationError, match="never holds in all of the recipient's 2 time zones"):
+        earliest_send(NOW, SendWindow.parse("08:00-09:00"), [new_york, tokyo])
+
+
+def test_a_number_s_zones_come_from_its_area_code_and_a_row_may_name_its_own() -> None:
+    assert number_zones("+12125550100") == ("America/New_York",)
+    assert "America/Los_Angeles" in number_zones("+15005550100")  # no area code data: every NANP zone
+    at = row_schedule({"tz": "Asia/Tokyo"}, "+12125550100", window=WINDOW, tz_field="tz", send_at_field=None, now=NOW)
+    assert at == datetime(2026, 12, 7, 23, 0, tzinfo=UTC)  # 08:00 in Tokyo tomorrow
+    assert row_schedule({}, "+12125550100", window=WINDOW, tz_field="tz", send_at_field=None, now=NOW) == datetime(
+        2026, 12, 7, 13, 0, tzinfo=UTC
+    )
+    with pytest.raises(OctopodsValidationError, match="tz: 'Mars/Olympus' is not a known IANA time zone name"):
+        row_schedule({"tz": "Mars/Olympus"}, "+12125550100", window=WINDOW, tz_field="tz", send_at_field=None, now=NOW)
+
+
+def test_a_send_time_with_or_without_an_offset_and_a_window_together() -> None:
+    new_york = ZoneInfo("America/New_York")
+    assert send_time("2026-12-07T09:00:00-05:00", [], field="at") == datetime(2026, 12, 7, 14, 0, tzinfo=UTC)
+    assert send_time("2026-12-07T09:00", [new_york], field="at") == datetime(2026, 12, 7, 14, 0, tzinfo=UTC)
+    with pytest.raises(OctopodsValidationError, match="at: has no UTC offset and the recipient's time zone is not one"):
+        send_time("2026-12-07T09:00", [new_york, ZoneInfo("America/Chicago")], field="at")
+    with pytest.raises(OctopodsValidationError, match="at: 'tomorrow' is not an ISO date-time"):
+        send_time("tomorrow", [new_york], field="at")
+    late_evening = {"at": "2026-12-07T20:59:30-05:00"}  # due inside the window: goes then
+    at = row_schedule(late_evening, "+12125550100", window=WINDOW, tz_field=None, send_at_field="at", now=NOW)
+    assert at == datetime(2026, 12, 8, 1, 59, 30, tzinfo=UTC)
+    after_hours = {"at": "2026-12-07T22:00:00-05:00"}  # due after the window: the next morning
+    at = row_schedule(after_hours, "+12125550100", window=WINDOW, tz_field=None, send_at_field="at", now=NOW)
+    assert at == datetime(2026, 12, 8, 13, 0, tzinfo=UTC)
+    past = {"at": (NOW - timedelta(days=1)).isoformat()}  # due in the past: at once
+    assert row_schedule(past, "+447700900123", window=None, tz_field=None, send_at_field="at", now=NOW) is None
