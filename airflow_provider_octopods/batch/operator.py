@@ -457,9 +457,7 @@ class OctopodsSendBatchOperator(BaseOperator):
             f"{timing.deadline_at:%Y-%m-%d %H:%M} UTC",
             counts_line(result),
         )
-        self.defer(
-            trigger=wait_trigger(next_at), method_name="execute_complete", kwargs={"started": timing.started}
-        )
+        self.defer(trigger=wait_trigger(next_at), method_name="execute_complete", kwargs={"started": timing.started})
 
     def _opt_out(self, region: str | None) -> Callable[[str], bool] | None:
         value: Any = self._opt_out_numbers if self._opt_out_numbers is not None else self.opt_out
