@@ -51,6 +51,7 @@ class PlannedSend:
     request: SendRequest
     occurrence: int = 1
     not_before: datetime | None = None
+    closes_at: datetime | None = None  # its send window closes then: not started after it
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +89,7 @@ def plan_batch(
     opted_out: Callable[[str], bool] | None = None,
     allow_duplicates: bool = False,
     one_per_recipient: bool = False,
-    schedule: Callable[[Mapping[str, Any], str], datetime | None] | None = None,
+    schedule: Callable[[Mapping[str, Any], str], tuple[datetime | None, datetime | None]] | None = None,
 ) -> BatchPlan:
     """Validate every row and decide which are sent.
 
@@ -101,8 +102,8 @@ def plan_batch(
     :param allow_duplicates: send a row with the same phone and text as an earlier row again.
     :param one_per_recipient: a row with the same phone as an earlier row is a duplicate whatever
         its text (a campaign sends one SMS per recipient).
-    :param schedule: when a row to the (E.164) phone may go out, None for at once; what it raises
-        makes the row invalid.
+    :param schedule: when a row to the (E.164) phone may go out (None: at once) and when its window
+        closes (None: never); what it raises makes the row invalid.
     """
     plan = BatchPlan()
     seen = _Seen()
@@ -137,6 +138,13 @@ def plan_batch(
         except OctopodsError as err:
             plan.set_aside.append(_invalid(number, mask_phone(phone), "body", _reason(err, "body")))
             continue
+        not_before = closes_at = None
+        if schedule is not None:
+            try:
+                not_before, closes_at = schedule(row, phone)
+            except OctopodsValidationError as err:
+                plan.set_aside.append(_invalid(number, mask_phone(phone), err.field, mask_phones_in(err.problem)))
+                continue
         if opted_out is not None and opted_out(phone):
             plan.set_aside.append(RowResult(number, mask_phone(phone), RowOutcome.OPTED_OUT))
             continue
@@ -144,16 +152,9 @@ def plan_batch(
         if occurrence > 1 and not allow_duplicates:
             plan.set_aside.append(RowResult(number, mask_phone(phone), RowOutcome.DUPLICATE))
             continue
-        not_before = None
-        if schedule is not None:
-            try:
-                not_before = schedule(row, phone)
-            except OctopodsValidationError as err:
-                plan.set_aside.append(_invalid(number, mask_phone(phone), err.field, err.problem))
-                continue
         request = SendRequest(phone=phone, body=body)
         plan.segments += request.segment_info.segments
-        plan.sends.append(PlannedSend(number, request, occurrence, not_before))
+        plan.sends.append(PlannedSend(number, request, occurrence, not_before, closes_at))
     return plan
 
 

@@ -128,6 +128,11 @@ class OctopodsTransportError(OctopodsError):
     """The request never reached the API (connection refused, DNS, connect timeout, TLS failure)."""
 
 
+class OctopodsWindowClosedError(OctopodsTransportError):
+    """A batch row's send window closed before its turn came: it was not sent, and waits for the
+    window's next opening."""
+
+
 class OctopodsTLSError(OctopodsTransportError):
     """TLS verification of the API host failed: nothing was sent. Retrying cannot help; fix the
     host's certificate or trust its CA with the connection's ``ca_bundle`` extra."""

@@ -83,6 +83,8 @@ def zone(name: str) -> tzinfo:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
         raise OctopodsValidationError("time zone", f"{name!r} is not a known IANA time zone name") from None
+    except OSError:  # a directory of the zone database ("America"), not a zone
+        raise OctopodsValidationError("time zone", f"{name!r} is not a known IANA time zone name") from None
 
 
 def number_zones(phone: str) -> tuple[str, ...]:
@@ -137,10 +139,21 @@ def earliest_send(not_before: datetime, window: SendWindow | None, zones: Sequen
     )
 
 
+def window_close(moment: datetime, window: SendWindow, zones: Sequence[tzinfo]) -> datetime:
+    """When the window that holds ``moment`` (in every one of ``zones``) first closes in one of them."""
+    closes = []
+    for place in zones:
+        local = moment.astimezone(place)
+        day = local.date() if local.time() < window.end else local.date() + timedelta(days=1)
+        closes.append(datetime.combine(day, window.end, tzinfo=place).astimezone(timezone.utc))
+    return min(closes)
+
+
 def row_schedule(
     row: Any, phone: str, *, window: SendWindow | None, tz_field: str | None, send_at_field: str | None, now: datetime
-) -> datetime | None:
-    """When ``row`` (to ``phone``) may go out, or None for at once."""
+) -> tuple[datetime | None, datetime | None]:
+    """When ``row`` (to ``phone``) may go out (None: at once), and when its window closes again
+    (None: no window). A number whose time zone is not known needs the row's ``tz_field``."""
     name = row.get(tz_field) if tz_field else None
     if name not in (None, ""):
         if not isinstance(name, str):
@@ -151,11 +164,16 @@ def row_schedule(
             raise OctopodsValidationError(str(tz_field), err.problem) from None
     elif window is not None or send_at_field:
         zones = tuple(zone(name) for name in number_zones(phone))
+        if not zones and window is not None:
+            raise OctopodsValidationError(
+                str(tz_field or "send_window"), "the number's time zone is not known; name it in the row's tz_field"
+            )
     else:
-        return None
+        return None, None
     not_before = now
     raw = row.get(send_at_field) if send_at_field else None
     if raw not in (None, ""):
         not_before = max(now, send_time(raw, zones, field=str(send_at_field)))
     moment = earliest_send(not_before, window, zones)
-    return None if moment <= now else moment
+    closes = window_close(moment, window, zones) if window is not None and zones else None
+    return (None if moment <= now else moment), closes

@@ -11,9 +11,13 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.common.compat.sdk import BaseOperator
 
 from airflow_provider_octopods import metrics
-from airflow_provider_octopods.api.batch import BatchReport, RowOutcome, plan_batch
+from airflow_provider_octopods.api.batch import BatchReport, PlannedSend, RowOutcome, plan_batch
 from airflow_provider_octopods.api.decision import Operation, decide
-from airflow_provider_octopods.api.errors import OctopodsSupersededError, OctopodsValidationError
+from airflow_provider_octopods.api.errors import (
+    OctopodsSupersededError,
+    OctopodsValidationError,
+    OctopodsWindowClosedError,
+)
 from airflow_provider_octopods.api.validation import (
     flag,
     optional_string,
@@ -305,7 +309,7 @@ class OctopodsSendBatchOperator(BaseOperator):
             tz_field=self.tz_field,
             send_at_field=self.send_at_field,
             deadline=self.deadline,
-            started=now.timestamp() if started is None else started,
+            started=_first_start(context, started, now),
             now=now,
         )
         rows = self._rows if self._rows is not None else load_rows(self.recipients)
@@ -350,7 +354,7 @@ class OctopodsSendBatchOperator(BaseOperator):
             result = summary(report, max_ids=self.max_xcom_ids) | {"dry_run": True, "samples": samples}
             self.log.info("Dry run, nothing sent: %s", counts_line(result))
             if timing.active:
-                result["sends_by_time"] = Timing.by_time(plan.sends)
+                result["sends_by_time"] = timing.by_time(plan.sends)
                 self.log.info("Sends by time (UTC): %s", result["sends_by_time"])
             for sample in samples:  # quoted: a row's line break cannot make a log line of its own
                 self.log.info("Sample for %s: %s", sample["phone"], json.dumps(sample["body"], ensure_ascii=False))
@@ -376,8 +380,13 @@ class OctopodsSendBatchOperator(BaseOperator):
         retry_helps = False
         sends: Counter[str] = Counter()
 
+        closed: list[PlannedSend] = []
+
         def settle(outcome: Sent) -> None:
             nonlocal retry_helps
+            if isinstance(outcome.error, OctopodsWindowClosedError):  # not sent: waits for the next opening
+                closed.append(outcome.send)
+                return
             if outcome.result is not None:
                 report.record(outcome.send, RowOutcome.ACCEPTED, outcome.result)
                 sends["accepted"] += 1
@@ -402,6 +411,10 @@ class OctopodsSendBatchOperator(BaseOperator):
                 # its accepted sends are reported as such, and rows it withdrew are sent now.
                 guard.refresh()
                 todo, held = sends_to_make(held, report, guard, resend_unknown=self.resend_unknown, log=self.log)
+                todo, waiting_too, late_too = timing.split(todo)
+                waiting += waiting_too
+                for send in late_too:
+                    report.record(send, RowOutcome.HELD)
                 started = runner.run(todo, guard, len(plan.sends), settle)
         except OctopodsSupersededError as err:  # another try took over: what this one did is reported
             from airflow_provider_octopods.task_outcomes import final
@@ -415,8 +428,8 @@ class OctopodsSendBatchOperator(BaseOperator):
             self.log.warning("%s", interrupted_line(report, type(err).__name__))
             raise
         stopped = runner.stopped
-        if waiting and not stopped:
-            self._wait(context, report, waiting, timing)
+        if (waiting or closed) and not stopped:
+            self._wait(context, report, waiting, closed, timing)
         if stopped:  # on_kill: the rows never started are not lost, the next try sends them
             self.log.warning("%s", interrupted_line(report, "stopped by Airflow"))
             for _, send in todo[started:]:
@@ -446,13 +459,26 @@ class OctopodsSendBatchOperator(BaseOperator):
             )
         return result
 
-    def _wait(self, context: Context, report: Any, waiting: list[tuple[str, Any]], timing: Timing) -> None:
-        """Wait in the triggerer until the next held row may go out, then resume (``execute_complete``)."""
-        next_at = Timing.next_time(waiting)
+    def _wait(
+        self,
+        context: Context,
+        report: Any,
+        waiting: list[tuple[str, Any]],
+        closed: list[PlannedSend],
+        timing: Timing,
+    ) -> None:
+        """Wait in the triggerer until the next held row may go out, then resume (``execute_complete``).
+
+        Rows whose window closed before their turn are planned again after a minute, which finds
+        their window's next opening."""
+        times = [send.not_before for _, send in waiting if send.not_before is not None]
+        if closed:
+            times.append(datetime.now(timezone.utc) + timedelta(minutes=1))
+        next_at = min(times)
         result = summary(report, max_ids=self.max_xcom_ids) | {"dry_run": False}
         self.log.info(
             "Batch waiting: %d rows held for their send time or window, the next at %s (deadline %s). So far: %s",
-            len(waiting),
+            len(waiting) + len(closed),
             f"{next_at:%Y-%m-%d %H:%M:%S} UTC",
             f"{timing.deadline_at:%Y-%m-%d %H:%M} UTC",
             counts_line(result),
@@ -484,3 +510,12 @@ def _campaign_name(value: object) -> str | None:
     if not name.strip() or len(name) > 200 or not name.isprintable():
         raise OctopodsValidationError("campaign", "must be a non-empty name of at most 200 characters on one line")
     return name
+
+
+def _first_start(context: Any, resumed: float | None, now: datetime) -> float:
+    """When the batch first started (UNIX time): as the deferral handed it on, else the task
+    instance's start (kept across deferrals), else now."""
+    if resumed is not None:
+        return resumed
+    start = getattr(context.get("ti"), "start_date", None)
+    return start.timestamp() if isinstance(start, datetime) else now.timestamp()

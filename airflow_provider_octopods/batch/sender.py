@@ -29,11 +29,12 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_octopods.api.batch import PlannedSend, clip
 from airflow_provider_octopods.api.decision import Operation, decide
-from airflow_provider_octopods.api.errors import OctopodsError, OctopodsUnknownOutcomeError
+from airflow_provider_octopods.api.errors import OctopodsError, OctopodsUnknownOutcomeError, OctopodsWindowClosedError
 from airflow_provider_octopods.api.models import SendResult
 
 if TYPE_CHECKING:
@@ -222,6 +223,10 @@ class BatchSender:
                 self._flushing = asyncio.ensure_future(self._flush_meanwhile())
 
     async def _one(self, slot: str, send: PlannedSend) -> Sent:
+        if send.closes_at is not None and datetime.now(timezone.utc) >= send.closes_at:
+            self._not_sent.append(slot)
+            self.done += 1
+            return Sent(send, slot, error=OctopodsWindowClosedError("not sent: its send window closed before its turn"))
         try:
             result = await self.client.send(send.request)
         except OctopodsError as err:

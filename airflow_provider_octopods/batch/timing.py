@@ -74,8 +74,9 @@ class Timing:
         """Whether some rows may have to wait."""
         return self.window is not None or bool(self.send_at_field)
 
-    def schedule(self, row: Mapping[str, Any], phone: str) -> datetime | None:
-        """When ``row`` may go out (None: now); for :func:`~airflow_provider_octopods.api.batch.plan_batch`."""
+    def schedule(self, row: Mapping[str, Any], phone: str) -> tuple[datetime | None, datetime | None]:
+        """When ``row`` may go out (None: now) and when its window closes; for
+        :func:`~airflow_provider_octopods.api.batch.plan_batch`."""
         return row_schedule(
             row, phone, window=self.window, tz_field=self.tz_field, send_at_field=self.send_at_field, now=self.now
         )
@@ -88,21 +89,23 @@ class Timing:
         for slot, send in todo:
             if send.not_before is None or send.not_before <= self.now:
                 due.append((slot, send))
-            elif send.not_before <= self.deadline_at:
+            elif send.not_before <= self.deadline_at and self.now < self.deadline_at:
                 waiting.append((slot, send))
             else:
                 late.append(send)
         return due, waiting, late
 
-    @staticmethod
-    def next_time(waiting: Sequence[tuple[str, PlannedSend]]) -> datetime:
-        return min(send.not_before for _, send in waiting if send.not_before is not None)
+    def by_time(self, sends: Sequence[PlannedSend]) -> dict[str, int]:
+        """How many sends go out when, by minute (UTC), and how many would still be held at the
+        deadline: ``{"now": 12, "2026-12-07T13:00Z": 3, "held": 1}``."""
 
-    @staticmethod
-    def by_time(sends: Sequence[PlannedSend]) -> dict[str, int]:
-        """How many sends go out when, by minute (UTC): ``{"now": 12, "2026-12-07T13:00Z": 3}``."""
-        counts = Counter("now" if s.not_before is None else f"{s.not_before:%Y-%m-%dT%H:%M}Z" for s in sends)
-        return dict(sorted(counts.items(), key=lambda item: "" if item[0] == "now" else item[0]))
+        def when(send: PlannedSend) -> str:
+            if send.not_before is None or send.not_before <= self.now:
+                return "now"
+            return "held" if send.not_before > self.deadline_at else f"{send.not_before:%Y-%m-%dT%H:%M}Z"
+
+        counts = Counter(when(send) for send in sends)
+        return dict(sorted(counts.items(), key=lambda item: {"now": "", "held": "~"}.get(item[0], item[0])))
 
 
 def wait_trigger(moment: datetime) -> Any:

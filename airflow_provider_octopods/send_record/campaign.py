@@ -32,7 +32,6 @@ import hashlib
 import hmac
 import json
 import logging
-import secrets
 import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
@@ -90,10 +89,9 @@ class Campaign:
         self._sleep = sleep
         same_task = "\0".join((task.dag_id, task.task_id, str(task.map_index))).encode()
         # The task (DAG, task, map index) first: another run of the same task shares this prefix.
-        # A fresh token per opening: a run id used again (``dags test`` of one date) is a new writer.
         self.writer = (
-            f"{hashlib.sha256(same_task).hexdigest()[:_TASK_CHARS]}"
-            f"{hashlib.sha256(task._ident).hexdigest()[:8]}t{try_number}{secrets.token_hex(3)}"
+            f"{hashlib.sha256(same_task).hexdigest()[:_TASK_CHARS]}{hashlib.sha256(task._ident).hexdigest()[:8]}"
+            f"t{try_number}"
         )
         secret = hashlib.sha256(b"octopods-campaign-recipient\0" + name.encode()).digest()
         self._keyed = hmac.new(secret, digestmod="sha256")
@@ -137,7 +135,7 @@ class Campaign:
         head = self._register(head)
         self._writers = _writers(head)
         self._known = set(self._writers)
-        self._read_earlier()
+        self._read_earlier(own=True)
         self._opened = True
 
     def _load_head(self) -> dict[str, Any] | None:
@@ -191,12 +189,15 @@ class Campaign:
             self._writers = _writers(self._load_head()) or self._writers
             self._read_earlier()
 
-    def _read_earlier(self) -> None:
+    def _read_earlier(self, *, own: bool = False) -> None:
+        """Read what the other writers recorded; with ``own``, when opening, this writer's too,
+        from an earlier opening (a batch resumed after waiting for a window, or a run id used
+        again, as ``airflow dags test`` of one date does, after its own record was deleted)."""
         self._earlier, self._unreadable = {}, False
         for writer in self._writers:
-            if writer == self.writer:
+            if writer == self.writer and not own:
                 continue
-            other = self._log(writer)
+            other = self._own if writer == self.writer else self._log(writer)
             if not other.read():
                 continue
             if other.unreadable:

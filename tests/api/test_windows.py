@@ -8,7 +8,14 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from airflow_provider_octopods.api.errors import OctopodsValidationError
-from airflow_provider_octopods.api.windows import SendWindow, earliest_send, number_zones, row_schedule, send_time
+from airflow_provider_octopods.api.windows import (
+    SendWindow,
+    earliest_send,
+    number_zones,
+    row_schedule,
+    send_time,
+    window_close,
+)
 
 UTC = timezone.utc
 NOW = datetime(2026, 12, 7, 12, 30, tzinfo=UTC)  # 07:30 in New York, 06:30 in Chicago, 21:30 in Tokyo
@@ -57,9 +64,11 @@ def test_the_earliest_send_holds_in_every_zone_of_the_recipient() -> None:
 def test_a_number_s_zones_come_from_its_area_code_and_a_row_may_name_its_own() -> None:
     assert number_zones("+12125550100") == ("America/New_York",)
     assert "America/Los_Angeles" in number_zones("+15005550100")  # no area code data: every NANP zone
-    at = row_schedule({"tz": "Asia/Tokyo"}, "+12125550100", window=WINDOW, tz_field="tz", send_at_field=None, now=NOW)
+    at, _ = row_schedule(
+        {"tz": "Asia/Tokyo"}, "+12125550100", window=WINDOW, tz_field="tz", send_at_field=None, now=NOW
+    )
     assert at == datetime(2026, 12, 7, 23, 0, tzinfo=UTC)  # 08:00 in Tokyo tomorrow
-    assert row_schedule({}, "+12125550100", window=WINDOW, tz_field="tz", send_at_field=None, now=NOW) == datetime(
+    assert row_schedule({}, "+12125550100", window=WINDOW, tz_field="tz", send_at_field=None, now=NOW)[0] == datetime(
         2026, 12, 7, 13, 0, tzinfo=UTC
     )
     with pytest.raises(OctopodsValidationError, match="tz: 'Mars/Olympus' is not a known IANA time zone name"):
@@ -75,10 +84,32 @@ def test_a_send_time_with_or_without_an_offset_and_a_window_together() -> None:
     with pytest.raises(OctopodsValidationError, match="at: 'tomorrow' is not an ISO date-time"):
         send_time("tomorrow", [new_york], field="at")
     late_evening = {"at": "2026-12-07T20:59:30-05:00"}  # due inside the window: goes then
-    at = row_schedule(late_evening, "+12125550100", window=WINDOW, tz_field=None, send_at_field="at", now=NOW)
+    at, _ = row_schedule(late_evening, "+12125550100", window=WINDOW, tz_field=None, send_at_field="at", now=NOW)
     assert at == datetime(2026, 12, 8, 1, 59, 30, tzinfo=UTC)
     after_hours = {"at": "2026-12-07T22:00:00-05:00"}  # due after the window: the next morning
-    at = row_schedule(after_hours, "+12125550100", window=WINDOW, tz_field=None, send_at_field="at", now=NOW)
+    at, _ = row_schedule(after_hours, "+12125550100", window=WINDOW, tz_field=None, send_at_field="at", now=NOW)
     assert at == datetime(2026, 12, 8, 13, 0, tzinfo=UTC)
     past = {"at": (NOW - timedelta(days=1)).isoformat()}  # due in the past: at once
-    assert row_schedule(past, "+447700900123", window=None, tz_field=None, send_at_field="at", now=NOW) is None
+    assert row_schedule(past, "+447700900123", window=None, tz_field=None, send_at_field="at", now=NOW) == (None, None)
+
+
+def test_a_window_needs_a_known_time_zone_and_a_zone_name_must_be_one() -> None:
+    unknown = "+15555550100"  # a plausible NANP number phonenumbers places nowhere
+    assert number_zones(unknown) == ()
+    with pytest.raises(OctopodsValidationError, match="tz: the number's time zone is not known; name it in the row"):
+        row_schedule({}, unknown, window=WINDOW, tz_field="tz", send_at_field=None, now=NOW)
+    assert row_schedule({}, unknown, window=None, tz_field=None, send_at_field=None, now=NOW) == (None, None)
+    for name in ("America", "../etc/passwd", "Mars/Olympus"):
+        with pytest.raises(OctopodsValidationError, match="is not a known IANA time zone name"):
+            row_schedule({"tz": name}, "+12125550100", window=WINDOW, tz_field="tz", send_at_field=None, now=NOW)
+
+
+def test_a_send_comes_with_the_moment_its_window_closes_in_the_first_of_its_zones() -> None:
+    new_york, chicago = ZoneInfo("America/New_York"), ZoneInfo("America/Chicago")
+    moment = datetime(2026, 12, 7, 15, 0, tzinfo=UTC)
+    assert window_close(moment, WINDOW, [new_york, chicago]) == datetime(2026, 12, 8, 2, 0, tzinfo=UTC)  # 21:00 NY
+    night = SendWindow.parse("22:00-06:00")
+    late = datetime(2026, 12, 8, 4, 0, tzinfo=UTC)  # 23:00 New York
+    assert window_close(late, night, [new_york]) == datetime(2026, 12, 8, 11, 0, tzinfo=UTC)  # 06:00 New York
+    at, closes = row_schedule({}, "+12125550100", window=WINDOW, tz_field=None, send_at_field=None, now=moment)
+    assert (at, closes) == (None, datetime(2026, 12, 8, 2, 0, tzinfo=UTC))

@@ -539,3 +539,40 @@ def test_a_dry_run_says_how_many_rows_go_out_when_and_a_bad_time_zone_is_the_row
     assert result["sends_by_time"] == {"now": 1, f"{soon:%Y-%m-%dT%H:%M}Z": 2}
     assert result["rows"][3]["error"] == "tz: 'Mars/Olympus' is not a known IANA time zone name"
     assert server.requests() == []
+
+
+def test_a_batch_waiting_for_held_rows_defers_and_its_deadline_holds_across_resumes(server: SandboxServer) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from airflow.providers.common.compat.sdk import TaskDeferred
+
+    start = datetime.now(timezone.utc)
+    later = (start + timedelta(hours=1)).isoformat()
+    rows = [
+        {"phone": ROWS[0]["phone"], "name": "now", "tz": "Etc/UTC"},
+        {"phone": ROWS[1]["phone"], "name": "in an hour", "tz": "Etc/UTC", "at": later},
+        {
+            "phone": ROWS[2]["phone"],
+            "name": "in a week",
+            "tz": "Etc/UTC",
+            "at": (start + timedelta(days=7)).isoformat(),
+        },
+    ]
+    store = MemoryStore()
+    op = operator(recipients=rows, tz_field="tz", send_at_field="at", deadline=timedelta(hours=2), record_store=store)
+    ctx = context()
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute(ctx)
+    assert deferred.value.method_name == "execute_complete"
+    first_start = deferred.value.kwargs["started"]
+    assert abs(first_start - start.timestamp()) < 60
+    moment = deferred.value.trigger.moment
+    assert abs((moment - (start + timedelta(hours=1))).total_seconds()) < 60  # waits for the next due row
+    assert [m.body for m in server.messages()] == ["Hi now"]
+    with pytest.raises(TaskDeferred) as again:  # resumed early: the row is not due yet, it waits again
+        op.execute_complete(ctx, event=None, started=first_start)
+    assert again.value.kwargs["started"] == first_start  # the deadline still counts from the first start
+    # Resumed after the deadline (two hours after the first start): what is not due yet is held.
+    result = op.execute_complete(ctx, event=None, started=first_start - 3 * 3600)
+    assert (result["accepted"], result["accepted_earlier"], result["held"]) == (1, 1, 2)
+    assert [m.body for m in server.messages()] == ["Hi now"]  # sent once, in the first round

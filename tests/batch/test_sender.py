@@ -195,3 +195,22 @@ def test_with_a_rate_limit_the_intents_ahead_never_pass_one_second_of_its_sends(
     asyncio.run(BatchSender(Limited(), record, max_in_flight=4, chunk_size=50, to_thread=slow_write).run(todo))
     assert len(started) == len(todo)
     assert max(ahead) <= 19  # one second of 19.8/s (without the limit: up to 100, twice chunk_size)
+
+
+def test_a_send_whose_window_closed_before_its_turn_is_not_started_and_leaves_no_intent() -> None:
+    from dataclasses import replace
+    from datetime import datetime, timedelta, timezone
+
+    from airflow_provider_octopods.api.errors import OctopodsWindowClosedError
+
+    todo, record = slots_and_record()
+    closed = datetime.now(timezone.utc) - timedelta(seconds=1)
+    todo = [(slot, replace(send, closes_at=closed) if n % 2 else send) for n, (slot, send) in enumerate(todo[:20])]
+    client = Client()
+    outcomes = asyncio.run(BatchSender(client, record, max_in_flight=4, chunk_size=50).run(todo))
+    shut = [o for o in outcomes if isinstance(o.error, OctopodsWindowClosedError)]
+    assert len(shut) == 10
+    assert client.sent == 10  # only the sends whose window was still open
+    assert not any(o.maybe_sent for o in shut)
+    stored = reread(record)
+    assert all(stored.prior(o.slot) is None for o in shut)  # no intent left: sent later, once

@@ -22,7 +22,7 @@ def test_two_batches_at_once_without_a_pool_send_each_row_once_and_429s_stay_few
 ) -> None:
     server = octopods_sandbox_factory(rate_limit=LIMIT)
     monkeypatch.setenv("AIRFLOW_CONN_OCTOPODS_DEFAULT", server.connection_json(TEST_KEY))
-    results: dict[str, dict[str, Any]] = {}
+    results: dict[str, Any] = {}
 
     def batch(name: str, first: int) -> None:
         rows = [{"phone": f"+447700905{first + n:03d}", "name": name} for n in range(60)]
@@ -33,13 +33,21 @@ def test_two_batches_at_once_without_a_pool_send_each_row_once_and_429s_stay_few
             rate_limit=LIMIT,  # each batch believes it has the channel to itself
             record_store=MemoryStore(),
         )
-        results[name] = op.execute(context(run_id=name))  # type: ignore[arg-type]
+        try:
+            # As a worker would, without Airflow's guard against calls from outside a task runner,
+            # whose record of callers Airflow 2.11 keeps for the main thread only.
+            execute = getattr(type(op).execute, "__wrapped__", type(op).execute)
+            results[name] = execute(op, context(run_id=name))
+        except BaseException as err:
+            results[name] = err
 
     threads = [threading.Thread(target=batch, args=(name, first)) for name, first in (("a", 0), ("b", 100))]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(120)
+    assert not [thread for thread in threads if thread.is_alive()]
+    assert not [r for r in results.values() if isinstance(r, BaseException)], results
     assert (results["a"]["accepted"], results["b"]["accepted"]) == (60, 60)
     stats = server.stats()
     assert (stats["messages"], stats["duplicates"]) == (120, 0)

@@ -6,15 +6,28 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import pytest
+
 from airflow_provider_octopods.sandbox import SandboxServer
-from airflow_provider_octopods.send_record.campaign import campaign_key
+from airflow_provider_octopods.send_record.campaign import CAMPAIGN_PREFIX, campaign_key
 from tests.dagrun import RunOutcome, octopods_variables
 
 Run = Callable[..., RunOutcome]
 Sandbox = Callable[..., SandboxServer]
+
+
+@pytest.fixture(autouse=True)
+def campaigns_deleted_after() -> Iterator[None]:
+    """Campaigns outlive their runs by design: deleted after each test, as their expiry would."""
+    yield
+    from airflow.models import Variable
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        session.query(Variable).filter(Variable.key.startswith(CAMPAIGN_PREFIX)).delete(synchronize_session=False)
 
 
 def test_a_broken_template_fails_the_batch_before_any_request_and_the_report_says_why(

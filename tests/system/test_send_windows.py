@@ -19,9 +19,10 @@ Sandbox = Callable[..., SandboxServer]
 def test_rows_in_three_time_zones_and_one_due_soon_go_out_each_once_at_their_time(sandbox: Sandbox, run: Run) -> None:
     server = sandbox()
     now = datetime.now(timezone.utc)
-    opens = (now + timedelta(minutes=1)).replace(second=0, microsecond=0)  # the next minute, UTC
+    # A window opening at a minute boundary 40 to 100 s away (UTC); a row due in 20 s, before it.
+    opens = (now + timedelta(seconds=100)).replace(second=0, microsecond=0)
     window = f"{opens:%H:%M}-{opens + timedelta(hours=2):%H:%M}"
-    due = now + timedelta(seconds=3)
+    due = now + timedelta(seconds=20)
     rows = [
         {"phone": "+447700900001", "name": "Lagos", "tz": "Africa/Lagos"},  # UTC+1: inside the window now
         {"phone": "+447700900002", "name": "London", "tz": "Etc/UTC"},  # UTC: held until the next minute
