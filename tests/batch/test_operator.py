@@ -576,3 +576,18 @@ def test_a_batch_waiting_for_held_rows_defers_and_its_deadline_holds_across_resu
     result = op.execute_complete(ctx, event=None, started=first_start - 3 * 3600)
     assert (result["accepted"], result["accepted_earlier"], result["held"]) == (1, 1, 2)
     assert [m.body for m in server.messages()] == ["Hi now"]  # sent once, in the first round
+
+
+def test_the_new_templated_fields_take_xcom_args_and_mapped_values() -> None:
+    from airflow.providers.common.compat.sdk import DAG, task
+
+    with DAG(dag_id="d", schedule=None):
+
+        @task
+        def plan() -> str:
+            return "08:00-21:00"
+
+        operator(task_id="xcom", send_window=plan(), deadline=plan(), campaign=plan())
+        OctopodsSendBatchOperator.partial(task_id="mapped", recipients=ROWS, body="Hi").expand(
+            campaign=["spring", "autumn"], send_window=["08:00-21:00", "09:00-20:00"]
+        )
