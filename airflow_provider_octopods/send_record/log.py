@@ -1,8 +1,9 @@
 """The record's format: the log of one try of a task instance.
 
 Each try writes only its own log, so no write of one try can hide a write of another. A log is a
-*base* of up to ``SHARD_SIZE`` entries per stored value (shards; the first, the head, also holds
-the shard count and the base's generation, a random token) and a *journal*: each write stores one
+*head* (the shard count and the base's generation, a random token: small, so that checking the
+log is still there costs little), a *base* of up to ``SHARD_SIZE`` entries per stored value
+(shards), and a *journal*: each write stores one
 small value, the next part, holding only what changed since the write before (``null`` for a
 dropped intent) and the generation it belongs to. A reader replays, in order, the parts of the
 base's generation over the base and stops at the first part missing or of another generation.
@@ -106,8 +107,10 @@ class TryLog:
         self._parts = parts if isinstance(parts, int) and 0 <= parts <= _MOST_PARTS else _MOST_PARTS
         shards = head.get("shards", 1)
         self._shards = []
+        if head.get(UNREADABLE):
+            self.unreadable = True
         for index in range(shards if isinstance(shards, int) and 0 < shards <= _MOST_PARTS else 1):
-            part = head if index == 0 else (self.store.load(self._shard_key(index)) or {SLOTS: {}})
+            part = self.store.load(self._shard_key(index)) or {SLOTS: {}}
             self._shards.append({})
             for slot, entry in self._entries_of(part).items():
                 self._shard_of[slot] = index
@@ -162,7 +165,6 @@ class TryLog:
         if index is None:
             if len(self._shards[-1]) >= SHARD_SIZE:
                 self._shards.append({})
-                self._dirty.add(0)  # the head counts the shards
             index = len(self._shards) - 1
             self._shard_of[slot] = index
         self._shards[index][slot] = entry
@@ -195,7 +197,7 @@ class TryLog:
         A crash before the head is written leaves the old head and its journal: replaying it over
         shards already rewritten gives each slot the state it recorded last.
         """
-        for index in sorted(self._dirty - {0}):
+        for index in sorted(self._dirty):
             self.store.save(self._shard_key(index), {SLOTS: self._shards[index]}, description=self.description)
         generation = secrets.token_hex(8)
         parts = max(self._parts, self._chunks)
@@ -205,7 +207,6 @@ class TryLog:
             "shards": len(self._shards),
             "generation": generation,
             "parts": parts,
-            SLOTS: self._shards[0],
         }
         if self.unreadable:
             head[UNREADABLE] = True
@@ -234,13 +235,14 @@ class TryLog:
             shards += 1  # written by a fold whose head was never written
         for index in range(shards - 1, -1, -1):
             self.store.delete(self._shard_key(index))
+        self.store.delete(self.key)
         self._shard_of, self._shards = {}, [{}]
         self._dirty, self._delta = set(), {}
         self.stored, self.unreadable = False, False
         self._generation, self._chunks, self._parts = None, 0, 0
 
     def _shard_key(self, index: int) -> str:
-        return self.key if index == 0 else f"{self.key}_{index}"
+        return f"{self.key}_{index}"
 
     def _journal_key(self, number: int) -> str:
         return f"{self.key}_j{number}"
