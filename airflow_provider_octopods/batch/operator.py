@@ -134,6 +134,7 @@ class OctopodsSendBatchOperator(BaseOperator):
     :param max_xcom_ids: the most message ids returned in XCom (beyond that, they are only in the
         report file), so that a 100,000-row batch never puts megabytes into XCom.
     :param chunk_size: sends recorded with one write of the send record.
+    :param octopods_conn_id: the ``octopods`` connection holding the channel API key.
     :param record_store: where the send record lives (default: Airflow Variables).
 
     The message ids are also pushed under the XCom key ``message_ids``, so that

@@ -92,7 +92,10 @@ class OctopodsHook(BaseHook):
 
     @cached_property
     def settings(self) -> ClientSettings:
-        """The connection's settings, validated. Raises :class:`OctopodsConfigurationError`."""
+        """The connection's settings, validated.
+
+        Raises :class:`~airflow_provider_octopods.api.errors.OctopodsConfigurationError`.
+        """
         conn = self._connection()
         if conn.password:
             _mask_secret(conn.password)

@@ -78,6 +78,8 @@ class OctopodsNotifier(BaseNotifier):
     :param include_cause: put the exception's first line in the default text (default True).
         Airflow's masker hides known secrets there, but not other personal data such as e-mail
         addresses; set False to leave the cause out.
+    :param context: set by Airflow 3.1+ when the notifier runs as a deadline alert's
+        ``AsyncCallback``; do not pass it yourself.
     """
 
     template_fields: Sequence[str] = ("phones", "body")

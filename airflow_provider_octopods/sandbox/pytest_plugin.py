@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 
 @pytest.fixture
 def octopods_sandbox_factory() -> Iterator[Callable[..., SandboxServer]]:
+    """Start sandboxes with :class:`~airflow_provider_octopods.sandbox.SandboxConfig` fields,
+    ``factory(variant="legacy", final_after=0)``; each is stopped when the test ends."""
     from airflow_provider_octopods.sandbox.config import SandboxConfig
     from airflow_provider_octopods.sandbox.server import SandboxServer
 
@@ -42,4 +44,5 @@ def octopods_sandbox_factory() -> Iterator[Callable[..., SandboxServer]]:
 
 @pytest.fixture
 def octopods_sandbox(octopods_sandbox_factory: Callable[..., SandboxServer]) -> SandboxServer:
+    """A running sandbox with the default settings (delivered after 1 s), stopped when the test ends."""
     return octopods_sandbox_factory()

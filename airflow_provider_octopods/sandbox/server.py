@@ -23,6 +23,10 @@ class SandboxServer:
 
     Use as a context manager, or call :meth:`start` and :meth:`stop`. While running, it
     records every accepted message (:meth:`messages`) and every API request (:meth:`requests`).
+
+    :param config: how the sandbox behaves (default: ``SandboxConfig()``, delivered after 1 s).
+    :param host: the address to listen on.
+    :param port: the port to listen on; 0 picks a free one (read it from :attr:`port` or :attr:`url`).
     """
 
     def __init__(self, config: SandboxConfig | None = None, *, host: str = "127.0.0.1", port: int = 0) -> None:
@@ -38,6 +42,7 @@ class SandboxServer:
 
     @property
     def port(self) -> int:
+        """The port it listens on; raises ``RuntimeError`` before :meth:`start`."""
         if self._port is None:
             raise RuntimeError("the sandbox is not running")
         return self._port
@@ -57,6 +62,7 @@ class SandboxServer:
 
     # Lifecycle
     def start(self) -> SandboxServer:
+        """Start serving in a background thread; returns the server, once it accepts requests."""
         sock = bind_socket(self.host, self._requested_port)
         self._port = sock.getsockname()[1]
         ready = threading.Event()
@@ -91,6 +97,7 @@ class SandboxServer:
         return self
 
     def stop(self) -> None:
+        """Stop serving and end the requests still held (by a ``hang_after`` fault, say)."""
         if self._loop is not None and self._thread is not None:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(10)
@@ -112,9 +119,11 @@ class SandboxServer:
         return self.store.requests()
 
     def sent_to(self, phone: str) -> list[AcceptedMessage]:
+        """The accepted messages sent to ``phone`` (E.164), in order."""
         return [m for m in self.messages() if m.phone == phone]
 
     def duplicates(self) -> int:
+        """How many accepted messages repeat an earlier one's phone and body."""
         return self.store.duplicates()
 
     def stats(self) -> dict[str, Any]:
@@ -122,6 +131,7 @@ class SandboxServer:
         return self.store.stats() | self.hostility.peaks()
 
     def reset(self) -> None:
+        """Forget every message and request so far; ids and the fault plan start again (as ``POST /_sandbox/reset``)."""
         self.store.reset()
         self.hostility.reset()
 
