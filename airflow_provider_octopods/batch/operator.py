@@ -125,6 +125,8 @@ class OctopodsSendBatchOperator(BaseOperator):
         an offset, or without one in the row's time zone. Rows due later wait as above.
     :param deadline: how long the batch waits for held rows: a ``timedelta`` from its first start
         (default 24 hours) or a date-time; rows still held then are reported as ``held``. Templated.
+        An ``execution_timeout`` counts the waits too, from the first start: set it above the
+        deadline, or the task fails with Airflow's timeout error while rows are held.
     :param resend_unknown: send again rows whose earlier send has an unknown outcome; their
         recipients may get the SMS twice.
     :param report_path: where to write the per-row CSV report (row, masked phone, outcome,
@@ -484,7 +486,21 @@ class OctopodsSendBatchOperator(BaseOperator):
             f"{timing.deadline_at:%Y-%m-%d %H:%M} UTC",
             counts_line(result),
         )
-        self.defer(trigger=wait_trigger(next_at), method_name="execute_complete", kwargs={"started": timing.started})
+        self.defer(
+            trigger=wait_trigger(next_at),
+            method_name="execute_complete",
+            kwargs={"started": timing.started},
+            timeout=self._wait_timeout(timing.started),
+        )
+
+    def _wait_timeout(self, started: float) -> timedelta | None:
+        """What is left of ``execution_timeout``, counted from the batch's first start: it bounds the
+        waits too, on Airflow 3 as Airflow 2 does by itself (at least a second, for Airflow to fail
+        the task with its own timeout error)."""
+        if self.execution_timeout is None:
+            return None
+        left = datetime.fromtimestamp(started, timezone.utc) + self.execution_timeout - datetime.now(timezone.utc)
+        return max(left, timedelta(seconds=1))
 
     def _opt_out(self, region: str | None) -> Callable[[str], bool] | None:
         value: Any = self._opt_out_numbers if self._opt_out_numbers is not None else self.opt_out

@@ -559,19 +559,29 @@ def test_a_batch_waiting_for_held_rows_defers_and_its_deadline_holds_across_resu
         },
     ]
     store = MemoryStore()
-    op = operator(recipients=rows, tz_field="tz", send_at_field="at", deadline=timedelta(hours=2), record_store=store)
+    op = operator(
+        recipients=rows,
+        tz_field="tz",
+        send_at_field="at",
+        deadline=timedelta(hours=2),
+        record_store=store,
+        execution_timeout=timedelta(hours=3),
+    )
     ctx = context()
     with pytest.raises(TaskDeferred) as deferred:
         op.execute(ctx)
     assert deferred.value.method_name == "execute_complete"
     first_start = deferred.value.kwargs["started"]
     assert abs(first_start - start.timestamp()) < 60
+    # execution_timeout bounds the wait, from the first start (Airflow 3 does not do it by itself)
+    assert abs(deferred.value.timeout.total_seconds() - 3 * 3600) < 60
     moment = deferred.value.trigger.moment
     assert abs((moment - (start + timedelta(hours=1))).total_seconds()) < 60  # waits for the next due row
     assert [m.body for m in server.messages()] == ["Hi now"]
     with pytest.raises(TaskDeferred) as again:  # resumed early: the row is not due yet, it waits again
         op.execute_complete(ctx, event=None, started=first_start)
     assert again.value.kwargs["started"] == first_start  # the deadline still counts from the first start
+    assert again.value.timeout <= deferred.value.timeout
     # Resumed after the deadline (two hours after the first start): what is not due yet is held.
     result = op.execute_complete(ctx, event=None, started=first_start - 3 * 3600)
     assert (result["accepted"], result["accepted_earlier"], result["held"]) == (1, 1, 2)
