@@ -11,12 +11,17 @@ from the ``:param x:`` docstrings the package uses); furo as the theme; MyST onl
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 DOCS = Path(__file__).resolve().parent
 sys.path.insert(0, str(DOCS / "_ext"))
 sys.path.insert(0, str(DOCS.parent))
+# autodoc imports Airflow: give it a home of its own rather than ~/airflow.
+os.environ.setdefault("AIRFLOW_HOME", str(DOCS.parent / ".dev" / "docs-airflow-home"))
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
 
 from airflow_provider_octopods import __version__  # noqa: E402
 
@@ -64,13 +69,12 @@ myst_heading_anchors = 3
 html_theme = "furo"
 html_title = f"airflow-provider-octopods {release}"
 html_static_path = ["_static"]
+html_css_files = ["octopods.css"]
 html_show_sourcelink = False
 html_theme_options = {
     "navigation_with_keys": True,
     "source_edit_link": None,
 }
-pygments_style = "sphinx"
-pygments_dark_style = "monokai"
 
 # No linkcheck: the build runs offline. Internal links are checked by -n and -W.
 linkcheck_ignore = [r".*"]
