@@ -3,7 +3,7 @@
 
     python3 tools/dev.py demo    # run the example DAG (local sandbox, or the real API if configured)
                                  # --airflow 2: on Airflow 2.11; --keep: keep its throwaway Airflow home
-    python3 tools/dev.py test    # ruff, mypy and pytest on Airflow 3.x and on Airflow 2.11
+    python3 tools/dev.py test    # ruff, the docs build, mypy and pytest on Airflow 3.x and on Airflow 2.11
 
 Each builds its environment from uv.lock first: uv itself is installed into .dev/uv with pip,
 then ``uv sync --locked`` creates .venv (Airflow 3) and .venv-af2 (Airflow 2.11).
@@ -29,6 +29,9 @@ ENVIRONMENTS = {
     "2": (ROOT / ".venv-af2", ["--no-default-groups", "--group", "dev", "--group", "airflow2"]),
 }
 
+
+# Built on Airflow 3 only (autodoc imports the package, hence Airflow), where ruff runs.
+DOCS_BUILD = ["-W", "--keep-going", "-n", "-E", "-q", "-b", "html", "docs", str(ROOT / ".dev" / "docs-html")]
 
 QUIET = False  # the demo's first line of output must be its own
 
@@ -106,6 +109,10 @@ def cmd_test(args: argparse.Namespace) -> int:
                 ("ruff check", [str(bin_dir / "ruff"), "check", "."]),
                 ("ruff format", [str(bin_dir / "ruff"), "format", "--check", "."]),
             ]
+        if index == 0 and line == "3":
+            # The docs site, warnings as errors (-n: broken references too); docs/_ext checks
+            # the examples it includes, the docstrings and every parameter in the reference.
+            steps.append(("docs", [str(bin_dir / "sphinx-build"), *DOCS_BUILD]))
         steps += [
             ("mypy", [str(bin_dir / "mypy")]),
             ("pytest", [str(bin_dir / "python"), "-m", "pytest", *args.pytest_args]),
