@@ -1,6 +1,6 @@
 """DAGs for Airflow's lifecycle in a real deployment: a triggerer restart under a deferred sensor,
-a worker killed in the middle of a batch, a worker lost under a task with deduplicated alerts, and
-a send refused by the API (for the key scan).
+a worker killed in the middle of a batch, a batch waiting in the triggerer for rows due later, a
+worker lost under a task with deduplicated alerts, and a send refused by the API (for the key scan).
 
 They use ``octopods_slow``: a connection the tests add to the metadata DB, pointing at a sandbox
 whose messages take 20 seconds to reach their final status.
@@ -9,7 +9,7 @@ whose messages take 20 seconds to reach their final status.
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from airflow.providers.common.compat.sdk import DAG, task
@@ -21,6 +21,7 @@ from airflow_provider_octopods.sensors.octopods import OctopodsDeliverySensor
 SLOW = "octopods_slow"
 ON_CALL = ["+15005550100", "+447700900123"]
 FAILED_NUMBER = "+15005550101"  # the sandbox's "failed: not a valid mobile subscriber"
+DUE_IN_SECONDS = 60
 
 with DAG(
     dag_id="octopods_e2e_triggerer_restart",
@@ -67,6 +68,28 @@ with DAG(
         rate_limit=20,
         max_in_flight=4,
         max_failure_ratio=0.5,
+    )
+
+with DAG(
+    dag_id="octopods_e2e_send_times",
+    schedule=None,
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+):
+
+    @task
+    def reminders() -> list[dict[str, Any]]:
+        """Two rows due now, three due in a minute (as an upstream query would compute them)."""
+        now = datetime.now(timezone.utc)
+        later = now + timedelta(seconds=DUE_IN_SECONDS)
+        return [{"phone": f"+44770092{i:04d}", "n": i, "at": (now if i < 2 else later).isoformat()} for i in range(5)]
+
+    OctopodsSendBatchOperator(
+        task_id="send",
+        recipients=reminders(),
+        body="Due check {{ recipient.n }}",
+        send_at_field="at",
+        octopods_conn_id=SLOW,
     )
 
 with DAG(
