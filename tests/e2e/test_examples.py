@@ -6,6 +6,7 @@ from __future__ import annotations
 import html
 import json
 import re
+from datetime import datetime
 
 import pytest
 
@@ -53,6 +54,45 @@ def test_reminders_example(deployment: Deployment, e2e_sandbox: SandboxServer) -
         "3 sent, 1 invalid, 1 duplicate, 0 opted out; 3 delivered"
     )
     assert [v for v in deployment.variables() if v.startswith("octopods_")] == []
+
+
+def batch_intervals(deployment: Deployment, dag_id: str, run_id: str) -> list[tuple[datetime, datetime]]:
+    """When each batch task of the run started and ended, in order of start."""
+    rows = deployment.query(
+        f"SELECT start_date, end_date FROM task_instance WHERE dag_id = '{dag_id}' AND run_id = '{run_id}'"  # noqa: S608 - the test's own ids
+        " AND task_id LIKE 'remind_%' ORDER BY start_date"
+    )
+    return [tuple(v if isinstance(v, datetime) else datetime.fromisoformat(v) for v in row) for row in rows]  # type: ignore[misc]
+
+
+def test_a_pool_with_one_slot_runs_the_batches_of_one_channel_one_at_a_time(
+    deployment: Deployment, e2e_sandbox: SandboxServer
+) -> None:
+    """Both batches are ready at once (neither depends on the other), on an executor that runs
+    tasks side by side (LocalExecutor, Celery): the pool alone keeps them apart."""
+    dag_id = "example_octopods_channel_pool"
+    deployment.airflow("pools", "set", "octopods_main_channel", "1", "one Octopods batch at a time")
+    run_id, state = run(deployment, dag_id)
+    assert state == "success"
+    first, second = batch_intervals(deployment, dag_id, run_id)
+    assert first[1] <= second[0], f"the second batch started before the first one ended: {first}, {second}"
+    for task_id, prefix in (("remind_appointments", "see you tomorrow"), ("remind_renewals", "renews next week")):
+        assert deployment.xcom(dag_id, run_id, task_id)["accepted"] == 40
+        sent = [m.body for m in e2e_sandbox.messages() if m.body.endswith(prefix + ".")]
+        assert len(sent) == len(set(sent)) == 40
+
+
+def test_two_batches_without_a_pool_share_the_channel_and_send_each_row_once(
+    deployment: Deployment, e2e_sandbox: SandboxServer
+) -> None:
+    dag_id = "example_octopods_channel_shared"
+    run_id, state = run(deployment, dag_id)
+    assert state == "success"
+    for task_id, prefix in (("notify_deliveries", "+447700908"), ("ask_surveys", "+447700909")):
+        report = deployment.xcom(dag_id, run_id, task_id)
+        assert (report["accepted"], report["unknown"], report["failed"]) == (40, 0, 0)
+        phones = [m.phone for m in e2e_sandbox.messages() if m.phone.startswith(prefix)]
+        assert len(phones) == len(set(phones)) == 40
 
 
 # The connection's form and test button are the API server's alone: the executor and the metadata
