@@ -13,7 +13,13 @@ from typing import Any
 
 
 class OctopodsError(Exception):
-    """Base class of every error raised by this provider."""
+    """Base class of every error raised by this provider.
+
+    :param message: what went wrong, for a human; never the key, phone numbers masked.
+    :param error_code: the API's numeric error code (1 to 5), when it gave one.
+    :param request_id: the API's trace id, when it gave one: quote it to Octopods support.
+    :param http_status: the HTTP status of the answer, when there was one.
+    """
 
     def __init__(
         self,
@@ -45,7 +51,11 @@ class OctopodsError(Exception):
 
 
 class OctopodsValidationError(OctopodsError, ValueError):
-    """A parameter was rejected before any request was made; ``field`` names it."""
+    """A parameter was rejected before any request was made; ``field`` names it.
+
+    :param field: the parameter (or row field) refused.
+    :param problem: why, without the value when it may be personal data.
+    """
 
     def __init__(self, field: str, problem: str) -> None:
         super().__init__(f"{field}: {problem}")
@@ -87,6 +97,10 @@ class OctopodsAuthError(OctopodsAPIError):
     Its text ends with what to do, naming the Airflow connection the key came from when
     ``conn_id`` is set: the API layer knows no connections, the hook's clients set it. Neither the
     text nor any field holds the key.
+
+    :param message: see :class:`OctopodsError`.
+    :param conn_id: the Airflow connection the key came from; the text names it.
+    :param fields: ``error_code``, ``request_id``, ``http_status``, as for :class:`OctopodsError`.
     """
 
     advice = "check the API key in the password field of {connection}"
@@ -107,7 +121,12 @@ class OctopodsDeprecatedKeyError(OctopodsAuthError):
 
 
 class OctopodsRateLimitError(OctopodsAPIError):
-    """HTTP 429: too many requests. ``retry_after`` is the server's wait hint in seconds, if any."""
+    """HTTP 429: too many requests. ``retry_after`` is the server's wait hint in seconds, if any.
+
+    :param message: see :class:`OctopodsError`.
+    :param retry_after: the server's ``Retry-After`` in seconds, if it gave one.
+    :param kwargs: ``error_code``, ``request_id``, ``http_status``, as for :class:`OctopodsError`.
+    """
 
     def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: object) -> None:
         super().__init__(message, **kwargs)  # type: ignore[arg-type]

@@ -150,6 +150,14 @@ class SendResult:
 
     ``message_id`` is None on HubSpot workspaces, whose API returns only ``request_id``:
     such a message cannot be tracked (see :attr:`trackable`). Its ``repr`` masks the phone number.
+
+    :ivar request_id: the API's trace id of the send.
+    :ivar message_id: the message's id, to read its status; None on HubSpot workspaces.
+    :ivar phone: the E.164 number sent to (masked in ``repr`` and ``to_dict``).
+    :ivar segments: how many SMS segments the body takes.
+    :ivar encoding: ``GSM-7`` or ``UCS-2``.
+    :ivar channel_message_id: the SMS provider's own id, when the API gives it.
+    :ivar raw: the answer as received (not in ``to_dict``).
     """
 
     request_id: str | None
@@ -205,6 +213,18 @@ class MessageStatus:
 
     Texts from the answer are cut to a few hundred characters with phone numbers masked; the
     ``repr`` masks ``phone_number`` too.
+
+    :ivar message_id: the message's id.
+    :ivar status: the normalised :class:`~airflow_provider_octopods.api.models.DeliveryStatus`.
+    :ivar raw_status: the status as the API spelled it.
+    :ivar status_message: the API's explanation (legacy shape).
+    :ivar failure_reason: the carrier's reason for a failure (current shape).
+    :ivar phone_number: the recipient as the API echoed it (left out of ``to_dict``).
+    :ivar sent_at: when the message was sent, if known.
+    :ivar delivered_at: when it was delivered, if known.
+    :ivar last_updated: when the status last changed (legacy shape).
+    :ivar request_id: the API's trace id of the read.
+    :ivar raw: the answer as received.
     """
 
     message_id: MessageId

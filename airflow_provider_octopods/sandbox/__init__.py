@@ -1,7 +1,9 @@
-"""A local Octopods SMS API emulator for demos and tests (needs the ``sandbox`` extra: aiohttp).
+"""A local Octopods SMS API emulator for demos and tests (an aiohttp application; aiohttp is a
+dependency of the provider, no extra needed).
 
 Start one from Python with :class:`SandboxServer`, from a shell with ``octopods-sandbox``, or in
-pytest with the ``octopods_sandbox`` fixture. See the README for its magic phone numbers.
+pytest with the ``octopods_sandbox`` fixture. Its magic phone numbers (``MAGIC_NUMBERS``) and
+faults are listed in the docs' testing page (``docs/testing.rst``).
 """
 
 from __future__ import annotations

@@ -16,6 +16,12 @@ class Scenario:
 
     ``error_code`` set: the send is refused with that API error code. Otherwise the message is
     accepted and ends in ``final_status`` (``None``: stays ``sent`` forever).
+
+    :ivar description: what happens, in words.
+    :ivar final_status: the status the message ends in; None: it stays ``sent``.
+    :ivar failure_reason: the carrier's reason given with a failed status.
+    :ivar error_code: the API error code the send is refused with, if any.
+    :ivar error_text: the text of that refusal.
     """
 
     description: str

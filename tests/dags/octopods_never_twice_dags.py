@@ -128,7 +128,7 @@ for resend in (False, True):
 
 @task(retries=1, retry_delay=NO_DELAY)
 def remind_all(params: dict[str, Any] | None = None, **context: Any) -> list[Any]:
-    """A user's own loop over the hook, as the README shows it."""
+    """A user's own loop over the hook, as docs/guarantees.rst describes it ("Inside a hook loop")."""
     from airflow_provider_octopods.hooks.octopods import OctopodsHook
 
     assert params is not None

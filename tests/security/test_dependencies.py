@@ -1,7 +1,7 @@
 """Declared dependencies: floors above every known advisory, and every import declared.
 
 ``security/advisories.toml`` lists the advisories; an online audit of the locked versions is
-documented in the README ("Security audit").
+documented in docs/guarantees.rst ("Proof 3: a security audit").
 """
 
 from __future__ import annotations
