@@ -238,6 +238,36 @@ def scale(n: int) -> None:
             f"{(peak - before) / 2**20:.0f} MB (goal <= 100 MB; the {n:,} input rows, "
             f"{(before - baseline) / 2**20:.0f} MB, are the upstream task's and not counted)"
         )
+        sizes(recipients, url)
+
+
+def sizes(recipients: list[dict[str, str]], url: str) -> None:
+    """What a real send of ``recipients`` leaves with the defaults and a campaign: its XCom, its
+    CSV report and the campaign's record (the task instance's record is measured by ``record-size``)."""
+    import tempfile
+
+    from airflow_provider_octopods.send_record import MemoryStore
+    from airflow_provider_octopods.send_record.campaign import CAMPAIGN_PREFIX
+
+    reset(url)
+    store = MemoryStore()
+    with tempfile.TemporaryDirectory() as folder:
+        csv = Path(folder) / "report.csv"
+        _, report = operator(recipients, "scale-sizes", campaign="scale", record_store=store, report_path=str(csv))
+        csv_bytes = csv.stat().st_size
+    n = len(recipients)
+    xcom = len(json.dumps(report, separators=(",", ":")))
+    campaign = {k: v for k, v in store.values.items() if k.startswith(CAMPAIGN_PREFIX)}
+    campaign_bytes = sum(len(json.dumps(v, separators=(",", ":"))) for v in campaign.values())
+    print(f"  with a campaign and a report_path (max_xcom_ids at its default), {report['accepted']:,} accepted:")
+    ids = report["message_ids"]
+    held = f"{len(ids):,} message ids" if ids is not None else "no message ids: more than max_xcom_ids"
+    print(f"    XCom return value: {xcom / 1e6:.2f} MB ({held})")
+    print(f"    CSV report: {csv_bytes / 1e6:.1f} MB ({csv_bytes / n:.0f} B a row)")
+    print(
+        f"    campaign record: {len(campaign)} Variables, {campaign_bytes / 1e6:.1f} MB "
+        f"({campaign_bytes / n:.0f} B a recipient)"
+    )
 
 
 def _peak_rss() -> int:
