@@ -58,6 +58,10 @@ _KEPT_OR_PHONE = re.compile(
 )
 SERVER_TEXT_LIMIT = 300
 _SCANNED_CHARS = 64 * 1024
+# One word of ASCII letters, digits, "_" and "-" (request ids, UUIDs) holds a phone number only if
+# it has 9 digits apart by at most two dashes, as the phone pattern above needs.
+_TOKEN = re.compile(r"[0-9A-Za-z_-]+")
+_NINE_DIGITS = re.compile(r"[0-9](?:-{0,2}[0-9]){8}")
 
 
 def mask_phones_in(text: str) -> str:
@@ -71,6 +75,8 @@ def server_text(text: str, *, limit: int = SERVER_TEXT_LIMIT) -> str:
     Whitespace runs (line breaks included) become one space, phone numbers are masked, and the
     result is cut to ``limit`` characters (the last one then an ellipsis).
     """
+    if len(text) <= limit and _TOKEN.fullmatch(text) and not _NINE_DIGITS.search(text):
+        return text  # an identifier: nothing to collapse, mask or cut
     head = " ".join(text[:_SCANNED_CHARS].split())
     # Masked with a margin past the cut, so that a number across the cut is masked whole first.
     masked = mask_phones_in(head[: limit + 64])
