@@ -133,8 +133,9 @@ class OctopodsSendBatchOperator(BaseOperator):
         message id, error): a local path or an ``ObjectStoragePath``. Templated, e.g.
         ``"/reports/{{ ds }}/reminders.csv"``. Without it, the rows are in the XCom report only
         for batches of up to 1,000 rows.
-    :param max_xcom_ids: the most message ids returned in XCom (beyond that, they are only in the
-        report file), so that a 100,000-row batch never puts megabytes into XCom.
+    :param max_xcom_ids: the most message ids returned in XCom: with more, ``message_ids`` is None
+        (``message_ids_omitted`` counts them) and they are in the report file only, so that a
+        100,000-row batch never puts megabytes into XCom.
     :param chunk_size: sends recorded with one write of the send record.
     :param octopods_conn_id: the ``octopods`` connection holding the channel API key.
     :param record_store: where the send record lives (default: Airflow Variables).
