@@ -429,10 +429,12 @@ class OctopodsSendBatchOperator(BaseOperator):
             context["ti"].xcom_push(key="report", value=result)
             raise final(err) from None
         except BaseException as err:  # Airflow's timeout or SIGTERM: the runner stopped the sends
+            metrics.sent(sends)
             self.log.warning("%s", interrupted_line(report, type(err).__name__))
             raise
         stopped = runner.stopped
         if (waiting or closed) and not stopped:
+            metrics.sent(sends)  # this round's; the next round counts its own
             self._wait(context, report, waiting, closed, timing)
         if stopped:  # on_kill: the rows never started are not lost, the next try sends them
             self.log.warning("%s", interrupted_line(report, "stopped by Airflow"))

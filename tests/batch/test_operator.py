@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
 
+from airflow_provider_octopods import metrics
 from airflow_provider_octopods.operators.octopods import OctopodsSendBatchOperator
 from airflow_provider_octopods.sandbox import SandboxServer
 from airflow_provider_octopods.send_record import MemoryStore
@@ -541,7 +542,9 @@ def test_a_dry_run_says_how_many_rows_go_out_when_and_a_bad_time_zone_is_the_row
     assert server.requests() == []
 
 
-def test_a_batch_waiting_for_held_rows_defers_and_its_deadline_holds_across_resumes(server: SandboxServer) -> None:
+def test_a_batch_waiting_for_held_rows_defers_and_its_deadline_holds_across_resumes(
+    server: SandboxServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from datetime import datetime, timedelta, timezone
 
     from airflow.providers.common.compat.sdk import TaskDeferred
@@ -568,9 +571,12 @@ def test_a_batch_waiting_for_held_rows_defers_and_its_deadline_holds_across_resu
         execution_timeout=timedelta(hours=3),
     )
     ctx = context()
+    counted: list[tuple[str, int]] = []
+    monkeypatch.setattr(metrics, "incr", lambda name, count=1: counted.append((name, count)))
     with pytest.raises(TaskDeferred) as deferred:
         op.execute(ctx)
     assert deferred.value.method_name == "execute_complete"
+    assert counted == [("sms.accepted", 1)]  # the round's sends are counted before it waits
     first_start = deferred.value.kwargs["started"]
     assert abs(first_start - start.timestamp()) < 60
     # execution_timeout bounds the wait, from the first start (Airflow 3 does not do it by itself)
