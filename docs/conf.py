@@ -60,8 +60,12 @@ nitpick_ignore_regex = [
     ("py:.*", r"(Sequence|Iterator|AsyncIterator|Callable|Mapping|Any|timedelta|datetime|Path|Enum)"),
     ("py:.*", r"(RetryPolicy|ClientSettings|RecordStore|SendGuard|SendRequest|AcceptedMessage|RequestRecord)"),
     ("py:.*", r"(OctopodsClient|AsyncOctopodsClient|Encoding|SegmentInfo|MessageId|FaultSpec|Fault)"),
-    ("py:.*", r"airflow_provider_octopods\.(api|clients|send_record|batch|sandbox\.store|sandbox\.faults)\..*"),
-    ("py:.*", r"airflow_provider_octopods\.(send_record|api)"),
+    # Internals that public docstrings name but the reference does not document: the clients, the
+    # send record, the sandbox's store and faults, and the class whose summary the trigger yields
+    # (that summary is described in sending-and-tracking). Everything else of the package, the
+    # errors of api.errors and the models of api.models first, must resolve: a broken link fails.
+    ("py:.*", r"airflow_provider_octopods\.(clients|send_record|sandbox\.store|sandbox\.faults)(\..*)?"),
+    ("py:class", r"airflow_provider_octopods\.api\.tracking\.DeliveryBatch"),
 ]
 
 myst_heading_anchors = 3
