@@ -23,7 +23,7 @@ DEDUP_WINDOW = 300  # seconds: one failure alert per phone per run and window
 
 # [START deadline]
 try:  # Airflow 3.1+: a text when a run is still going 30 minutes after it was queued
-    from airflow.sdk import DeadlineAlert, DeadlineReference  # type: ignore[attr-defined,unused-ignore]
+    from airflow.sdk import DeadlineAlert, DeadlineReference  # type: ignore[attr-defined,import-not-found,unused-ignore]
 except ImportError:  # Airflow 2.11: sla_miss_callback=send_octopods_notification(phones=ON_CALL)
     LATE: dict[str, Any] = {}
 else:
