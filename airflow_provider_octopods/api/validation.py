@@ -311,3 +311,14 @@ def optional_string(value: object, *, field: str) -> None:
     """Refuse ``value`` unless it is None or a string."""
     if value is not None and not isinstance(value, str):
         raise OctopodsValidationError(field, f"must be a string, got {type(value).__name__}")
+
+
+def campaign_name(value: object) -> str | None:
+    """A batch campaign's name, or None: a non-empty line of at most 200 characters."""
+    optional_string(value, field="campaign")
+    if value is None:
+        return None
+    name = str(value)
+    if not name.strip() or len(name) > 200 or not name.isprintable():
+        raise OctopodsValidationError("campaign", "must be a non-empty name of at most 200 characters on one line")
+    return name

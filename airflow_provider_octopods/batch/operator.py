@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-import json
-from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import datetime, timedelta, timezone
+from collections.abc import Callable, Iterable, Sequence
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import BaseOperator
 
-from airflow_provider_octopods import metrics
-from airflow_provider_octopods.api.batch import BatchReport, PlannedSend, RowOutcome, plan_batch
-from airflow_provider_octopods.api.decision import Operation, decide
-from airflow_provider_octopods.api.errors import (
-    OctopodsSupersededError,
-    OctopodsValidationError,
-    OctopodsWindowClosedError,
-)
+from airflow_provider_octopods.api.errors import OctopodsValidationError
 from airflow_provider_octopods.api.validation import (
+    campaign_name,
     flag,
-    optional_string,
     positive_number,
     ratio,
     shown,
@@ -29,26 +20,10 @@ from airflow_provider_octopods.api.validation import (
     whole_number,
 )
 from airflow_provider_octopods.api.windows import SendWindow
-from airflow_provider_octopods.batch.report import (
-    Stopped,
-    counts_line,
-    interrupted_line,
-    plan_refusal,
-    policy_failure,
-    policy_problems,
-    summary,
-    unknown_line,
-    write_report,
-)
-from airflow_provider_octopods.batch.rows import (
-    body_renderer,
-    check_recipients,
-    describe_source,
-    load_rows,
-    opt_out_check,
-)
-from airflow_provider_octopods.batch.runner import BatchRunner, LongLivedObjectsFrozen, sends_to_make
-from airflow_provider_octopods.batch.timing import Timing, check_deadline, wait_trigger
+from airflow_provider_octopods.batch.rounds import BatchRound
+from airflow_provider_octopods.batch.rows import check_recipients, describe_source, load_rows, opt_out_check
+from airflow_provider_octopods.batch.runner import BatchRunner, LongLivedObjectsFrozen
+from airflow_provider_octopods.batch.timing import check_deadline
 from airflow_provider_octopods.hooks.octopods import OctopodsHook
 from airflow_provider_octopods.send_record.campaign import DEFAULT_TTL_SECONDS
 from airflow_provider_octopods.templating import body_template, check_literal, produces_data, refused_at_parse
@@ -56,8 +31,7 @@ from airflow_provider_octopods.templating import body_template, check_literal, p
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
-    from airflow_provider_octopods.batch.sender import Sent
-    from airflow_provider_octopods.send_record import RecordStore, SendGuard
+    from airflow_provider_octopods.send_record import RecordStore
 
 
 class OctopodsSendBatchOperator(BaseOperator):
@@ -215,7 +189,7 @@ class OctopodsSendBatchOperator(BaseOperator):
             check_literal(default_region, lambda v: v is None or validate_region(v))
             check_literal(dry_run, lambda v: flag(v, field="dry_run"))
             check_literal(recipients, lambda v: check_recipients(v, allow_empty=allow_empty))
-            check_literal(campaign, _campaign_name)
+            check_literal(campaign, campaign_name)
             check_literal(send_window, lambda v: v is None or SendWindow.parse(v))
             check_literal(deadline, check_deadline)
             if campaign is not None and allow_duplicates:
@@ -296,7 +270,7 @@ class OctopodsSendBatchOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         with LongLivedObjectsFrozen() as frozen:
-            return self._execute(context, frozen, started=None)
+            return BatchRound(self, context, started=None).run(frozen)
 
     def execute_complete(
         self, context: Context, event: dict[str, Any] | None = None, started: float | None = None
@@ -304,238 +278,15 @@ class OctopodsSendBatchOperator(BaseOperator):
         """Resume after waiting for held rows: plan again, send what is due (the send record keeps
         what went out before), and wait again if rows are still held."""
         with LongLivedObjectsFrozen() as frozen:
-            return self._execute(context, frozen, started=started)
-
-    def _execute(self, context: Context, frozen: LongLivedObjectsFrozen, *, started: float | None) -> dict[str, Any]:
-        now = datetime.now(timezone.utc)
-        timing = Timing(
-            send_window=self.send_window,
-            tz_field=self.tz_field,
-            send_at_field=self.send_at_field,
-            deadline=self.deadline,
-            started=_first_start(context, started, now),
-            now=now,
-        )
-        rows = self._rows if self._rows is not None else load_rows(self.recipients)
-        dry_run = flag(self.dry_run_only, field="dry_run")
-        region = validate_region(self.default_region) if self.default_region else None
-        campaign = _campaign_name(self.campaign)
-        render, samples = body_renderer(self.get_template_env(), self.body_template, context, self.phone_field)
-        plan = plan_batch(
-            rows,
-            render=render,
-            phone_field=self.phone_field,
-            region_field=self.region_field,
-            default_region=region,
-            opted_out=self._opt_out(region),
-            allow_duplicates=self.allow_duplicates,
-            one_per_recipient=campaign is not None,
-            schedule=timing.schedule if timing.active else None,
-        )
-        self.log.info(
-            "Batch of %d rows: %d to send (%d segments), %d invalid, %d duplicate, %d opted out",
-            plan.total,
-            len(plan.sends),
-            plan.segments,
-            plan.count(RowOutcome.INVALID),
-            plan.count(RowOutcome.DUPLICATE),
-            plan.count(RowOutcome.OPTED_OUT),
-        )
-        for problem in [r for r in plan.set_aside if r.outcome is RowOutcome.INVALID][:20]:
-            self.log.warning("Row %d (%s) is invalid: %s", problem.row, problem.phone or "no phone", problem.error)
-        report = BatchReport(plan)
-        refusal = plan_refusal(
-            plan,
-            max_invalid_ratio=self.max_invalid_ratio,
-            fail_on_invalid=self.fail_on_invalid,
-            allow_empty=self.allow_empty,
-            phone_field=self.phone_field,
-            first_row_fields=[str(k) for k in rows[0]] if rows and isinstance(rows[0], Mapping) else None,
-        )
-        if dry_run:
-            for send in plan.sends:
-                report.record(send, RowOutcome.PLANNED)
-            result = summary(report, max_ids=self.max_xcom_ids) | {"dry_run": True, "samples": samples}
-            self.log.info("Dry run, nothing sent: %s", counts_line(result))
-            if timing.active:
-                result["sends_by_time"] = timing.by_time(plan.sends)
-                self.log.info("Sends by time (UTC): %s", result["sends_by_time"])
-            for sample in samples:  # quoted: a row's line break cannot make a log line of its own
-                self.log.info("Sample for %s: %s", sample["phone"], json.dumps(sample["body"], ensure_ascii=False))
-            if refusal is None:
-                return result
-            result["refused"] = refusal
-        elif refusal is not None:
-            result = summary(report, max_ids=self.max_xcom_ids) | {"dry_run": False, "refused": refusal}
-        if refusal is not None:
-            from airflow.providers.common.compat.sdk import AirflowFailException
-
-            write_report(report, self.report_path, result, self.log)
-            context["ti"].xcom_push(key="report", value=result)
-            raise AirflowFailException(("Dry run: " if dry_run else "") + refusal)
-        guard = self._guard(context)
-        if campaign is not None:
-            guard.join_campaign(campaign, ttl=self.campaign_ttl)
-        todo, held = sends_to_make(plan.sends, report, guard, resend_unknown=self.resend_unknown, log=self.log)
-        todo, waiting, late = timing.split(todo)
-        for send in late:
-            report.record(send, RowOutcome.HELD)
-        frozen.freeze()  # the plan lives until the end
-        retry_helps = False
-        sends: Counter[str] = Counter()
-
-        closed: list[PlannedSend] = []
-
-        def settle(outcome: Sent) -> None:
-            nonlocal retry_helps
-            if isinstance(outcome.error, OctopodsWindowClosedError):  # not sent: waits for the next opening
-                closed.append(outcome.send)
-                return
-            if outcome.result is not None:
-                report.record(outcome.send, RowOutcome.ACCEPTED, outcome.result)
-                sends["accepted"] += 1
-                return
-            error = outcome.error
-            report.record(outcome.send, RowOutcome.UNKNOWN if outcome.maybe_sent else RowOutcome.FAILED, error=error)
-            retry_helps = retry_helps or (error is not None and decide(Operation.SEND, error).retry_task)
-            if error is not None:
-                sends[metrics.send_outcome(error)] += 1
-
-        runner = self._runner = BatchRunner(
-            OctopodsHook(self.octopods_conn_id),
-            rate_limit=self.rate_limit,
-            max_in_flight=self.max_in_flight,
-            chunk_size=self.chunk_size,
-            log=self.log,
-        )
-        try:
-            started = runner.run(todo, guard, len(plan.sends), settle)
-            if held and not runner.stopped:
-                # An earlier try may have recorded since (a try Airflow gave up, still running):
-                # its accepted sends are reported as such, and rows it withdrew are sent now.
-                guard.refresh()
-                todo, held = sends_to_make(held, report, guard, resend_unknown=self.resend_unknown, log=self.log)
-                todo, waiting_too, late_too = timing.split(todo)
-                waiting += waiting_too
-                for send in late_too:
-                    report.record(send, RowOutcome.HELD)
-                started = runner.run(todo, guard, len(plan.sends), settle)
-        except OctopodsSupersededError as err:  # another try took over: what this one did is reported
-            from airflow_provider_octopods.task_outcomes import final
-
-            metrics.sent(sends)
-            result = summary(report, max_ids=self.max_xcom_ids) | {"dry_run": False}
-            self.log.error("Batch stopped: %s. %s", err, counts_line(result))
-            context["ti"].xcom_push(key="report", value=result)
-            raise final(err) from None
-        except BaseException as err:  # Airflow's timeout or SIGTERM: the runner stopped the sends
-            metrics.sent(sends)
-            self.log.warning("%s", interrupted_line(report, type(err).__name__))
-            raise
-        stopped = runner.stopped
-        if (waiting or closed) and not stopped:
-            metrics.sent(sends)  # this round's; the next round counts its own
-            self._wait(context, report, waiting, closed, timing)
-        if stopped:  # on_kill: the rows never started are not lost, the next try sends them
-            self.log.warning("%s", interrupted_line(report, "stopped by Airflow"))
-            for _, send in todo[started:]:
-                report.record(send, RowOutcome.FAILED, error=Stopped())
-        result = summary(report, max_ids=self.max_xcom_ids) | {"dry_run": False}
-        metrics.sent(sends)
-        metrics.batch_rows(result)
-        write_report(report, self.report_path, result, self.log)
-        self.log.info("Batch %s: %s", "stopped" if stopped else "done", counts_line(result))
-        unknown = unknown_line(report)
-        if unknown is not None:
-            self.log.warning("%s", unknown)
-        if stopped:
-            context["ti"].xcom_push(key="report", value=result)
-            from airflow.providers.common.compat.sdk import AirflowException
-
-            raise AirflowException(
-                f"Batch stopped by Airflow before its end; a retry sends the rest. {counts_line(result)}"
-            )
-        if result["message_ids"] is not None:
-            context["ti"].xcom_push(key="message_ids", value=result["message_ids"])
-        problems = policy_problems(report, result, max_failure_ratio=self.max_failure_ratio)
-        if problems:
-            context["ti"].xcom_push(key="report", value=result)
-            raise policy_failure(
-                problems, result, retry_helps=retry_helps and report.failure_ratio() > self.max_failure_ratio
-            )
-        return result
-
-    def _wait(
-        self,
-        context: Context,
-        report: Any,
-        waiting: list[tuple[str, Any]],
-        closed: list[PlannedSend],
-        timing: Timing,
-    ) -> None:
-        """Wait in the triggerer until the next held row may go out, then resume (``execute_complete``).
-
-        Rows whose window closed before their turn are planned again after a minute, which finds
-        their window's next opening."""
-        times = [send.not_before for _, send in waiting if send.not_before is not None]
-        if closed:
-            times.append(datetime.now(timezone.utc) + timedelta(minutes=1))
-        next_at = min(times)
-        result = summary(report, max_ids=self.max_xcom_ids) | {"dry_run": False}
-        self.log.info(
-            "Batch waiting: %d rows held for their send time or window, the next at %s (deadline %s). So far: %s",
-            len(waiting) + len(closed),
-            f"{next_at:%Y-%m-%d %H:%M:%S} UTC",
-            f"{timing.deadline_at:%Y-%m-%d %H:%M} UTC",
-            counts_line(result),
-        )
-        self.defer(
-            trigger=wait_trigger(next_at),
-            method_name="execute_complete",
-            kwargs={"started": timing.started},
-            timeout=self._wait_timeout(timing.started),
-        )
-
-    def _wait_timeout(self, started: float) -> timedelta | None:
-        """What is left of ``execution_timeout``, counted from the batch's first start: it bounds the
-        waits too, on Airflow 3 as Airflow 2 does by itself (at least a second, for Airflow to fail
-        the task with its own timeout error)."""
-        if self.execution_timeout is None:
-            return None
-        left = datetime.fromtimestamp(started, timezone.utc) + self.execution_timeout - datetime.now(timezone.utc)
-        return max(left, timedelta(seconds=1))
+            return BatchRound(self, context, started=started).run(frozen)
 
     def _opt_out(self, region: str | None) -> Callable[[str], bool] | None:
+        """Whether an (E.164) number opted out, from the rendered ``opt_out``; None without one."""
         value: Any = self._opt_out_numbers if self._opt_out_numbers is not None else self.opt_out
         return opt_out_check(value, default_region=region)
-
-    def _guard(self, context: Context) -> SendGuard:
-        from airflow_provider_octopods.send_record import guard_for
-
-        return guard_for(context["ti"], self.record_store)
 
     def on_kill(self) -> None:
         """Airflow 3 calls this on SIGTERM (task cleared, marked failed, heartbeat lost) and kills the
         process a few seconds later: stop starting requests so that the sends in flight get recorded."""
         if self._runner is not None:  # the batch logs what it sent and what the next try does
             self._runner.stop()
-
-
-def _campaign_name(value: object) -> str | None:
-    """The campaign's name, or None: a non-empty line of at most 200 characters."""
-    optional_string(value, field="campaign")
-    if value is None:
-        return None
-    name = str(value)
-    if not name.strip() or len(name) > 200 or not name.isprintable():
-        raise OctopodsValidationError("campaign", "must be a non-empty name of at most 200 characters on one line")
-    return name
-
-
-def _first_start(context: Any, resumed: float | None, now: datetime) -> float:
-    """When the batch first started (UNIX time): as the deferral handed it on, else the task
-    instance's start (kept across deferrals), else now."""
-    if resumed is not None:
-        return resumed
-    start = getattr(context.get("ti"), "start_date", None)
-    return start.timestamp() if isinstance(start, datetime) else now.timestamp()

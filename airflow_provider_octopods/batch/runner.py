@@ -9,6 +9,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_octopods.api.batch import BatchReport, PlannedSend, RowOutcome
@@ -72,11 +73,24 @@ class BatchRunner:
     def stopped(self) -> bool:
         return self._stop.is_set()
 
-    def run(self, todo: list[tuple[str, Any]], guard: SendGuard, total: int, settle: Callable[[Sent], None]) -> int:
+    def run(
+        self,
+        todo: list[tuple[str, Any]],
+        guard: SendGuard,
+        total: int,
+        settle: Callable[[Sent], None],
+        *,
+        held: int = 0,
+        next_at: datetime | None = None,
+    ) -> int:
         """Send ``todo`` (``(slot, PlannedSend)`` pairs) on an event loop in a helper thread, passing
         each outcome to ``settle`` there; this thread logs progress and, if Airflow interrupts the
         task (timeout, SIGTERM), stops the batch cleanly before giving up. Returns how many of
-        ``todo`` were started (the first ones, in order)."""
+        ``todo`` were started (the first ones, in order).
+
+        :param held: rows waiting for a later send time or window, for the progress lines.
+        :param next_at: when the first of them is due.
+        """
         from airflow_provider_octopods.api.pacing import api_pacer
         from airflow_provider_octopods.api.retry import RetryPolicy
         from airflow_provider_octopods.batch.sender import BatchSender
@@ -121,7 +135,7 @@ class BatchRunner:
         worker = threading.Thread(target=work, name="octopods-batch", daemon=True)
         started = time.monotonic()
         worker.start()
-        progress = Progress(self.log, total, len(todo), started)
+        progress = Progress(self.log, total, len(todo), started, held=held, next_at=next_at)
         try:
             while not finished.wait(0.2):
                 self._must_stop()
@@ -208,12 +222,27 @@ class LongLivedObjectsFrozen:
 class Progress:
     """The batch's progress line, logged every ``PROGRESS_SECONDS``."""
 
-    def __init__(self, log: logging.Logger | Any, total: int, todo: int, started: float) -> None:
+    def __init__(
+        self,
+        log: logging.Logger | Any,
+        total: int,
+        todo: int,
+        started: float,
+        *,
+        held: int = 0,
+        next_at: datetime | None = None,
+    ) -> None:
         self.log_ = log
         self.total = total
         self.todo = todo
         self.started = started
         self.last = started
+        self.held = (
+            ""
+            if not held
+            else f"; {held} held for their send time or window"
+            + (f", the next at {next_at:%Y-%m-%d %H:%M} UTC" if next_at is not None else "")
+        )
 
     def maybe_log(self, done: int) -> None:
         if time.monotonic() - self.last >= PROGRESS_SECONDS:
@@ -226,10 +255,11 @@ class Progress:
         left = self.todo - done
         eta = f"{left / rate:.0f}s" if rate and left else "0s"
         self.log_.info(
-            "Batch progress: %d/%d sent in this try (%d in the batch), %.1f msg/s, ETA %s",
+            "Batch progress: %d/%d sent in this try (%d in the batch%s), %.1f msg/s, ETA %s",
             done,
             self.todo,
             self.total,
+            self.held,
             rate,
             eta,
         )

@@ -52,3 +52,21 @@ def test_a_task_that_lost_its_supervisor_starts_no_request_after_those_in_flight
     assert len(server.requests()) <= started_before_the_loss[0] + MAX_IN_FLIGHT
     assert len(server.messages()) < len(sends)
     assert server.duplicates() == 0
+
+
+def test_progress_lines_count_the_held_rows_and_say_when_the_next_is_due() -> None:
+    from datetime import datetime, timezone
+
+    from airflow_provider_octopods.batch.runner import Progress
+
+    lines: list[str] = []
+
+    class Log:
+        def info(self, message: str, *args: Any) -> None:
+            lines.append(message % args)
+
+    next_at = datetime(2026, 12, 8, 8, 0, tzinfo=timezone.utc)
+    Progress(Log(), 10, 6, 0.0, held=4, next_at=next_at).log(3)
+    Progress(Log(), 10, 10, 0.0).log(10)
+    assert "(10 in the batch; 4 held for their send time or window, the next at 2026-12-08 08:00 UTC)" in lines[0]
+    assert "(10 in the batch)," in lines[1]

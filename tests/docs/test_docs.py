@@ -144,10 +144,10 @@ PACKAGE = ROOT / "airflow_provider_octopods"
 NON_OCTOPODS_FAILURES = [
     ("Nothing was sent: ", "batch/report.py"),  # plan_refusal: too many invalid rows
     ("Nothing to send: ", "batch/report.py"),  # plan_refusal: no row left to send
-    ("Dry run: ", "batch/operator.py"),  # the refusal of a dry run
+    ("Dry run: ", "batch/rounds.py"),  # the refusal of a dry run
     ("Batch failed its policy: ", "batch/report.py"),
     ("A retry sends only the rows not accepted yet.", "batch/report.py"),
-    ("Batch stopped by Airflow before its end; a retry sends the rest.", "batch/operator.py"),
+    ("Batch stopped by Airflow before its end; a retry sends the rest.", "batch/rounds.py"),
     ("SMS delivery ", "task_outcomes.py"),
     ("delivery tracking stopped: ", "triggers/octopods.py"),
     ("AirflowSensorTimeout", "sensors/octopods.py"),

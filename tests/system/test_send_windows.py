@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 
@@ -16,7 +17,19 @@ Run = Callable[..., RunOutcome]
 Sandbox = Callable[..., SandboxServer]
 
 
-def test_rows_in_three_time_zones_and_one_due_soon_go_out_each_once_at_their_time(sandbox: Sandbox, run: Run) -> None:
+def test_rows_in_three_time_zones_and_one_due_soon_go_out_each_once_at_their_time(
+    sandbox: Sandbox, run: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow_provider_octopods.operators.octopods import OctopodsSendBatchOperator
+
+    waits: list[tuple[list[str], datetime]] = []
+    defer = OctopodsSendBatchOperator.defer
+
+    def deferring(self: Any, *, trigger: Any, method_name: str, **kwargs: Any) -> None:
+        waits.append(([kind.__name__ for kind in type(trigger).__mro__], trigger.moment))
+        defer(self, trigger=trigger, method_name=method_name, **kwargs)
+
+    monkeypatch.setattr(OctopodsSendBatchOperator, "defer", deferring)
     server = sandbox()
     now = datetime.now(timezone.utc)
     # A window opening at a minute boundary 40 to 100 s away (UTC); a row due in 20 s, before it.
@@ -40,6 +53,12 @@ def test_rows_in_three_time_zones_and_one_due_soon_go_out_each_once_at_their_tim
     report = outcome.xcom("remind")
     assert (report["accepted"], report["held"]) == (3, 1)
     assert report["rows"][2]["outcome"] == "held"  # Bogota
+    # It waited in the triggerer (a date-time trigger each time), not in the worker: for Soon's
+    # send time, then for London's window.
+    assert len(waits) == 2
+    assert all("DateTimeTrigger" in kinds for kinds, _ in waits)
+    assert abs((waits[0][1] - due).total_seconds()) < 1
+    assert abs((waits[1][1] - opens).total_seconds()) < 1
 
 
 @pytest.mark.parametrize("dag_id", ["example_octopods_channel_pool", "example_octopods_channel_shared"])

@@ -21,7 +21,6 @@ from airflow_provider_octopods.sensors.octopods import OctopodsDeliverySensor
 SLOW = "octopods_slow"
 ON_CALL = ["+15005550100", "+447700900123"]
 FAILED_NUMBER = "+15005550101"  # the sandbox's "failed: not a valid mobile subscriber"
-DUE_IN_SECONDS = 60
 
 with DAG(
     dag_id="octopods_e2e_triggerer_restart",
@@ -77,17 +76,31 @@ with DAG(
     catchup=False,
 ):
 
-    @task
-    def reminders() -> list[dict[str, Any]]:
-        """Two rows due now, three due in a minute (as an upstream query would compute them)."""
+    @task(multiple_outputs=True)
+    def plan() -> dict[str, Any]:
+        """A send window opening at the next minute boundary 45 to 105 s away (in UTC), and rows as
+        an upstream query would compute them: two due now in UTC+1 (inside the window there), one
+        due in 30 s, and two in UTC (outside the window until it opens)."""
         now = datetime.now(timezone.utc)
-        later = now + timedelta(seconds=DUE_IN_SECONDS)
-        return [{"phone": f"+44770092{i:04d}", "n": i, "at": (now if i < 2 else later).isoformat()} for i in range(5)]
+        opens = (now + timedelta(seconds=105)).replace(second=0, microsecond=0)
+        soon = now + timedelta(seconds=30)
+        zones_and_times = [("Etc/GMT-1", now)] * 2 + [("Etc/GMT-1", soon)] + [("Etc/UTC", now)] * 2
+        return {
+            "window": f"{opens:%H:%M}-{opens + timedelta(hours=3):%H:%M}",
+            "opens": opens.isoformat(),
+            "rows": [
+                {"phone": f"+44770092{n:04d}", "n": n, "tz": tz, "at": at.isoformat()}
+                for n, (tz, at) in enumerate(zones_and_times)
+            ],
+        }
 
+    planned = plan()
     OctopodsSendBatchOperator(
         task_id="send",
-        recipients=reminders(),
+        recipients=planned["rows"],
         body="Due check {{ recipient.n }}",
+        send_window=planned["window"],
+        tz_field="tz",
         send_at_field="at",
         octopods_conn_id=SLOW,
     )
