@@ -14,6 +14,7 @@ from tests.dagrun import RunOutcome, load_dag, octopods_variables
 from tests.dags.octopods_batch_dags import probe_rows, reminder_rows
 
 AIRFLOW_2 = __import__("airflow").__version__.startswith("2.")
+ARRIVAL_BUNCHING_ALLOWED = 20  # 50 ms of requests at 400 a second
 
 Run = Callable[..., RunOutcome]
 Sandbox = Callable[..., SandboxServer]
@@ -37,7 +38,11 @@ def test_a_thousand_reminders_with_invalid_duplicate_and_opted_out_rows(sandbox:
     received = [m.phone if m.phone.startswith("+") else f"+{m.phone}" for m in server.messages()]
     assert sorted(received) == sorted(expected)  # the valid unique set, once each
     assert server.duplicates() == 0
-    assert server.stats()["peak_requests_per_second"] <= 400
+    # Paced at 400/s (unpaced, all 940 arrive within one second). The sandbox runs in this process:
+    # a pause of the whole process (a GC pass, a busy CI machine) holds back requests already sent,
+    # and its clock then sees them arrive together. The one-second guarantee on the starts is
+    # proven in tests/api/test_pacing.py; here, arrivals may bunch by up to 50 ms of them.
+    assert server.stats()["peak_requests_per_second"] <= 400 + ARRIVAL_BUNCHING_ALLOWED
     assert report["segments"] == 940  # one GSM-7 segment each
     assert sorted(report["message_ids"]) == sorted(m.message_id for m in server.messages())
     rows = {r["row"]: r for r in report["rows"]}
