@@ -113,3 +113,43 @@ def test_a_send_comes_with_the_moment_its_window_closes_in_the_first_of_its_zone
     assert window_close(late, night, [new_york]) == datetime(2026, 12, 8, 11, 0, tzinfo=UTC)  # 06:00 New York
     at, closes = row_schedule({}, "+12125550100", window=WINDOW, tz_field=None, send_at_field=None, now=moment)
     assert (at, closes) == (None, datetime(2026, 12, 8, 2, 0, tzinfo=UTC))
+
+
+def test_across_the_autumn_fall_back_a_held_row_opens_at_the_local_start_of_the_longer_night() -> None:
+    london = ZoneInfo("Europe/London")  # BST (UTC+1) until 01:00 UTC on 2026-10-25, then GMT
+    evening = datetime(2026, 10, 24, 21, 30, tzinfo=UTC)  # 22:30 BST
+    opens = earliest_send(evening, WINDOW, [london])
+    assert opens == datetime(2026, 10, 25, 8, 0, tzinfo=UTC)  # 08:00 GMT: the night lasted an hour longer
+    assert opens.astimezone(london).time() == time(8, 0)
+    assert window_close(opens, WINDOW, [london]) == datetime(2026, 10, 25, 21, 0, tzinfo=UTC)  # 21:00 GMT
+    # A night window across the repeated hour closes at 06:00 on the wall clock, nine hours on.
+    night = SendWindow.parse("22:00-06:00")
+    assert earliest_send(evening, night, [london]) == evening
+    assert window_close(evening, night, [london]) == datetime(2026, 10, 25, 6, 0, tzinfo=UTC)
+    # The US falls back a week later: a number across two zones opens at 08:00 in the later one.
+    new_york, chicago = ZoneInfo("America/New_York"), ZoneInfo("America/Chicago")
+    saturday = datetime(2026, 11, 1, 2, 0, tzinfo=UTC)  # 22:00 EDT on Oct 31
+    assert earliest_send(saturday, WINDOW, [new_york, chicago]) == datetime(2026, 11, 1, 14, 0, tzinfo=UTC)  # 08:00 CST
+
+
+def test_across_the_spring_change_a_held_row_opens_an_hour_earlier_in_utc_and_never_early_locally() -> None:
+    london = ZoneInfo("Europe/London")  # GMT until 01:00 UTC on 2026-03-29, then BST
+    evening = datetime(2026, 3, 28, 22, 0, tzinfo=UTC)
+    assert earliest_send(evening, WINDOW, [london]) == datetime(2026, 3, 29, 7, 0, tzinfo=UTC)  # 08:00 BST
+    assert window_close(datetime(2026, 3, 29, 7, 0, tzinfo=UTC), WINDOW, [london]) == datetime(
+        2026, 3, 29, 20, 0, tzinfo=UTC
+    )
+    # A window that starts inside the skipped hour (01:00-02:00 does not exist that night) opens
+    # at 01:30 on the old offset, 02:30 on the new clock: late by the skipped hour, never early.
+    skipped = SendWindow.parse("01:30-05:00")
+    opens = earliest_send(evening, skipped, [london])
+    assert opens == datetime(2026, 3, 29, 1, 30, tzinfo=UTC)
+    assert skipped.contains(opens.astimezone(london).time())
+
+
+def test_a_naive_send_time_in_a_repeated_or_skipped_hour_takes_the_first_reading() -> None:
+    london = ZoneInfo("Europe/London")
+    # 01:30 happens twice on 2026-10-25: the first (BST) is taken.
+    assert send_time("2026-10-25T01:30", [london], field="send_at") == datetime(2026, 10, 25, 0, 30, tzinfo=UTC)
+    # 01:30 never happens on 2026-03-29: read on the offset before the change, it is 02:30 BST.
+    assert send_time("2026-03-29T01:30", [london], field="send_at") == datetime(2026, 3, 29, 1, 30, tzinfo=UTC)
