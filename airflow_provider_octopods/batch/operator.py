@@ -22,7 +22,7 @@ from airflow_provider_octopods.api.validation import (
 from airflow_provider_octopods.api.windows import SendWindow
 from airflow_provider_octopods.batch.rounds import BatchRound
 from airflow_provider_octopods.batch.rows import check_recipients, describe_source, load_rows, opt_out_check
-from airflow_provider_octopods.batch.runner import BatchRunner, LongLivedObjectsFrozen
+from airflow_provider_octopods.batch.runner import LongLivedObjectsFrozen
 from airflow_provider_octopods.batch.timing import check_deadline
 from airflow_provider_octopods.hooks.octopods import OctopodsHook
 from airflow_provider_octopods.send_record.campaign import DEFAULT_TTL_SECONDS
@@ -226,7 +226,7 @@ class OctopodsSendBatchOperator(BaseOperator):
         self._rows: list[Any] | None = None
         self._recipients_shown: str | None = None
         self._opt_out_numbers: list[Any] | None = None
-        self._runner: BatchRunner | None = None
+        self._round: BatchRound | None = None
 
     # -- rendering: the rows are data, never templates, and never reach the rendered-fields table ---
 
@@ -269,16 +269,20 @@ class OctopodsSendBatchOperator(BaseOperator):
     # -- execute ------------------------------------------------------------------------------------
 
     def execute(self, context: Context) -> dict[str, Any]:
-        with LongLivedObjectsFrozen() as frozen:
-            return BatchRound(self, context, started=None).run(frozen)
+        return self._run_round(context, started=None)
 
     def execute_complete(
         self, context: Context, event: dict[str, Any] | None = None, started: float | None = None
     ) -> dict[str, Any]:
         """Resume after waiting for held rows: plan again, send what is due (the send record keeps
         what went out before), and wait again if rows are still held."""
+        return self._run_round(context, started=started)
+
+    def _run_round(self, context: Context, *, started: float | None) -> dict[str, Any]:
+        rows = self._rows if self._rows is not None else load_rows(self.recipients)
+        self._round = BatchRound(self, context, rows=rows, opted_out=self._opt_out, started=started)
         with LongLivedObjectsFrozen() as frozen:
-            return BatchRound(self, context, started=started).run(frozen)
+            return self._round.run(frozen)
 
     def _opt_out(self, region: str | None) -> Callable[[str], bool] | None:
         """Whether an (E.164) number opted out, from the rendered ``opt_out``; None without one."""
@@ -288,5 +292,5 @@ class OctopodsSendBatchOperator(BaseOperator):
     def on_kill(self) -> None:
         """Airflow 3 calls this on SIGTERM (task cleared, marked failed, heartbeat lost) and kills the
         process a few seconds later: stop starting requests so that the sends in flight get recorded."""
-        if self._runner is not None:  # the batch logs what it sent and what the next try does
-            self._runner.stop()
+        if self._round is not None:  # the batch logs what it sent and what the next try does
+            self._round.stop()

@@ -29,7 +29,7 @@ from airflow_provider_octopods.batch.report import (
     unknown_line,
     write_report,
 )
-from airflow_provider_octopods.batch.rows import body_renderer, load_rows
+from airflow_provider_octopods.batch.rows import body_renderer
 from airflow_provider_octopods.batch.runner import BatchRunner, LongLivedObjectsFrozen, sends_to_make
 from airflow_provider_octopods.batch.timing import Timing, wait_trigger
 from airflow_provider_octopods.hooks.octopods import OctopodsHook
@@ -47,12 +47,25 @@ class BatchRound:
 
     :param operator: the batch operator: its settings, its log, and ``defer`` for the wait.
     :param context: the task's context.
+    :param rows: the batch's rows, as loaded from the rendered ``recipients``.
+    :param opted_out: for a default region, whether an (E.164) number opted out; None when nobody did.
     :param started: when the batch first started (UNIX time), as the deferral handed it on; None
         in the first round.
     """
 
-    def __init__(self, operator: OctopodsSendBatchOperator, context: Context, *, started: float | None) -> None:
+    def __init__(
+        self,
+        operator: OctopodsSendBatchOperator,
+        context: Context,
+        *,
+        rows: list[Any],
+        opted_out: Callable[[str | None], Callable[[str], bool] | None],
+        started: float | None,
+    ) -> None:
         self.op = operator
+        self.rows = rows
+        self.opted_out = opted_out
+        self.runner: BatchRunner | None = None
         self.context = context
         self.log = operator.log
         now = datetime.now(timezone.utc)
@@ -68,10 +81,15 @@ class BatchRound:
         self.retry_helps = False
         self.closed: list[PlannedSend] = []  # sends whose window closed before their turn
 
+    def stop(self) -> None:
+        """Start no more requests; those in flight are recorded (see :meth:`BatchRunner.stop`)."""
+        if self.runner is not None:
+            self.runner.stop()
+
     def run(self, frozen: LongLivedObjectsFrozen) -> dict[str, Any]:
         """Plan, then send and finish (returning the batch's summary), or wait (deferring)."""
         op = self.op
-        rows = op._rows if op._rows is not None else load_rows(op.recipients)
+        rows = self.rows
         dry_run = flag(op.dry_run_only, field="dry_run")
         region = validate_region(op.default_region) if op.default_region else None
         campaign = campaign_name(op.campaign)
@@ -82,7 +100,7 @@ class BatchRound:
             phone_field=op.phone_field,
             region_field=op.region_field,
             default_region=region,
-            opted_out=op._opt_out(region),
+            opted_out=self.opted_out(region),
             allow_duplicates=op.allow_duplicates,
             one_per_recipient=campaign is not None,
             schedule=self.timing.schedule if self.timing.active else None,
@@ -148,7 +166,7 @@ class BatchRound:
         todo, waiting, late = timing.split(todo)
         for send in late:
             report.record(send, RowOutcome.HELD)
-        runner = op._runner = BatchRunner(
+        runner = self.runner = BatchRunner(
             OctopodsHook(op.octopods_conn_id),
             rate_limit=op.rate_limit,
             max_in_flight=op.max_in_flight,
