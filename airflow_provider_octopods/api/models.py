@@ -122,17 +122,12 @@ class SendRequest:
     destination_user_name: str | None = None
     open_intercom_conversation: bool | None = None
     intercom_teammate_id: str | None = None
-    _segments: SegmentInfo | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def segment_info(self) -> SegmentInfo:
-        """How the body will be billed (segments, encoding), counted once: the plan and the result
-        both ask."""
-        info = self._segments
-        if info is None:
-            info = count_segments(self.body)
-            object.__setattr__(self, "_segments", info)  # frozen, but the count follows from the body
-        return info
+        """How the body will be billed (segments, encoding). Counted at each call: a cache would
+        need an instance dict, and a batch holds one request per row."""
+        return count_segments(self.body)
 
     def to_payload(self) -> dict[str, Any]:
         """The JSON body of ``POST /api/v1/sms/messages``; optional fields only when set."""
