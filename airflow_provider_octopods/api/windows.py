@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta, timezone, tzinfo
+from datetime import date, datetime, time, timedelta, timezone, tzinfo
 from functools import lru_cache
 from typing import Any
 
@@ -62,7 +62,24 @@ class SendWindow:
         if self.contains(local.time()):
             return local
         day = local.date() if local.time() < self.start else local.date() + timedelta(days=1)
-        return datetime.combine(day, self.start, tzinfo=local.tzinfo)
+        place = local.tzinfo or timezone.utc
+        return first_reading(day, self.start, place).astimezone(place)
+
+
+def first_reading(day: date, clock: time, place: tzinfo) -> datetime:
+    """The first moment (UTC) at which the wall clock in ``place`` reads ``clock`` on ``day``, or
+    later: the first of the two in an hour repeated when clocks go back, the change itself when
+    ``clock`` falls in an hour skipped when they go forward."""
+    wall = datetime.combine(day, clock)
+    first = wall.replace(tzinfo=place).astimezone(timezone.utc)
+    after_change = wall.replace(tzinfo=place, fold=1).astimezone(timezone.utc)
+    if after_change >= first:  # the time exists (once, or twice: fold 0 is the first)
+        return first
+    # Skipped: the two readings bracket the change, at a whole minute.
+    moment = after_change
+    while moment < first and moment.astimezone(place).replace(tzinfo=None) < wall:
+        moment += timedelta(minutes=1)
+    return moment
 
 
 def _clock(value: object, field: str) -> time:
@@ -145,7 +162,7 @@ def window_close(moment: datetime, window: SendWindow, zones: Sequence[tzinfo]) 
     for place in zones:
         local = moment.astimezone(place)
         day = local.date() if local.time() < window.end else local.date() + timedelta(days=1)
-        closes.append(datetime.combine(day, window.end, tzinfo=place).astimezone(timezone.utc))
+        closes.append(first_reading(day, window.end, place))
     return min(closes)
 
 

@@ -48,7 +48,7 @@ class BatchRound:
     :param operator: the batch operator: its settings, its log, and ``defer`` for the wait.
     :param context: the task's context.
     :param rows: the batch's rows, as loaded from the rendered ``recipients``.
-    :param opted_out: for a default region, whether an (E.164) number opted out; None when nobody did.
+    :param opted_out: for a default region, whether an (E.164) number opted out; None without an ``opt_out``.
     :param started: when the batch first started (UNIX time), as the deferral handed it on; None
         in the first round.
     """
@@ -66,6 +66,7 @@ class BatchRound:
         self.rows = rows
         self.opted_out = opted_out
         self.runner: BatchRunner | None = None
+        self._stop_asked = False
         self.context = context
         self.log = operator.log
         now = datetime.now(timezone.utc)
@@ -82,7 +83,9 @@ class BatchRound:
         self.closed: list[PlannedSend] = []  # sends whose window closed before their turn
 
     def stop(self) -> None:
-        """Start no more requests; those in flight are recorded (see :meth:`BatchRunner.stop`)."""
+        """Start no more requests; those in flight are recorded (see :meth:`BatchRunner.stop`).
+        Asked before the sends begin (while planning), the round starts none."""
+        self._stop_asked = True
         if self.runner is not None:
             self.runner.stop()
 
@@ -173,6 +176,8 @@ class BatchRound:
             chunk_size=op.chunk_size,
             log=self.log,
         )
+        if self._stop_asked:
+            runner.stop()
         settle = self._settler(report)
         try:
             started = runner.run(todo, guard, len(plan.sends), settle, held=len(waiting), next_at=_next(waiting))

@@ -122,7 +122,8 @@ def test_across_the_autumn_fall_back_a_held_row_opens_at_the_local_start_of_the_
     assert opens == datetime(2026, 10, 25, 8, 0, tzinfo=UTC)  # 08:00 GMT: the night lasted an hour longer
     assert opens.astimezone(london).time() == time(8, 0)
     assert window_close(opens, WINDOW, [london]) == datetime(2026, 10, 25, 21, 0, tzinfo=UTC)  # 21:00 GMT
-    # A night window across the repeated hour closes at 06:00 on the wall clock, nine hours on.
+    # A night window across the repeated hour closes at 06:00 on the wall clock, nine hours after
+    # it opened at 22:00 BST.
     night = SendWindow.parse("22:00-06:00")
     assert earliest_send(evening, night, [london]) == evening
     assert window_close(evening, night, [london]) == datetime(2026, 10, 25, 6, 0, tzinfo=UTC)
@@ -132,7 +133,7 @@ def test_across_the_autumn_fall_back_a_held_row_opens_at_the_local_start_of_the_
     assert earliest_send(saturday, WINDOW, [new_york, chicago]) == datetime(2026, 11, 1, 14, 0, tzinfo=UTC)  # 08:00 CST
 
 
-def test_across_the_spring_change_a_held_row_opens_an_hour_earlier_in_utc_and_never_early_locally() -> None:
+def test_across_the_spring_change_a_window_opens_and_closes_by_the_wall_clock() -> None:
     london = ZoneInfo("Europe/London")  # GMT until 01:00 UTC on 2026-03-29, then BST
     evening = datetime(2026, 3, 28, 22, 0, tzinfo=UTC)
     assert earliest_send(evening, WINDOW, [london]) == datetime(2026, 3, 29, 7, 0, tzinfo=UTC)  # 08:00 BST
@@ -140,11 +141,29 @@ def test_across_the_spring_change_a_held_row_opens_an_hour_earlier_in_utc_and_ne
         2026, 3, 29, 20, 0, tzinfo=UTC
     )
     # A window that starts inside the skipped hour (01:00-02:00 does not exist that night) opens
-    # at 01:30 on the old offset, 02:30 on the new clock: late by the skipped hour, never early.
+    # when the clock passes its start: at the change, 02:00 BST.
     skipped = SendWindow.parse("01:30-05:00")
     opens = earliest_send(evening, skipped, [london])
-    assert opens == datetime(2026, 3, 29, 1, 30, tzinfo=UTC)
+    assert opens == datetime(2026, 3, 29, 1, 0, tzinfo=UTC)
+    assert opens.astimezone(london).time() == time(2, 0)
     assert skipped.contains(opens.astimezone(london).time())
+    # One that ends inside it closes at the change too, not at a reading of 01:30 an hour later
+    # (02:30 BST, outside the window on the wall clock).
+    night = SendWindow.parse("22:00-01:30")
+    late = datetime(2026, 3, 29, 0, 45, tzinfo=UTC)  # 00:45 GMT: inside
+    assert earliest_send(late, night, [london]) == late
+    assert window_close(late, night, [london]) == datetime(2026, 3, 29, 1, 0, tzinfo=UTC)
+    assert not night.contains(datetime(2026, 3, 29, 1, 0, tzinfo=UTC).astimezone(london).time())
+
+
+def test_a_window_edge_in_the_repeated_autumn_hour_is_its_first_occurrence() -> None:
+    london = ZoneInfo("Europe/London")  # 01:00-02:00 happens twice on 2026-10-25: BST, then GMT
+    night = SendWindow.parse("22:00-01:30")
+    inside = datetime(2026, 10, 25, 0, 10, tzinfo=UTC)  # 01:10 BST
+    assert window_close(inside, night, [london]) == datetime(2026, 10, 25, 0, 30, tzinfo=UTC)  # 01:30 BST
+    early = SendWindow.parse("01:30-05:00")
+    before = datetime(2026, 10, 24, 23, 0, tzinfo=UTC)  # 00:00 BST
+    assert earliest_send(before, early, [london]) == datetime(2026, 10, 25, 0, 30, tzinfo=UTC)  # 01:30 BST
 
 
 def test_a_naive_send_time_in_a_repeated_or_skipped_hour_takes_the_first_reading() -> None:

@@ -237,6 +237,31 @@ def test_on_kill_stops_a_running_batch(octopods_sandbox_factory: Any, monkeypatc
     assert summary["failed"] == 400 - summary["accepted"]  # not sent, for the next try
 
 
+def test_on_kill_while_the_batch_is_planned_starts_no_send(
+    octopods_sandbox_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow_provider_octopods.batch import rounds
+
+    sandbox = octopods_sandbox_factory()
+    monkeypatch.setenv("AIRFLOW_CONN_OCTOPODS_DEFAULT", sandbox.connection_json(TEST_KEY))
+    rows = [{"phone": f"+4477009{n:05d}", "name": str(n)} for n in range(20)]
+    op = operator(recipients=rows, record_store=MemoryStore(), max_failure_ratio=1.0)
+    real_plan = rounds.plan_batch
+
+    def plan_then_sigterm(*args: Any, **kwargs: Any) -> Any:
+        plan = real_plan(*args, **kwargs)
+        op.on_kill()  # Airflow 3's SIGTERM handler, before the first send
+        return plan
+
+    monkeypatch.setattr(rounds, "plan_batch", plan_then_sigterm)
+    ctx = context()
+    with pytest.raises(AirflowException, match="Batch stopped by Airflow before its end; a retry sends the rest"):
+        op.execute(ctx)
+    assert sandbox.requests() == []
+    summary = ctx["ti"].pushed["report"]
+    assert (summary["accepted"], summary["unknown"], summary["failed"]) == (0, 0, 20)  # all for the next try
+
+
 def test_csv_recipients_variable_opt_out_and_a_report_file(
     server: SandboxServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

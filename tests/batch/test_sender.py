@@ -117,17 +117,21 @@ def test_slow_writes_of_the_record_are_covered_by_more_intents_ahead_within_boun
     assert 8 < max(ahead) <= 100  # more than the two groups of a quick record, within the caps
 
 
-@pytest.mark.parametrize(("rate", "write_seconds", "lead"), [(4000, 0.005, 160), (8000, 0.02, 400), (100, 0.02, 16)])
-def test_the_quarter_of_the_lead_left_when_a_write_starts_lasts_two_writes(
+@pytest.mark.parametrize(
+    ("rate", "write_seconds", "lead"),
+    [(4000, 0.005, 160), (100, 0.02, 16), (100, 0.2, 100), (8000, 0.02, 400)],
+)
+def test_the_lead_covers_eight_writes_time_of_sends_within_its_caps(
     rate: float, write_seconds: float, lead: int
 ) -> None:
     """The next write starts with a quarter of the lead unstarted: that quarter must outlast the
     write, with room for one as slow again, or every worker waits for the record (seen at 8,000
     sends/s with 5 ms writes: 600 to 800 waits per 10,000 sends with a lead of four writes' time).
-    The caps stay: twice ``chunk_size`` (400 here) and one second of sends; at least two groups."""
+    Eight writes' time, then: at least two groups of ``max_in_flight`` (16 here), at most one
+    second of sends (100 at 100/s) and twice ``chunk_size`` (400)."""
     sender = BatchSender(Client(), None, max_in_flight=8, chunk_size=200)
     sender._rate, sender._write_seconds = rate, write_seconds
-    assert sender._lead_now() == lead  # 8 writes' time of sends, 2 in the quarter left; at least 2 groups of 8
+    assert sender._lead_now() == lead
 
 
 def test_a_failed_write_of_results_stops_the_batch_and_its_results_are_written_at_the_end() -> None:
