@@ -134,8 +134,7 @@ class BatchRound:
         guard = self._guard()
         if campaign is not None:
             guard.join_campaign(campaign, ttl=op.campaign_ttl)
-        frozen.freeze()  # the plan lives until the end
-        return self._send(plan, report, guard)
+        return self._send(plan, report, guard, frozen)
 
     def _log_plan(self, plan: BatchPlan) -> None:
         self.log.info(
@@ -162,13 +161,16 @@ class BatchRound:
             self.log.info("Sample for %s: %s", sample["phone"], json.dumps(sample["body"], ensure_ascii=False))
         return result
 
-    def _send(self, plan: BatchPlan, report: BatchReport, guard: SendGuard) -> dict[str, Any]:
+    def _send(
+        self, plan: BatchPlan, report: BatchReport, guard: SendGuard, frozen: LongLivedObjectsFrozen
+    ) -> dict[str, Any]:
         """Send what is due now, then wait for held rows, or finish."""
         op, timing = self.op, self.timing
         todo, held = sends_to_make(plan.sends, report, guard, resend_unknown=op.resend_unknown, log=self.log)
         todo, waiting, late = timing.split(todo)
         for send in late:
             report.record(send, RowOutcome.HELD)
+        frozen.freeze()  # the plan and the list of sends live until the end
         runner = self.runner = BatchRunner(
             OctopodsHook(op.octopods_conn_id),
             rate_limit=op.rate_limit,

@@ -5,8 +5,9 @@ limiter), and the send record written off the event loop.
 tops the intents not yet started up to a *lead*, and is made while the sends before it still go
 out (once a quarter of the lead is left), so that the workers seldom wait for the record. The lead
 is twice ``max_in_flight`` (at most twice ``chunk_size``); when the record's writes are slow for the
-rate the sends go at, it grows to cover eight writes' time of sends (so that the quarter left when a
-write starts lasts two), but never past one second of sends nor twice ``chunk_size``. Results are
+rate the sends go at, it grows to cover sixteen writes' time of sends (so that the quarter left when
+a write starts lasts four, and the record is written less often), but never past one second of
+sends nor twice ``chunk_size``. Results are
 recorded with the next write of intents, or with one write per ``chunk_size`` answers (or every
 second) when no write of intents comes first, also while sending goes on.
 A send that provably did not go out has its intent dropped, so a later try sends it; a send that
@@ -203,7 +204,7 @@ class BatchSender:
         """How many intents to keep written ahead of the sends (see the module docstring)."""
         floor = 2 * self._group
         cap = min(2 * max(self.chunk_size, self._group), max(floor, int(self._rate)))
-        return max(floor, min(math.ceil(8 * self._rate * self._write_seconds), cap))
+        return max(floor, min(math.ceil(16 * self._rate * self._write_seconds), cap))
 
     async def _work(self, todo: list[tuple[str, PlannedSend]], emit: Callable[[Sent], None]) -> None:
         while self._go_on(todo):

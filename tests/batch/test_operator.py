@@ -347,20 +347,39 @@ def test_a_retryable_failure_over_the_ratio_lets_airflow_retry(
     assert not isinstance(err.value, AirflowFailException)
 
 
-def test_the_objects_alive_during_a_batch_are_kept_out_of_full_garbage_collections(server: SandboxServer) -> None:
+def test_the_objects_alive_during_a_batch_are_kept_out_of_garbage_collections(
+    server: SandboxServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The objects alive at the start, the plan and the list of sends are frozen; the youngest
+    generation is collected less often while the batch runs; all is given back at the end."""
     import gc
 
+    from airflow_provider_octopods.batch.runner import YOUNG_OBJECTS, BatchRunner
+
     frozen_while_planning: list[int] = []
+    threshold = gc.get_threshold()
 
     def opted_out(phone: str) -> bool:
         frozen_while_planning.append(gc.get_freeze_count())
+        assert gc.get_threshold()[0] == max(YOUNG_OBJECTS, threshold[0])
         return False
 
+    collected: list[bool] = []
+    run = BatchRunner.run
+
+    def watched_run(self: BatchRunner, todo: list[Any], *args: Any, **kwargs: Any) -> int:
+        # Frozen objects are in no generation the collector walks.
+        collected.append(any(item is todo for g in (0, 1, 2) for item in gc.get_objects(generation=g)))
+        return run(self, todo, *args, **kwargs)
+
+    monkeypatch.setattr(BatchRunner, "run", watched_run)
     assert gc.get_freeze_count() == 0
     summary = operator(opt_out=opted_out, record_store=MemoryStore()).execute(context())
     assert summary["accepted"] == 10
     assert min(frozen_while_planning) > 0
+    assert collected == [False]  # the list of sends was frozen before sending
     assert gc.get_freeze_count() == 0  # given back
+    assert gc.get_threshold() == threshold
 
 
 def test_rows_an_earlier_try_withdrew_meanwhile_are_sent_before_the_end(
