@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 PROGRESS_SECONDS = 10.0
 STOP_GRACE_SECONDS = 30.0
-YOUNG_OBJECTS = 10_000  # new objects between two collections of the youngest generation, while a batch runs
+YOUNG_OBJECTS = 10_000  # while a batch runs: tracked objects made (less those freed) between two young collections
 
 
 class BatchRunner:
@@ -202,27 +202,29 @@ class LongLivedObjectsFrozen:
     event loop stands still (paced requests miss their slots), and a large batch triggers such
     collections again and again. The objects alive when the batch starts (and again once its sends
     are listed) are put out of the collector's reach with ``gc.freeze()``, as Airflow's own
-    executors do, and given back at the end. While sending, thousands of young objects are alive at
-    any time (the requests in flight, the answers not yet recorded) and each collection of the
-    youngest generation walks them all: it runs every :data:`YOUNG_OBJECTS` new objects instead of
-    Python's 700 until the end. If something else froze objects before, nothing is touched.
+    executors do before they fork a task's process. They are given back at the end if nothing had
+    frozen objects before; where something had (such an executor), they stay frozen with its own
+    until the task's process ends. While sending, thousands of young objects are alive at any time
+    (the requests in flight, the answers not yet recorded) and each collection of the youngest
+    generation walks them all: until the end, it runs once :data:`YOUNG_OBJECTS` more tracked
+    objects have been made than freed, instead of Python's 700 (a process that turned automatic
+    collection off keeps it off).
     """
 
     def __enter__(self) -> LongLivedObjectsFrozen:
         self._ours = gc.get_freeze_count() == 0
         self._threshold = gc.get_threshold()
-        if self._ours:
-            gc.set_threshold(max(self._threshold[0], YOUNG_OBJECTS), *self._threshold[1:])
         self.freeze()
+        if 0 < self._threshold[0] < YOUNG_OBJECTS:
+            gc.set_threshold(YOUNG_OBJECTS, *self._threshold[1:])
         return self
 
     def freeze(self) -> None:
-        if self._ours:
-            gc.freeze()
+        gc.freeze()
 
     def __exit__(self, *exc: object) -> None:
+        gc.set_threshold(*self._threshold)
         if self._ours:
-            gc.set_threshold(*self._threshold)
             gc.unfreeze()
 
 

@@ -370,6 +370,7 @@ def test_the_objects_alive_during_a_batch_are_kept_out_of_garbage_collections(
     def watched_run(self: BatchRunner, todo: list[Any], *args: Any, **kwargs: Any) -> int:
         # Frozen objects are in no generation the collector walks.
         collected.append(any(item is todo for g in (0, 1, 2) for item in gc.get_objects(generation=g)))
+        assert gc.get_threshold()[0] == max(YOUNG_OBJECTS, threshold[0])
         return run(self, todo, *args, **kwargs)
 
     monkeypatch.setattr(BatchRunner, "run", watched_run)

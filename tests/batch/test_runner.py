@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from typing import Any
 
@@ -9,7 +10,7 @@ import pytest
 
 from airflow_provider_octopods.api import build_send_request
 from airflow_provider_octopods.api.batch import PlannedSend
-from airflow_provider_octopods.batch.runner import BatchRunner
+from airflow_provider_octopods.batch.runner import YOUNG_OBJECTS, BatchRunner, LongLivedObjectsFrozen
 from airflow_provider_octopods.hooks.octopods import OctopodsHook
 from airflow_provider_octopods.sandbox import SandboxServer
 from airflow_provider_octopods.send_record import MemoryStore, SendGuard, TaskKey
@@ -70,3 +71,44 @@ def test_progress_lines_count_the_held_rows_and_say_when_the_next_is_due() -> No
     Progress(Log(), 10, 10, 0.0).log(10)
     assert "(10 in the batch; 4 held for their send time or window, the next at 2026-12-08 08:00 UTC)" in lines[0]
     assert "(10 in the batch)," in lines[1]
+
+
+def test_collections_are_fewer_while_a_batch_runs_and_all_is_given_back_even_after_an_error() -> None:
+    threshold = gc.get_threshold()
+    assert gc.get_freeze_count() == 0
+    with pytest.raises(RuntimeError), LongLivedObjectsFrozen():  # noqa: PT012 (the checks run inside)
+        assert gc.get_freeze_count() > 0
+        assert gc.get_threshold() == (max(YOUNG_OBJECTS, threshold[0]), *threshold[1:])
+        raise RuntimeError("the batch failed")
+    assert gc.get_freeze_count() == 0
+    assert gc.get_threshold() == threshold
+
+
+def test_where_an_executor_froze_its_objects_the_batch_freezes_its_own_and_leaves_them_frozen() -> None:
+    """A task process forked by the LocalExecutor or Celery inherits their frozen objects: the batch
+    still freezes its own and collects the youngest generation less often, and unfreezes nothing
+    (that would give the executor's objects back as well)."""
+    threshold = gc.get_threshold()
+    gc.freeze()
+    try:
+        before = gc.get_freeze_count()
+        alive = [object() for _ in range(100)], [[] for _ in range(100)]
+        with LongLivedObjectsFrozen():
+            assert gc.get_freeze_count() >= before + 100
+            assert gc.get_threshold()[0] == max(YOUNG_OBJECTS, threshold[0])
+        assert gc.get_freeze_count() >= before + 100
+        assert gc.get_threshold() == threshold
+        del alive
+    finally:
+        gc.unfreeze()
+
+
+def test_a_process_that_turned_automatic_collection_off_keeps_it_off() -> None:
+    threshold = gc.get_threshold()
+    gc.set_threshold(0)
+    try:
+        with LongLivedObjectsFrozen():
+            assert gc.get_threshold()[0] == 0
+        assert gc.get_threshold()[0] == 0
+    finally:
+        gc.set_threshold(*threshold)
