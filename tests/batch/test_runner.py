@@ -92,7 +92,7 @@ def test_where_an_executor_froze_its_objects_the_batch_freezes_its_own_and_leave
     gc.freeze()
     try:
         before = gc.get_freeze_count()
-        alive = [object() for _ in range(100)], [[] for _ in range(100)]
+        alive: list[list[int]] = [[] for _ in range(100)]  # tracked by the collector, as lists are
         with LongLivedObjectsFrozen():
             assert gc.get_freeze_count() >= before + 100
             assert gc.get_threshold()[0] == max(YOUNG_OBJECTS, threshold[0])

@@ -102,7 +102,11 @@ def test_a_batch_cut_short_by_its_timeout_resumes_on_retry_without_sending_twice
         assert outcome.tries["remind"] >= 2  # the first try was cut short
         report = outcome.xcom("remind")
         assert report["accepted"] == 300
-        assert 0 < report["accepted_earlier"] < 300
+        # The last try that sends may finish its sends and still be cut short before it returns
+        # (seen in CI: done 8 ms before its timeout); the next then finds all 300 accepted earlier.
+        # Either way more than one try sent (at 60/s one 2 s try cannot send 300), and nothing
+        # went out twice (below).
+        assert 0 < report["accepted_earlier"] <= 300
         assert report["unknown"] == 0  # the timeout stopped the batch cleanly: nothing in doubt
     assert len(server.messages()) == 300
     assert len({m.phone for m in server.messages()}) == 300
