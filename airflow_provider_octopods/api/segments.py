@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import Enum
 from functools import lru_cache
@@ -13,6 +14,9 @@ _GSM7_BASIC = frozenset(
 )
 _GSM7_EXTENSION = frozenset("^{}\\[~]|€\f")
 _GSM7 = _GSM7_BASIC | _GSM7_EXTENSION
+# The same sets for an ASCII text, as patterns: scanning with them beats making a set of its characters.
+_ASCII_OUTSIDE_GSM7 = re.compile(f"[^{re.escape(''.join(sorted(c for c in _GSM7 if c.isascii())))}]")
+_ASCII_EXTENSION = re.compile(f"[{re.escape(''.join(sorted(c for c in _GSM7_EXTENSION if c.isascii())))}]")
 
 
 def is_gsm7(char: str) -> bool:
@@ -43,6 +47,10 @@ def count_segments(body: str) -> SegmentInfo:
     Any character outside GSM-7 switches the whole message to UCS-2: 70 in one SMS, 67 per part,
     counted in UTF-16 code units (an emoji is two).
     """
+    if body.isascii():
+        if _ASCII_OUTSIDE_GSM7.search(body) is None:
+            return _info(len(body) + len(_ASCII_EXTENSION.findall(body)), Encoding.GSM7)
+        return _info(len(body), Encoding.UCS2)  # one UTF-16 unit per ASCII character
     characters = set(body)
     if characters <= _GSM7:
         units = len(body) + sum(body.count(c) for c in characters & _GSM7_EXTENSION)
