@@ -27,6 +27,7 @@ from airflow_provider_octopods.api.segments import Encoding, count_segments
         ("[x]\f" + "a" * 153, 1, Encoding.GSM7, 160),  # brackets and form feed count two
         ("[x]\f" + "a" * 154, 2, Encoding.GSM7, 161),
         ("Line one\r\nline two", 1, Encoding.GSM7, 18),
+        ("\x1b", 1, Encoding.GSM7, 1),  # escape is a GSM-7 control character
     ],
 )
 def test_segments(body: str, segments: int, encoding: Encoding, units: int) -> None:
@@ -56,3 +57,23 @@ def test_segments_agree_with_counting_character_by_character(alphabet: str) -> N
         segments = 1 if units <= single else -(-units // per_part)
         info = count_segments(body)
         assert (info.segments, info.encoding, info.units) == (segments, encoding, units), body
+
+
+def _counted_one_by_one(body: str) -> tuple[int, Encoding, int]:
+    from airflow_provider_octopods.api.segments import is_gsm7
+
+    if all(is_gsm7(c) for c in body):
+        units = sum(2 if c in "^{}\\[~]|€\f" else 1 for c in body)
+        return (1 if units <= 160 else -(-units // 153)), Encoding.GSM7, units
+    units = len(body.encode("utf-16-le")) // 2
+    return (1 if units <= 70 else -(-units // 67)), Encoding.UCS2, units
+
+
+@pytest.mark.parametrize("code", range(128))
+def test_each_ascii_character_counts_as_counting_it_alone_says(code: int) -> None:
+    """Every ASCII character, alone, at the one-segment edge and repeated: the scans that count an
+    ASCII text agree with the character-by-character count."""
+    char = chr(code)
+    for body in (char, "a" * 159 + char, "a" * 160 + char, char * 81):
+        info = count_segments(body)
+        assert (info.segments, info.encoding, info.units) == _counted_one_by_one(body), repr(body)
