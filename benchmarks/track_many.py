@@ -67,12 +67,12 @@ def run_trigger(ids: list[int], poll: float, max_in_flight: int) -> dict[str, An
     class Counting(AsyncOctopodsClient):
         in_flight = peak = count = 0
 
-        async def _once(self, call: Any) -> Any:
+        async def _once(self, call: Any, booking: Any = None) -> Any:
             Counting.in_flight += 1
             Counting.count += 1
             Counting.peak = max(Counting.peak, Counting.in_flight)
             try:
-                return await super()._once(call)
+                return await super()._once(call, booking)
             finally:
                 Counting.in_flight -= 1
 

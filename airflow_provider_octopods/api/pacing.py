@@ -41,7 +41,8 @@ class RateLimiter:
     that start at their booked times start in turn. A caller that starts late tells
     :meth:`started_late`, which counts its start as made in the one-second window (or refuses it):
     the one-second guarantee then holds for the starts as made, though a late start may come
-    right next to an on-time one.
+    right next to an on-time one. A caller that knows when its request was written tells
+    :meth:`sent_at`, and the guarantee holds for the requests as written.
 
     :param per_second: the allowed request rate, e.g. ``10`` or ``0.5`` (one every two seconds).
     :param burst: how many requests may start at once after an idle period; default
@@ -157,11 +158,22 @@ class RateLimiter:
         later is then at least a second after it), so late starts never bunch up with on-time ones.
         Later than that, False: the caller books another slot.
         """
+        return self._count_at(booking, self._clock())
+
+    def sent_at(self, booking: Booking, when: float) -> None:
+        """Count ``booking``'s request as made at ``when`` (on the limiter's clock): when it left
+        this machine, which may be a few milliseconds after it was let start (the event loop or
+        another thread was busy). Later bookings then keep the one-second window as the requests
+        were written, not only as they were let start. Told after ``max_per_window`` more were
+        booked, it changes nothing: those bookings are made already."""
+        self._count_at(booking, when)
+
+    def _count_at(self, booking: Booking, when: float) -> bool:
         with self._lock:
             index = booking.number - (self._booked - len(self._recent))
             if index < 0:
                 return False
-            self._recent[index] = max(self._recent[index], self._clock())
+            self._recent[index] = max(self._recent[index], when)
             return True
 
     def now(self) -> float:

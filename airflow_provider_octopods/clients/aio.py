@@ -18,6 +18,9 @@ the client, used through aiohttp's public API only:
   and body included).
 * An answer is read up to :data:`MAX_ANSWER_BYTES` after decompression (aiohttp decompresses as
   the body is read, in bounded pieces), then reading stops and the connection is closed.
+* A paced call waits for its slot from the client's rate limiter, and the limiter is told when the
+  request is written (an aiohttp ``TraceConfig``, only on a paced client's session): its
+  one-second window then holds for the requests as they left, not only as they were let start.
 * Redirects are answers, never followed. Certificates are always checked: against the
   connection's ``ca_bundle``, else ``SSL_CERT_FILE``/``SSL_CERT_DIR``, else certifi's roots.
 * The proxy comes from ``HTTP(S)_PROXY``/``ALL_PROXY``/``NO_PROXY``, read here and passed as
@@ -32,6 +35,7 @@ import asyncio
 import os
 import ssl
 from collections.abc import Awaitable, Callable
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -39,6 +43,7 @@ from airflow_provider_octopods.api import protocol
 from airflow_provider_octopods.api.decision import Stage, transport_error
 from airflow_provider_octopods.api.errors import OctopodsError, OctopodsRateLimitError
 from airflow_provider_octopods.api.models import MessageId, MessageStatus, SendRequest, SendResult
+from airflow_provider_octopods.api.pacing import Booking, RateLimiter
 from airflow_provider_octopods.api.protocol import MAX_ANSWER_BYTES
 from airflow_provider_octopods.api.retry import RetryingCall, RetryPolicy, Wait, try_events
 from airflow_provider_octopods.api.settings import ClientSettings
@@ -47,8 +52,6 @@ from airflow_provider_octopods.clients.sync import log_retry
 
 if TYPE_CHECKING:
     import aiohttp
-
-    from airflow_provider_octopods.api.pacing import RateLimiter
 
 __all__ = ["MAX_ANSWER_BYTES", "AsyncOctopodsClient"]
 
@@ -123,12 +126,11 @@ class AsyncOctopodsClient:
         """Make ``call`` under the retry policy (and the rate limiter, if any)."""
         retrying = RetryingCall(self.retry_policy, call)
         while True:
-            if self.rate_limiter is not None:
-                await self._paced(self.rate_limiter)
+            booking = await self._paced(self.rate_limiter) if self.rate_limiter is not None else None
             if self.stop is not None and self.stop():
                 raise transport_error(call.operation, Stage.NOT_SENT, "stopped before this request was sent")
             try:
-                response, failure = await self._once(call), None
+                response, failure = await self._once(call, booking), None
             except OctopodsError as err:
                 response, failure = None, err
             if self.observer is not None:
@@ -142,17 +144,18 @@ class AsyncOctopodsClient:
             log_retry(call.what, retrying.attempt, self.retry_policy.max_attempts, outcome.error, outcome.delay)
             await self._sleep(outcome.delay)
 
-    async def _paced(self, limiter: RateLimiter) -> None:
+    async def _paced(self, limiter: RateLimiter) -> Booking:
         """Wait for a start slot. Woken up late (the event loop was busy), the request starts if
         the limiter can still count it as made (see ``RateLimiter.started_late``), else another
-        slot is booked: late starts must not bunch up with on-time ones as the server counts them."""
+        slot is booked: late starts must not bunch up with on-time ones as the server counts them.
+        When the request is written, the session's trace tells the limiter (``RateLimiter.sent_at``)."""
         while True:
             booking = limiter.book()
             pause = booking.start - limiter.now()
             if pause > 0:
                 await self._sleep(pause)
             if limiter.may_start(booking):
-                return
+                return booking
 
     def _session(self) -> aiohttp.ClientSession:
         """The session, opened on first use (aiohttp needs the running event loop)."""
@@ -172,11 +175,12 @@ class AsyncOctopodsClient:
                 ),
                 cookie_jar=aiohttp.DummyCookieJar(),  # the API sets no cookies; none are kept or sent
                 trust_env=False,  # the proxy is passed per request; .netrc is never read
+                trace_configs=None if self.rate_limiter is None else [_write_times(self.rate_limiter)],
             )
         return self._http
 
-    async def _once(self, call: protocol.ApiCall[Any]) -> protocol.RawResponse:
-        """One try of ``call``: one request, written at most once."""
+    async def _once(self, call: protocol.ApiCall[Any], booking: Booking | None = None) -> protocol.RawResponse:
+        """One try of ``call``: one request, written at most once (in ``booking``'s slot, if paced)."""
         import aiohttp
 
         session = self._session()
@@ -191,6 +195,7 @@ class AsyncOctopodsClient:
                     proxy=self._proxy,
                     # aiohttp re-sends only idempotent methods: a send (POST) needs no guard.
                     middlewares=None if call.method == "POST" else (_OneAttempt(),),
+                    trace_request_ctx=booking,
                 ) as response:
                     body, complete = await _read_capped(response.content)
                     if not complete:
@@ -256,6 +261,22 @@ async def _read_capped(content: aiohttp.StreamReader) -> tuple[bytes, bool]:
         if not read.add(chunk):
             return read.body, False
     return read.body, True
+
+
+def _write_times(limiter: RateLimiter) -> aiohttp.TraceConfig:
+    """Tells ``limiter`` when each paced request is written: its head is handed to the
+    connection, then its body with the head still buffered, when there is one (the later counts)."""
+    import aiohttp
+
+    async def written(_session: aiohttp.ClientSession, context: SimpleNamespace, _params: object) -> None:
+        booking = context.trace_request_ctx
+        if isinstance(booking, Booking):
+            limiter.sent_at(booking, limiter.now())
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_headers_sent.append(written)
+    trace.on_request_chunk_sent.append(written)
+    return trace
 
 
 def _while_connecting(exc: BaseException) -> bool:

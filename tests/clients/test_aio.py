@@ -25,7 +25,7 @@ from aiohttp.client_reqrep import ConnectionKey
 
 from airflow_provider_octopods.api import build_send_request, errors
 from airflow_provider_octopods.api.decision import Operation, decide
-from airflow_provider_octopods.api.pacing import RateLimiter
+from airflow_provider_octopods.api.pacing import Booking, RateLimiter
 from airflow_provider_octopods.api.retry import RetryPolicy
 from airflow_provider_octopods.api.settings import ClientSettings
 from airflow_provider_octopods.api.transport import failure_from_exception
@@ -651,6 +651,54 @@ def test_a_slot_woken_up_after_later_bookings_relied_on_it_is_given_up_and_anoth
     assert len(seen) == 1
     assert sleeps == pytest.approx([0.5, 1.3])  # a new slot, at 2.0, is booked
     assert clock.now == pytest.approx(2.0)
+
+
+class TickingClock(Clock):
+    """A clock that moves on 1 ms each time it is read, as time passes while a request is made."""
+
+    def __call__(self) -> float:
+        self.now += 0.001
+        return self.now
+
+
+class WriteRecordingLimiter(RateLimiter):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.written: list[tuple[int, float]] = []
+
+    def sent_at(self, booking: Booking, when: float) -> None:
+        self.written.append((booking.number, when))
+        super().sent_at(booking, when)
+
+
+@pytest.mark.parametrize("method", ["send", "status"])
+def test_the_limiter_is_told_when_each_paced_request_is_written(method: str) -> None:
+    """The write, after the slot's start, bounds the window: the next booking that relies on it
+    comes a second after the write, not a second after the slot."""
+    clock = TickingClock()
+    limiter = WriteRecordingLimiter(1, burst=1, clock=clock)  # one request in any second
+    call: Call = (lambda c: c.send(REQUEST)) if method == "send" else (lambda c: c.get_status(42))
+    _, seen, _ = run(call, SENT if method == "send" else DELIVERED, limiter=limiter, clock=clock)
+    assert len(seen) == 1
+    numbers = {number for number, _ in limiter.written}
+    assert numbers == {0}  # the one booking, told once for a GET; for a POST, head then body
+    last_write = max(when for _, when in limiter.written)
+    assert last_write > 0.001  # after the slot's start, read from the clock before it
+    assert limiter.book().start == pytest.approx(last_write + 1.0)
+
+
+def test_unpaced_requests_carry_no_write_trace() -> None:
+    async def main() -> Any:
+        async with ScriptedApi(DELIVERED) as api:
+            client = AsyncOctopodsClient(ClientSettings(base_url=api.url, api_key=KEY))
+            try:
+                await client.get_status(42)
+                assert client._http is not None
+                return client._http.trace_configs
+            finally:
+                await client.aclose()
+
+    assert asyncio.run(main()) == []
 
 
 # Inside Airflow, the hook makes the client from its connection

@@ -137,13 +137,13 @@ class CountingClient(AsyncOctopodsClient):
         self.peak = 0
         self.starts: list[float] = []
 
-    async def _once(self, call: Any) -> Any:
+    async def _once(self, call: Any, booking: Any = None) -> Any:
         self.in_flight += 1
         self.peak = max(self.peak, self.in_flight)
         self.starts.append(time.monotonic())
         try:
             await asyncio.sleep(self.latency)
-            return await super()._once(call)
+            return await super()._once(call, booking)
         finally:
             self.in_flight -= 1
 
