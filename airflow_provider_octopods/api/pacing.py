@@ -42,7 +42,9 @@ class RateLimiter:
     :meth:`started_late`, which counts its start as made in the one-second window (or refuses it):
     the one-second guarantee then holds for the starts as made, though a late start may come
     right next to an on-time one. A caller that knows when its request was written tells
-    :meth:`sent_at`, and the guarantee holds for the requests as written.
+    :meth:`count_written`; the guarantee then holds for the requests as written, as long as each
+    write is told before ``max_per_window`` more slots are booked (fewer callers waiting at once
+    than that), since a later booking relies on the times it knew when it was made.
 
     :param per_second: the allowed request rate, e.g. ``10`` or ``0.5`` (one every two seconds).
     :param burst: how many requests may start at once after an idle period; default
@@ -160,18 +162,18 @@ class RateLimiter:
         """
         return self._count_at(booking, self._clock())
 
-    def sent_at(self, booking: Booking, when: float) -> None:
-        """Count ``booking``'s request as made at ``when`` (on the limiter's clock): when it left
-        this machine, which may be a few milliseconds after it was let start (the event loop or
-        another thread was busy). Later bookings then keep the one-second window as the requests
-        were written, not only as they were let start. Told after ``max_per_window`` more were
-        booked, it changes nothing: those bookings are made already."""
+    def count_written(self, booking: Booking, when: float) -> None:
+        """Count ``booking``'s request as made at ``when`` (on the limiter's clock): when it was
+        written, which may be a few milliseconds after it was let start (the event loop or another
+        thread was busy). Later bookings then keep the one-second window as the requests were
+        written, not only as they were let start. Told after ``max_per_window`` more were booked,
+        or of a slot this limiter did not book, it changes nothing."""
         self._count_at(booking, when)
 
     def _count_at(self, booking: Booking, when: float) -> bool:
         with self._lock:
             index = booking.number - (self._booked - len(self._recent))
-            if index < 0:
+            if not 0 <= index < len(self._recent):
                 return False
             self._recent[index] = max(self._recent[index], when)
             return True

@@ -148,7 +148,7 @@ class AsyncOctopodsClient:
         """Wait for a start slot. Woken up late (the event loop was busy), the request starts if
         the limiter can still count it as made (see ``RateLimiter.started_late``), else another
         slot is booked: late starts must not bunch up with on-time ones as the server counts them.
-        When the request is written, the session's trace tells the limiter (``RateLimiter.sent_at``)."""
+        When the request is written, the session's trace tells the limiter (``RateLimiter.count_written``)."""
         while True:
             booking = limiter.book()
             pause = booking.start - limiter.now()
@@ -271,7 +271,7 @@ def _write_times(limiter: RateLimiter) -> aiohttp.TraceConfig:
     async def written(_session: aiohttp.ClientSession, context: SimpleNamespace, _params: object) -> None:
         booking = context.trace_request_ctx
         if isinstance(booking, Booking):
-            limiter.sent_at(booking, limiter.now())
+            limiter.count_written(booking, limiter.now())
 
     trace = aiohttp.TraceConfig()
     trace.on_request_headers_sent.append(written)

@@ -156,7 +156,7 @@ def paced_writes(*, tell: bool, seed: int = 11) -> tuple[list[float], list[float
     """The API pacer at 100 a second as the batch uses it: 64 callers book ahead and start on
     time; each request is written 0 to 2 ms after its start, and one in a hundred 5 to 20 ms
     after (the event loop or another thread held on). With ``tell``, each write is told to the limiter
-    (``sent_at``) when it happens. Returns the starts and the writes."""
+    (``count_written``) when it happens. Returns the starts and the writes."""
     clock, rng = FakeClock(), random.Random(seed)
     limiter = api_pacer(100, clock=clock)
     events: list[tuple[float, int, str, Booking | None]] = [(clock(), caller, "book", None) for caller in range(64)]
@@ -179,7 +179,7 @@ def paced_writes(*, tell: bool, seed: int = 11) -> tuple[list[float], list[float
             assert booking is not None
             writes.append(clock())
             if tell:
-                limiter.sent_at(booking, clock())
+                limiter.count_written(booking, clock())
             events.append((clock() + 0.1, caller, "book", None))  # the answer, 100 ms later
     return starts, writes
 
@@ -194,25 +194,42 @@ def test_requests_written_late_keep_every_window_of_writes_within_the_limit() ->
 
 
 def test_untold_writes_are_what_the_window_of_starts_cannot_keep() -> None:
-    """The same run without ``sent_at``: the starts keep the window, the writes do not (so the
+    """The same run without ``count_written``: the starts keep the window, the writes do not (so the
     test above does show what telling the writes does)."""
     starts, writes = paced_writes(tell=False)
     assert most_in_window(starts, 1.0) <= 99
     assert most_in_window(writes, 1.0) > 100
 
 
-def test_a_write_told_after_the_window_moved_on_changes_nothing() -> None:
+def test_a_write_told_while_in_the_window_moves_the_slot_that_relies_on_it() -> None:
     clock = FakeClock()
     limiter = RateLimiter(2, burst=1, clock=clock)  # 2 in any second, one every 0.5 s
+    first, second = limiter.book(), limiter.book()
+    limiter.count_written(second, second.start + 0.2)  # written at 0.7 instead of 0.5
+    # The next slot keeps the pace (1.0); the one after it is a second after the write (1.7, not 1.5).
+    assert [limiter.book().start - first.start for _ in range(2)] == pytest.approx([1.0, 1.7])
+
+
+def test_a_write_told_after_the_window_moved_on_or_of_another_limiter_changes_nothing() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(2, burst=1, clock=clock)
     first = limiter.book()
-    later = [limiter.book() for _ in range(2)]  # at 0.5 and 1.0: the one at 1.0 relied on the first
-    limiter.sent_at(first, clock() + 0.3)
-    assert [booking.start - first.start for booking in later] == pytest.approx([0.5, 1.0])
-    assert limiter.book().start - first.start == pytest.approx(1.5)
-    second = later[0]
-    limiter.sent_at(second, second.start + 0.2)  # still in the window: the next-but-one moves
-    assert limiter.book().start - first.start == pytest.approx(2.0)
-    assert limiter.book().start - first.start == pytest.approx(2.5)
+    limiter.book(), limiter.book()  # at 0.5 and 1.0: the one at 1.0 was booked relying on the first
+    limiter.count_written(first, first.start + 1.2)
+    limiter.count_written(Booking(10**6, 0.0), clock() + 5.0)  # a slot this limiter never booked
+    assert [limiter.book().start - first.start for _ in range(2)] == pytest.approx([1.5, 2.0])
+
+
+def test_a_write_is_told_to_the_right_slot_after_a_429_narrowed_the_window() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(8, burst=1, clock=clock, adaptive=True)
+    booked = [limiter.book() for _ in range(8)]
+    limiter.slow_down(0.001)  # a 429: 6 a second from now on, so 6 in any second
+    assert limiter.max_per_window == 6
+    last = booked[-1]
+    limiter.count_written(last, last.start + 0.3)
+    later = [limiter.book() for _ in range(limiter.max_per_window)]
+    assert later[-1].start == pytest.approx(last.start + 1.3)  # untold: 0.1 s earlier, at the pace
 
 
 def test_more_callers_waiting_than_the_window_holds_all_start_when_their_timers_fire_a_little_late() -> None:
