@@ -250,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     with SandboxServer(config, host=args.host, port=args.port) as server:
         keys = "any non-empty key" if config.api_keys is None else f"{len(config.api_keys)} configured key(s)"
+        gc.collect()  # what starting made, frozen before the first request (see keep_stored_objects_frozen)
+        gc.freeze()
         print(
             f"Octopods sandbox listening on {server.url} (variant {config.variant.value}, accepts {keys})", flush=True
         )
@@ -259,18 +261,23 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def keep_stored_objects_frozen(stop: threading.Event, every: float = FREEZE_SECONDS) -> None:
-    """Until ``stop`` is set, collect and then freeze (``gc.freeze()``) the objects alive every few
-    seconds, so that the messages and requests the sandbox keeps are out of the collector's reach.
+    """At once, then every few seconds until ``stop`` is set, collect and then freeze
+    (``gc.freeze()``) the objects alive, so that what the sandbox keeps is out of the collector's
+    reach: what it made while starting (modules, the web application) and the messages and
+    requests it stores.
 
-    Otherwise, with thousands of them stored, a full collection stalls the server,
-    after which it handles the requests queued meanwhile at once, and its peak-rate meter counts
-    as bunched requests that arrived evenly paced. A collection now only walks the objects of the
-    last few seconds. Only the standalone server does this; a sandbox embedded in a test process
-    leaves that process's collector alone.
+    Otherwise a full collection walks them all and stalls the server, after which it handles the
+    requests queued meanwhile at once, and its peak-rate meter counts as bunched requests that
+    arrived evenly paced. A collection now only walks the objects of the last few seconds; the
+    first, over everything made while starting, comes before the first request rather than a few
+    seconds into a client's run. Only the standalone server does this; a sandbox embedded in a test
+    process leaves that process's collector alone.
     """
-    while not stop.wait(every):
+    while True:
         gc.collect()
         gc.freeze()
+        if stop.wait(every):
+            return
 
 
 def _prepared(args: argparse.Namespace, *, log_format: str, log_stream: TextIO) -> SandboxConfig | None:

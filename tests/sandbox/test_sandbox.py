@@ -228,6 +228,32 @@ def test_cli_serves_and_logs_masked_without_keys() -> None:
     assert "accepted 1 message(s)" in output
 
 
+def test_the_standalone_server_freezes_what_it_holds_at_once_not_only_after_a_while() -> None:
+    """The first freeze, over everything made while starting, comes before any request: a full
+    collection of it a few seconds into a client's run stalled the server and its meter."""
+    import gc
+    import threading
+
+    from airflow_provider_octopods.sandbox.cli import keep_stored_objects_frozen
+
+    stop = threading.Event()
+    before = gc.get_freeze_count()
+    worker = threading.Thread(target=keep_stored_objects_frozen, args=(stop, 3600.0))  # next one in an hour
+    worker.start()
+    try:
+        deadline = time.monotonic() + 5
+        while gc.get_freeze_count() <= before and time.monotonic() < deadline:
+            time.sleep(0.01)
+        frozen_at_once = gc.get_freeze_count() > before
+    finally:
+        stop.set()
+        worker.join(5)
+        if before == 0:
+            gc.unfreeze()
+    assert frozen_at_once
+    assert not worker.is_alive()  # stopped during its wait, not after the hour
+
+
 def test_the_standalone_server_keeps_what_it_stores_out_of_full_collections() -> None:
     """Stored messages are frozen every few seconds: a full collection over thousands of them
     would stall the server and make its peak-rate meter see evenly paced requests as bunched."""
