@@ -51,8 +51,9 @@ def _calling_codes() -> frozenset[str]:
 # In free text, left to right: a UUID or an ISO date-time is kept as it is; otherwise a phone
 # number is 9 to 15 digits, maybe a leading "+", with spaces, dots, dashes or brackets between
 # them, not inside a longer word or number ("phone:+1555...", "+1555...: invalid" are numbers).
+_UUID = r"[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}"
 _KEPT_OR_PHONE = re.compile(
-    r"(?P<kept>[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}"
+    rf"(?P<kept>{_UUID}"
     r"|\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?)"
     r"|(?P<phone>(?<![\w+])\+?\(?\d(?:[ .()\-]{0,2}\d){8,14}(?!\w))"
 )
@@ -62,6 +63,7 @@ _SCANNED_CHARS = 64 * 1024
 # it has 9 digits apart by at most two dashes, as the phone pattern above needs.
 _TOKEN = re.compile(r"[0-9A-Za-z_-]+")
 _NINE_DIGITS = re.compile(r"[0-9](?:-{0,2}[0-9]){8}")
+_WHOLE_UUID = re.compile(_UUID)  # kept as it is by the pattern above, digits and all
 
 
 def mask_phones_in(text: str) -> str:
@@ -75,7 +77,9 @@ def server_text(text: str, *, limit: int = SERVER_TEXT_LIMIT) -> str:
     Whitespace runs (line breaks included) become one space, phone numbers are masked, and the
     result is cut to ``limit`` characters (the last one then an ellipsis).
     """
-    if len(text) <= limit and _TOKEN.fullmatch(text) and not _NINE_DIGITS.search(text):
+    if len(text) <= limit and (
+        _WHOLE_UUID.fullmatch(text) or (_TOKEN.fullmatch(text) and not _NINE_DIGITS.search(text))
+    ):
         return text  # an identifier: nothing to collapse, mask or cut
     head = " ".join(text[:_SCANNED_CHARS].split())
     # Masked with a margin past the cut, so that a number across the cut is masked whole first.

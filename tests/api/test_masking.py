@@ -51,6 +51,14 @@ def test_server_text_gives_identifiers_back_as_the_full_path_would() -> None:
     from airflow_provider_octopods.api import masking
 
     rng = random.Random(7)
+
+    def hex_group(n: int) -> str:  # digit-heavy: many have nine digits in a row, as a phone number has
+        return "".join(rng.choice("0123456789" if rng.random() < 0.6 else "0123456789abcdefABCDEF") for _ in range(n))
+
+    uuids = [  # request ids, and words nearly shaped as one
+        "-".join(hex_group(n) for n in groups)
+        for groups in [(8, 4, 4, 4, 12)] * 2000 + [(8, 4, 4, 12), (9, 4, 4, 4, 12), (8, 4, 4, 4, 13)] * 200
+    ]
     words = ["req-", "SM", "a", "_", "-", "--", "---", "0", "12345678", "123456789", "4829174", "+"]
     samples = [
         "c5b0e6d2-1f7e-4d8a-9d3e-6f1b2a3c4d5e",
@@ -58,6 +66,8 @@ def test_server_text_gives_identifiers_back_as_the_full_path_would() -> None:
         "1234-5678-9",
         "447700900123",
         "x447700900123",
+        *uuids,
+        *(f"{u} {u}" for u in uuids[:50]),
         *("".join(rng.choice(words) for _ in range(rng.randint(1, 6))) for _ in range(3000)),
     ]
     for text in samples:
