@@ -12,6 +12,7 @@ import re
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
@@ -250,17 +251,20 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     with SandboxServer(config, host=args.host, port=args.port) as server:
         keys = "any non-empty key" if config.api_keys is None else f"{len(config.api_keys)} configured key(s)"
-        gc.collect()  # what starting made, frozen before the first request (see keep_stored_objects_frozen)
-        gc.freeze()
-        print(
-            f"Octopods sandbox listening on {server.url} (variant {config.variant.value}, accepts {keys})", flush=True
+        keep_stored_objects_frozen(
+            stop,
+            then=lambda: print(
+                f"Octopods sandbox listening on {server.url} (variant {config.variant.value}, accepts {keys})",
+                flush=True,
+            ),
         )
-        keep_stored_objects_frozen(stop)
         print(f"Octopods sandbox stopping; it accepted {len(server.messages())} message(s)", flush=True)
     return 0
 
 
-def keep_stored_objects_frozen(stop: threading.Event, every: float = FREEZE_SECONDS) -> None:
+def keep_stored_objects_frozen(
+    stop: threading.Event, every: float = FREEZE_SECONDS, *, then: Callable[[], None] | None = None
+) -> None:
     """At once, then every few seconds until ``stop`` is set, collect and then freeze
     (``gc.freeze()``) the objects alive, so that what the sandbox keeps is out of the collector's
     reach: what it made while starting (modules, the web application) and the messages and
@@ -272,10 +276,16 @@ def keep_stored_objects_frozen(stop: threading.Event, every: float = FREEZE_SECO
     first, over everything made while starting, comes before the first request rather than a few
     seconds into a client's run. Only the standalone server does this; a sandbox embedded in a test
     process leaves that process's collector alone.
+
+    :param then: called once, right after the first freeze: the standalone server prints its URL
+        there, so that no client knows where to send before that freeze.
     """
     while True:
         gc.collect()
         gc.freeze()
+        if then is not None:
+            then()
+            then = None
         if stop.wait(every):
             return
 

@@ -230,7 +230,8 @@ def test_cli_serves_and_logs_masked_without_keys() -> None:
 
 def test_the_standalone_server_freezes_what_it_holds_at_once_not_only_after_a_while() -> None:
     """The first freeze, over everything made while starting, comes before any request: a full
-    collection of it a few seconds into a client's run stalled the server and its meter."""
+    collection of it a few seconds into a client's run stalled the server and its meter. The
+    server says where it listens (``then``) only after that freeze, and once."""
     import gc
     import threading
 
@@ -238,20 +239,49 @@ def test_the_standalone_server_freezes_what_it_holds_at_once_not_only_after_a_wh
 
     stop = threading.Event()
     before = gc.get_freeze_count()
-    worker = threading.Thread(target=keep_stored_objects_frozen, args=(stop, 3600.0))  # next one in an hour
+    frozen_when_told: list[int] = []
+    worker = threading.Thread(
+        target=keep_stored_objects_frozen,
+        args=(stop, 3600.0),  # the next one in an hour
+        kwargs={"then": lambda: frozen_when_told.append(gc.get_freeze_count())},
+    )
     worker.start()
     try:
         deadline = time.monotonic() + 5
-        while gc.get_freeze_count() <= before and time.monotonic() < deadline:
+        while not frozen_when_told and time.monotonic() < deadline:
             time.sleep(0.01)
-        frozen_at_once = gc.get_freeze_count() > before
     finally:
         stop.set()
         worker.join(5)
         if before == 0:
             gc.unfreeze()
-    assert frozen_at_once
+    assert len(frozen_when_told) == 1
+    assert frozen_when_told[0] > before
     assert not worker.is_alive()  # stopped during its wait, not after the hour
+
+
+def test_the_standalone_server_says_where_it_listens_once_frozen_and_tells_it_only_once() -> None:
+    """With a short interval, ``then`` still runs once, after the first of several freezes."""
+    import gc
+    import threading
+
+    from airflow_provider_octopods.sandbox.cli import keep_stored_objects_frozen
+
+    stop = threading.Event()
+    before = gc.get_freeze_count()
+    told: list[int] = []
+    worker = threading.Thread(
+        target=keep_stored_objects_frozen, args=(stop, 0.01), kwargs={"then": lambda: told.append(1)}
+    )
+    worker.start()
+    try:
+        time.sleep(0.2)  # some twenty rounds
+    finally:
+        stop.set()
+        worker.join(5)
+        if before == 0:
+            gc.unfreeze()
+    assert told == [1]
 
 
 def test_the_standalone_server_keeps_what_it_stores_out_of_full_collections() -> None:
