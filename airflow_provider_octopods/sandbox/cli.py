@@ -278,7 +278,7 @@ def keep_stored_objects_frozen(
     process leaves that process's collector alone.
 
     :param then: called once, right after the first freeze: the standalone server prints its URL
-        there, so that no client knows where to send before that freeze.
+        there, so that a client waiting for that line sends nothing before that freeze.
     """
     while True:
         gc.collect()

@@ -68,8 +68,32 @@ def test_server_text_gives_identifiers_back_as_the_full_path_would() -> None:
         "x447700900123",
         *uuids,
         *(f"{u} {u}" for u in uuids[:50]),
+        *(f"{u}{around}" for u in uuids[:50] for around in ("\n", "\t", " +447700900123", "447700900123")),
+        *(f"{around}{u}" for u in uuids[:50] for around in (" ", "+1 ", "x")),
+        *(u[:8] + u[9:20] + "-" + u[20:] for u in uuids[:200]),  # 36 characters, a dash moved
         *("".join(rng.choice(words) for _ in range(rng.randint(1, 6))) for _ in range(3000)),
     ]
     for text in samples:
         slow = masking.mask_phones_in(" ".join(text.split()))
         assert masking.server_text(text, limit=200) == slow, text
+    for u in uuids[:100]:  # a limit under an identifier's length still cuts it
+        for limit in (20, 35):
+            shown = masking.server_text(u, limit=limit)
+            assert shown.endswith("…"), (u, shown)
+            assert len(shown) <= limit, (u, shown)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "c5b0e6d2-1f7e-4d8a-9d3e-6f1b2a3c4d5e +447700900123",  # a UUID, then a number
+        "c5b0e6d2-1f7e-4d8a-9d3e-6f1b2a3c4d5e\n447700900123",
+        "abcdef-447700900123-abcdef-ab-abcdef",  # as long as a UUID, another shape
+        "abcdefgh-ijkl-mnop-qrst-447700900123",  # a UUID's shape, letters past f
+    ],
+)
+def test_server_text_masks_a_number_in_or_after_what_only_looks_like_a_request_id(text: str) -> None:
+    from airflow_provider_octopods.api.masking import server_text
+
+    assert "447700900123" not in server_text(text, limit=200)
+    assert "447700900123" not in server_text(text, limit=60)

@@ -226,6 +226,7 @@ def test_cli_serves_and_logs_masked_without_keys() -> None:
     assert "5551234567" not in output
     assert KEY not in first + output
     assert "accepted 1 message(s)" in output
+    assert "listening on" not in output  # said once, on the first line
 
 
 def test_the_standalone_server_freezes_what_it_holds_at_once_not_only_after_a_while() -> None:
